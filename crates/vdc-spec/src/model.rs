@@ -1,0 +1,309 @@
+//! The validated app spec: plain data that every other crate consumes.
+//!
+//! A [`AppSpec`] can only be built by [`crate::validate`] (or deserialized from
+//! a store that only ever held validated specs), so holders may rely on every
+//! invariant the validator checks: links point at existing inputs, the link
+//! graph is acyclic, replica bounds are ordered, resources fit the budget.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{Bytes, MilliCpu};
+
+// === names ===
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Builds the name after checking [`crate::is_valid_name`].
+            pub fn new(s: impl Into<String>) -> Result<Self, crate::NameError> {
+                let s = s.into();
+                crate::check_name(&s)?;
+                Ok(Self(s))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = crate::NameError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::new(s)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// The name of an app, unique within a tenant.
+    AppName
+);
+name_type!(
+    /// The name of a tenant.
+    TenantName
+);
+name_type!(
+    /// The name of a component within an app.
+    ComponentName
+);
+name_type!(
+    /// The name of a terminal (an input or an output/link) of a component.
+    TerminalName
+);
+name_type!(
+    /// The name of a volume of a component.
+    VolumeName
+);
+
+impl TenantName {
+    pub fn default_tenant() -> Self {
+        Self("default".to_owned())
+    }
+}
+
+// === the app ===
+
+/// A validated app: the desired topology.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppSpec {
+    pub name: AppName,
+    pub tenant: TenantName,
+    /// The app's budget; `None` means only the node's capacity limits it.
+    pub budget: Option<Budget>,
+    pub components: BTreeMap<ComponentName, ComponentSpec>,
+    /// The directory relative paths (commands, workdirs) resolve against:
+    /// the directory holding the spec file.
+    pub base_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    pub cpu: MilliCpu,
+    pub memory: Bytes,
+}
+
+/// Resources reserved for one instance of a component.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu: MilliCpu,
+    pub memory: Bytes,
+}
+
+impl Resources {
+    pub fn times(self, n: u32) -> Resources {
+        Resources {
+            cpu: MilliCpu(self.cpu.0.saturating_mul(u64::from(n))),
+            memory: Bytes(self.memory.0.saturating_mul(u64::from(n))),
+        }
+    }
+
+    pub fn plus(self, other: Resources) -> Resources {
+        Resources {
+            cpu: MilliCpu(self.cpu.0.saturating_add(other.cpu.0)),
+            memory: Bytes(self.memory.0.saturating_add(other.memory.0)),
+        }
+    }
+
+    /// True when `self` fits in `limit` on every dimension.
+    pub fn fits_in(self, limit: Resources) -> bool {
+        self.cpu <= limit.cpu && self.memory <= limit.memory
+    }
+}
+
+/// How a component runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Appliance {
+    /// A command on the host, isolated by the node (process group, cgroup).
+    Process,
+    /// An HTTP load balancer served by the data plane itself.
+    #[serde(rename = "builtin:http-lb")]
+    BuiltinHttpLb,
+}
+
+impl Appliance {
+    /// True when the data plane serves this appliance: no process is started.
+    pub fn is_builtin(self) -> bool {
+        matches!(self, Appliance::BuiltinHttpLb)
+    }
+}
+
+impl fmt::Display for Appliance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Appliance::Process => "process",
+            Appliance::BuiltinHttpLb => "builtin:http-lb",
+        })
+    }
+}
+
+/// One role in an app.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComponentSpec {
+    pub name: ComponentName,
+    pub appliance: Appliance,
+    /// Program and arguments; empty for built-in appliances.
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Working directory, already resolved against [`AppSpec::base_dir`].
+    pub workdir: PathBuf,
+    pub resources: Resources,
+    pub replicas: Replicas,
+    pub inputs: BTreeMap<TerminalName, InputSpec>,
+    /// Outputs: each names the input of another component it reaches.
+    pub links: BTreeMap<TerminalName, LinkTarget>,
+    pub volumes: BTreeMap<VolumeName, VolumeSpec>,
+    pub gateway: Option<GatewaySpec>,
+    /// Time between SIGTERM and SIGKILL when an instance is stopped.
+    #[serde(with = "duration_ms")]
+    pub stop_grace: Duration,
+}
+
+/// Replica count and the bounds autoscaling may move it within.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicas {
+    pub count: u32,
+    pub min: u32,
+    pub max: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Http,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Http => "http",
+        })
+    }
+}
+
+/// A terminal a component serves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub name: TerminalName,
+    pub protocol: Protocol,
+    pub health: HealthCheck,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    /// Consecutive failures before a ready instance is taken out of balancing.
+    pub failures: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Probe {
+    /// The input accepts a TCP connection.
+    Tcp,
+    /// `GET path` answers with a 2xx or 3xx status.
+    Http { path: String },
+}
+
+/// Where a link (an output) leads: `component.input`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LinkTarget {
+    pub component: ComponentName,
+    pub input: TerminalName,
+}
+
+impl fmt::Display for LinkTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.component, self.input)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    pub name: VolumeName,
+    /// Size limit, where the node's filesystem can enforce one.
+    pub size: Option<Bytes>,
+    /// Path inside the instance where the volume appears, when the node can
+    /// mount it; otherwise the path is passed in `VDC_VOLUME_<NAME>`.
+    pub mount: Option<String>,
+}
+
+/// An input bound on the node's address: the way in from outside.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySpec {
+    pub input: TerminalName,
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+// === impl AppSpec ===
+
+impl AppSpec {
+    pub fn component(&self, name: &ComponentName) -> Option<&ComponentSpec> {
+        self.components.get(name)
+    }
+
+    /// The input a link leads to. Always `Some` for a validated spec.
+    pub fn link_input(&self, target: &LinkTarget) -> Option<&InputSpec> {
+        self.components
+            .get(&target.component)?
+            .inputs
+            .get(&target.input)
+    }
+
+    /// Resources the app reserves at its current replica counts (built-in
+    /// appliances reserve nothing: the data plane serves them).
+    pub fn reserved(&self) -> Resources {
+        self.components
+            .values()
+            .filter(|c| !c.appliance.is_builtin())
+            .fold(Resources::default(), |acc, c| {
+                acc.plus(c.resources.times(c.replicas.count))
+            })
+    }
+}
+
+// === serde helpers ===
+
+pub(crate) mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}

@@ -1,1 +1,15 @@
-//! vdc-model
+//! Shared records of the pool: nodes, instances and their lifecycle, and the
+//! stored form of an app. Plain data, no I/O.
+//!
+//! **Invariant:** every type here is serializable and owned by nobody in
+//! particular; the control plane, agents, store and API all speak it.
+
+#![forbid(unsafe_code)]
+
+mod ids;
+mod instance;
+mod node;
+
+pub use ids::{InstanceId, InstanceIdError, Locator, NodeId};
+pub use instance::{InstanceState, InstanceStatus, Isolation};
+pub use node::{AppRecord, NodeInfo};

@@ -1,0 +1,131 @@
+//! Typed access to the buckets: apps, instance records and link addresses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use vdc_model::{AppRecord, InstanceStatus};
+
+use crate::{Bucket, Store, StoreError};
+
+/// What a node remembers about an instance it runs, so that after a crash it
+/// can find and clean up the process it left behind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub status: InstanceStatus,
+    pub pid: Option<u32>,
+    /// The process start time in clock ticks, to tell our process from a
+    /// later one that reused the pid.
+    pub start_ticks: Option<u64>,
+    pub cgroup_name: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct StateStore {
+    kv: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore").finish_non_exhaustive()
+    }
+}
+
+fn decode<T: DeserializeOwned>(bucket: Bucket, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        bucket: bucket.as_str(),
+        key: key.to_owned(),
+        source,
+    })
+}
+
+fn encode<T: Serialize>(bucket: Bucket, key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Decode {
+        bucket: bucket.as_str(),
+        key: key.to_owned(),
+        source,
+    })
+}
+
+impl StateStore {
+    pub fn new(kv: Arc<dyn Store>) -> Self {
+        Self { kv }
+    }
+
+    pub fn kv(&self) -> &Arc<dyn Store> {
+        &self.kv
+    }
+
+    async fn list<T: DeserializeOwned>(&self, bucket: Bucket) -> Result<Vec<T>, StoreError> {
+        self.kv
+            .list(bucket)
+            .await?
+            .iter()
+            .map(|(k, e)| decode(bucket, k, &e.value))
+            .collect()
+    }
+
+    // === apps ===
+
+    pub async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        self.list(Bucket::Apps).await
+    }
+
+    pub async fn app(&self, name: &str) -> Result<Option<(AppRecord, u64)>, StoreError> {
+        match self.kv.get(Bucket::Apps, name).await? {
+            Some(e) => Ok(Some((decode(Bucket::Apps, name, &e.value)?, e.revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes an app record if nobody changed it since `expected` was read.
+    pub async fn put_app(
+        &self,
+        record: &AppRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let key = record.spec.name.as_str();
+        let bytes = encode(Bucket::Apps, key, record)?;
+        self.kv.cas(Bucket::Apps, key, bytes, expected).await
+    }
+
+    pub async fn delete_app(&self, name: &str) -> Result<bool, StoreError> {
+        self.kv.delete(Bucket::Apps, name).await
+    }
+
+    // === instances ===
+
+    pub async fn instances(&self) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.list(Bucket::Instances).await
+    }
+
+    pub async fn put_instance(&self, record: &InstanceRecord) -> Result<(), StoreError> {
+        let key = record.status.id.to_string();
+        let bytes = encode(Bucket::Instances, &key, record)?;
+        self.kv.put(Bucket::Instances, &key, bytes).await.map(drop)
+    }
+
+    pub async fn delete_instance(&self, id: &str) -> Result<bool, StoreError> {
+        self.kv.delete(Bucket::Instances, id).await
+    }
+
+    // === links ===
+
+    /// Every link address allocated so far, by listener key.
+    pub async fn link_addresses(&self) -> Result<Vec<(String, SocketAddr)>, StoreError> {
+        let entries = self.kv.list(Bucket::Links).await?;
+        entries
+            .iter()
+            .map(|(k, e)| Ok((k.clone(), decode(Bucket::Links, k, &e.value)?)))
+            .collect()
+    }
+
+    pub async fn put_link_address(&self, key: &str, addr: SocketAddr) -> Result<(), StoreError> {
+        let bytes = encode(Bucket::Links, key, &addr)?;
+        self.kv.put(Bucket::Links, key, bytes).await.map(drop)
+    }
+
+    pub async fn delete_link_address(&self, key: &str) -> Result<bool, StoreError> {
+        self.kv.delete(Bucket::Links, key).await
+    }
+}

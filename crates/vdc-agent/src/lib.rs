@@ -1,1 +1,332 @@
-//! vdc-agent
+//! The node agent: runs the instances placed on this node, watches their
+//! health, restarts them when they exit, and keeps the node's data plane
+//! pointed at the instances that are ready.
+//!
+//! **Invariant:** the agent decides nothing about *which* instances should
+//! exist: it carries out start, stop and replace requests and reports what it
+//! observes. Every process it starts goes through a [`vdc_driver::Driver`],
+//! every address through the [`vdc_dataplane::DataPlane`].
+
+#![forbid(unsafe_code)]
+
+mod env;
+mod probe;
+mod supervisor;
+mod wiring;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use vdc_dataplane::{Backends, DataPlane, Endpoint};
+use vdc_driver::Driver;
+use vdc_model::{InstanceId, InstanceState, InstanceStatus, Isolation, NodeInfo};
+use vdc_spec::{AppName, ComponentName, ComponentSpec, Protocol, TenantName, TerminalName};
+use vdc_store::InstanceRecord;
+
+pub use wiring::{ListenerBinding, WiringError};
+
+/// How an agent is set up.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub node: NodeInfo,
+    /// Where instance logs and volumes live.
+    pub data_dir: PathBuf,
+    /// Prefix of every cgroup this agent creates, unique per data directory
+    /// so two agents on one machine never touch each other's instances.
+    pub cgroup_prefix: String,
+}
+
+/// A request to run one instance.
+#[derive(Clone, Debug)]
+pub struct StartInstance {
+    pub id: InstanceId,
+    pub tenant: TenantName,
+    pub revision: u64,
+    pub component: ComponentSpec,
+    /// The stable address of each of the component's links, and the
+    /// protocol of the input it leads to.
+    pub links: BTreeMap<TerminalName, (SocketAddr, Protocol)>,
+}
+
+/// The node agent. Cheap to clone.
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("node", &self.inner.config.node.id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: AgentConfig,
+    driver: Arc<dyn Driver>,
+    dataplane: DataPlane,
+    isolation: Isolation,
+    instances: Mutex<BTreeMap<InstanceId, Slot>>,
+    /// One balancing set per target input, shared by every listener leading
+    /// there.
+    targets: Mutex<BTreeMap<TargetKey, Backends>>,
+    listeners: Mutex<BTreeMap<String, ListenerBinding>>,
+    changes: broadcast::Sender<InstanceStatus>,
+}
+
+type TargetKey = (AppName, ComponentName, TerminalName);
+
+/// An instance the agent runs.
+struct Slot {
+    record: InstanceRecord,
+    stop: CancellationToken,
+}
+
+// === impl Agent ===
+
+impl Agent {
+    pub fn new(config: AgentConfig, driver: Arc<dyn Driver>, dataplane: DataPlane) -> Self {
+        let isolation = if driver.isolation().cgroups.is_some() {
+            Isolation::Cgroup
+        } else {
+            Isolation::ProcessGroup
+        };
+        let (changes, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                driver,
+                dataplane,
+                isolation,
+                instances: Mutex::new(BTreeMap::new()),
+                targets: Mutex::new(BTreeMap::new()),
+                listeners: Mutex::new(BTreeMap::new()),
+                changes,
+            }),
+        }
+    }
+
+    pub fn node(&self) -> &NodeInfo {
+        &self.inner.config.node
+    }
+
+    pub fn dataplane(&self) -> &DataPlane {
+        &self.inner.dataplane
+    }
+
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.inner.driver
+    }
+
+    /// Every status change of every instance, as it happens.
+    pub fn subscribe(&self) -> broadcast::Receiver<InstanceStatus> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The instances this agent runs now.
+    pub fn instances(&self) -> Vec<InstanceStatus> {
+        lock(&self.inner.instances)
+            .values()
+            .map(|s| s.record.status.clone())
+            .collect()
+    }
+
+    /// What must be remembered to clean up after a crash.
+    pub fn records(&self) -> Vec<InstanceRecord> {
+        lock(&self.inner.instances)
+            .values()
+            .map(|s| s.record.clone())
+            .collect()
+    }
+
+    /// The log file of an instance.
+    pub fn log_path(&self, id: &InstanceId) -> PathBuf {
+        self.inner.log_path(id)
+    }
+
+    /// Starts an instance; it is supervised until [`Agent::stop`]. Starting
+    /// an instance the agent already runs does nothing.
+    pub fn start(&self, request: StartInstance) {
+        let mut instances = lock(&self.inner.instances);
+        if instances.contains_key(&request.id) {
+            return;
+        }
+        let status = InstanceStatus {
+            id: request.id.clone(),
+            node: self.inner.config.node.id.clone(),
+            state: InstanceState::Pending,
+            revision: request.revision,
+            pid: None,
+            locators: BTreeMap::new(),
+            restarts: 0,
+            started_at_ms: None,
+            since_ms: now_ms(),
+            isolation: self.inner.isolation,
+            last_exit: None,
+            message: None,
+        };
+        let stop = CancellationToken::new();
+        instances.insert(
+            request.id.clone(),
+            Slot {
+                record: InstanceRecord {
+                    status: status.clone(),
+                    pid: None,
+                    start_ticks: None,
+                    cgroup_name: None,
+                },
+                stop: stop.clone(),
+            },
+        );
+        drop(instances);
+        let _ = self.inner.changes.send(status);
+        tokio::spawn(supervisor::supervise(self.inner.clone(), request, stop));
+    }
+
+    /// Asks an instance to stop: it leaves the balancing set at once, gets
+    /// SIGTERM and its grace period, and is forgotten once gone.
+    pub fn stop(&self, id: &InstanceId) {
+        if let Some(slot) = lock(&self.inner.instances).get(id) {
+            slot.stop.cancel();
+        }
+    }
+
+    /// Stops every instance and closes every listener, waiting for both.
+    pub async fn shutdown(&self, grace: Duration) {
+        let ids: Vec<InstanceId> = lock(&self.inner.instances).keys().cloned().collect();
+        for id in &ids {
+            self.stop(id);
+        }
+        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
+        while !lock(&self.inner.instances).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.inner.dataplane.shutdown(Duration::from_millis(500)).await;
+        lock(&self.inner.listeners).clear();
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    fn log_path(&self, id: &InstanceId) -> PathBuf {
+        self.config
+            .data_dir
+            .join("logs")
+            .join(id.app.as_str())
+            .join(format!("{}-{}.log", id.component, id.index))
+    }
+
+    fn volume_path(&self, id: &InstanceId, volume: &str) -> PathBuf {
+        self.config
+            .data_dir
+            .join("volumes")
+            .join(id.app.as_str())
+            .join(format!("{}-{}", id.component, id.index))
+            .join(volume)
+    }
+
+    fn cgroup_name(&self, id: &InstanceId) -> String {
+        format!("{}/{}", self.config.cgroup_prefix, id.slug())
+    }
+
+    /// Applies `f` to an instance's record, publishes the new status, and
+    /// re-points the data plane if readiness changed.
+    fn update(&self, id: &InstanceId, f: impl FnOnce(&mut InstanceRecord)) {
+        let (status, serving_changed) = {
+            let mut instances = lock(&self.instances);
+            let Some(slot) = instances.get_mut(id) else { return };
+            let before = slot.record.status.state.serves_traffic();
+            let before_locators = slot.record.status.locators.clone();
+            let state_before = slot.record.status.state;
+            f(&mut slot.record);
+            let status = &mut slot.record.status;
+            if status.state != state_before {
+                status.since_ms = now_ms();
+            }
+            let changed = before != status.state.serves_traffic()
+                || (status.state.serves_traffic() && before_locators != status.locators);
+            (status.clone(), changed)
+        };
+        if serving_changed {
+            self.refresh_backends(&status.id.app, &status.id.component);
+        }
+        let _ = self.changes.send(status);
+    }
+
+    /// Forgets a stopped instance.
+    fn remove(&self, id: &InstanceId) {
+        let removed = lock(&self.instances).remove(id);
+        if let Some(slot) = removed {
+            self.refresh_backends(&id.app, &id.component);
+            let mut status = slot.record.status;
+            status.state = InstanceState::Stopped;
+            status.since_ms = now_ms();
+            let _ = self.changes.send(status);
+        }
+    }
+
+    /// Recomputes the balancing sets of every input of `component` from the
+    /// instances that serve traffic now.
+    fn refresh_backends(&self, app: &AppName, component: &ComponentName) {
+        let mut per_input: BTreeMap<TerminalName, Vec<Endpoint>> = BTreeMap::new();
+        for slot in lock(&self.instances).values() {
+            let status = &slot.record.status;
+            if &status.id.app != app || &status.id.component != component {
+                continue;
+            }
+            if !status.state.serves_traffic() {
+                continue;
+            }
+            for (input, locator) in &status.locators {
+                per_input.entry(input.clone()).or_default().push(Endpoint {
+                    instance: status.id.to_string(),
+                    addr: locator.0,
+                });
+            }
+        }
+        let targets = lock(&self.targets);
+        for ((t_app, t_component, input), backends) in targets.iter() {
+            if t_app == app && t_component == component {
+                backends.set(per_input.remove(input).unwrap_or_default());
+            }
+        }
+    }
+
+    /// The balancing set for an input, created on first use and filled with
+    /// the instances ready now.
+    fn backends_for(&self, key: TargetKey) -> Backends {
+        let created = {
+            let mut targets = lock(&self.targets);
+            if let Some(b) = targets.get(&key) {
+                return b.clone();
+            }
+            let b = Backends::new(format!("{}/{}.{}", key.0, key.1, key.2));
+            targets.insert(key.clone(), b.clone());
+            b
+        };
+        self.refresh_backends(&key.0, &key.1);
+        created
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked
+/// (every critical section is a plain read or a whole-value write).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

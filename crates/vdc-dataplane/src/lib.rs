@@ -1,1 +1,40 @@
-//! vdc-dataplane
+//! The node's data plane: stable local addresses for links, forwarding to the
+//! ready instances of the target.
+//!
+//! A component never learns where the instances it talks to run. Each link
+//! gets a listener on an address that stays the same while the app lives; the
+//! data plane balances every connection (TCP) or request (HTTP) that arrives
+//! there over the target's current [`Endpoint`]s, which the agent replaces
+//! live with [`Backends::set`] as instances start, stop, move or fail.
+//!
+//! Code map:
+//! - `balance`: the endpoint set of one target, power-of-two-choices on load,
+//!   passive health (ejection after failed connects);
+//! - `connect`: the [`Binder`] and [`Connector`] seams through which every
+//!   listener socket and every upstream connection is made;
+//! - `listener`: [`DataPlane`], the accept loops and graceful draining;
+//! - `tcp`, `http`: the two proxies; `pool`: reused HTTP upstream connections;
+//! - `stats`: atomic counters and the single point where an outcome is
+//!   recorded.
+//!
+//! **Architecture invariant:** nothing on the traffic path takes a lock or
+//! allocates to count; a failure the network causes never panics, it becomes
+//! an error response, a closed connection and a counter.
+
+#![forbid(unsafe_code)]
+
+mod balance;
+mod connect;
+mod error;
+mod http;
+mod listener;
+mod pool;
+mod stats;
+mod tcp;
+
+pub use balance::{Backends, Endpoint, EndpointStats};
+pub use connect::{Binder, Connector, HostBinder, TcpConnector};
+pub use error::{DataPlaneError, ErrorClass};
+pub use listener::{DataPlane, DataPlaneConfig, ListenerInfo, ProxySpec};
+pub use stats::ListenerStats;
+pub use vdc_spec::Protocol;

@@ -1,1 +1,161 @@
-//! vdc-server
+//! The control plane with its local agent: the store, the control loop that
+//! reconciles desired and actual state, and the HTTP/JSON API.
+//!
+//! **Invariant:** decisions are made by the pure crates (`vdc-reconciler`,
+//! `vdc-scheduler`, `vdc-spec`); this crate only feeds them state, carries out
+//! their plans through the agent, and serves the API.
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod control;
+mod node;
+mod status;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vdc_agent::{Agent, AgentConfig};
+use vdc_dataplane::DataPlane;
+use vdc_driver::{Driver, Leftover, ProcessDriver};
+use vdc_store::{RedbStore, StateStore};
+
+pub use control::ControlPlane;
+pub use tokio_util::sync::CancellationToken;
+
+/// How a server is set up.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where state, logs and volumes live.
+    pub data_dir: PathBuf,
+    /// Where the API listens.
+    pub api: SocketAddr,
+    /// The node's name; defaults to the host name.
+    pub node_name: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] vdc_store::StoreError),
+    #[error("cannot listen for the API on {addr}: {source}")]
+    ApiBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the API server failed: {0}")]
+    Api(#[source] std::io::Error),
+}
+
+/// A running server, before it is asked to stop.
+pub struct Server {
+    pub control: ControlPlane,
+    pub api_addr: SocketAddr,
+    api_listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("api", &self.api_addr).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens the store, cleans up after a previous crash, and binds the API.
+    /// Nothing runs until [`Server::run`].
+    pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let data_dir = config.data_dir.canonicalize().unwrap_or(config.data_dir.clone());
+        let store = StateStore::new(Arc::new(RedbStore::open(&data_dir.join("state.redb"))?));
+        let api_listener = tokio::net::TcpListener::bind(config.api)
+            .await
+            .map_err(|source| ServerError::ApiBind {
+                addr: config.api,
+                source,
+            })?;
+        let api_addr = api_listener.local_addr().map_err(ServerError::Api)?;
+
+        let driver: Arc<dyn Driver> = Arc::new(ProcessDriver::detect());
+        if let Some(warning) = &driver.isolation().warning {
+            tracing::warn!("{warning}");
+        }
+        reap_leftovers(&store, driver.as_ref()).await?;
+
+        let node = node::detect(config.node_name.clone());
+        let agent = Agent::new(
+            AgentConfig {
+                node,
+                data_dir: data_dir.clone(),
+                cgroup_prefix: node::cgroup_prefix(&data_dir),
+            },
+            driver,
+            DataPlane::new(),
+        );
+        let shutdown = CancellationToken::new();
+        let control = ControlPlane::new(store, agent, data_dir, api_addr, shutdown.clone());
+        Ok(Server {
+            control,
+            api_addr,
+            api_listener,
+            shutdown,
+        })
+    }
+
+    /// A token that stops the server when cancelled (as `POST /v1/shutdown`
+    /// does).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs the control loop and the API until the shutdown token is
+    /// cancelled, then stops every instance cleanly.
+    pub async fn run(self) -> Result<(), ServerError> {
+        let control = self.control.clone();
+        let loop_task = tokio::spawn(control.clone().run());
+        let app = api::router(control.clone());
+        let token = self.shutdown.clone();
+        let serve = axum::serve(self.api_listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await });
+        let result = serve.await.map_err(ServerError::Api);
+        self.shutdown.cancel();
+        let _ = loop_task.await;
+        control.agent().shutdown(Duration::from_secs(10)).await;
+        control.persist_all().await;
+        result
+    }
+}
+
+/// Kills what a previous run of the server left behind (it was killed before
+/// it could stop its instances), so the control loop starts from a clean
+/// node and restarts what is desired.
+async fn reap_leftovers(store: &StateStore, driver: &dyn Driver) -> Result<(), ServerError> {
+    for record in store.instances().await? {
+        if let Some(pid) = record.pid {
+            let leftover = Leftover {
+                pid,
+                start_ticks: record.start_ticks,
+                cgroup_name: record.cgroup_name.clone().unwrap_or_default(),
+            };
+            if let Err(e) = driver.reap(&leftover).await {
+                tracing::warn!(instance = %record.status.id, "cannot clean up a leftover process: {e}");
+            } else {
+                tracing::info!(instance = %record.status.id, pid, "cleaned up an instance left by a previous run");
+            }
+        }
+        store.delete_instance(&record.status.id.to_string()).await?;
+    }
+    Ok(())
+}

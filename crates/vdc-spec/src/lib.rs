@@ -3,15 +3,27 @@
 //!
 //! **Invariant:** this crate does no I/O. It takes the file's text and name
 //! and returns either a [`AppSpec`] or diagnostics that point at file, line
-//! and column.
+//! and column. Nothing in it panics on any input.
 
 #![forbid(unsafe_code)]
 
+mod diagnostic;
 pub mod model;
+mod raw;
 pub mod units;
+mod validate;
 
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::*;
-pub use units::{Bytes, MilliCpu};
+pub use units::{
+    cpu_from_cores, format_duration, memory_from_int, parse_cpu, parse_duration, parse_memory,
+    Bytes, MilliCpu, Quantity, UnitError,
+};
 
 /// A name (app, tenant, component, terminal, volume) that breaks the naming
 /// rule.
@@ -39,5 +51,39 @@ pub fn check_name(s: &str) -> Result<(), NameError> {
         Ok(())
     } else {
         Err(NameError { name: s.to_owned() })
+    }
+}
+
+// === parsing ===
+
+/// A spec that passed validation, and the warnings found on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    pub spec: AppSpec,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Parse and validate one app file. `file` is the name to print in
+/// diagnostics (as the user gave it), `base_dir` the directory holding the
+/// file (absolute); relative `workdir`s resolve against it.
+///
+/// Every error in the file is reported, not only the first, except after a
+/// TOML syntax error, past which the file has no reliable shape.
+pub fn parse(source: &str, file: &str, base_dir: &Path) -> Result<Validated, Diagnostics> {
+    let mut sink = diagnostic::Sink::default();
+    let spec = match raw::parse(source) {
+        Ok(root) => validate::validate(&mut sink, source, &root, base_dir),
+        Err(e) => {
+            sink.error(e.span, e.message);
+            None
+        }
+    };
+    let diagnostics = sink.finish(source, file);
+    match spec {
+        Some(spec) if !diagnostics.iter().any(Diagnostic::is_error) => Ok(Validated {
+            spec,
+            warnings: diagnostics,
+        }),
+        _ => Err(Diagnostics(diagnostics)),
     }
 }

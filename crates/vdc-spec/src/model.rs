@@ -114,6 +114,13 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// What a `process` component reserves per instance when its spec gives
+    /// no `resources`: a quarter of a core and 128 MiB.
+    pub const PROCESS_DEFAULT: Resources = Resources {
+        cpu: MilliCpu(250),
+        memory: Bytes(128 << 20),
+    };
+
     pub fn times(self, n: u32) -> Resources {
         Resources {
             cpu: MilliCpu(self.cpu.0.saturating_mul(u64::from(n))),
@@ -183,6 +190,17 @@ pub struct ComponentSpec {
     pub stop_grace: Duration,
 }
 
+impl ComponentSpec {
+    /// Time between SIGTERM and SIGKILL when `stop_grace` is not given.
+    pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
+
+    /// The name of the implicit input of a `builtin:http-lb` component.
+    pub const LB_INPUT: &'static str = "http";
+
+    /// The name of the one link of a `builtin:http-lb` component.
+    pub const LB_BACKEND: &'static str = "backend";
+}
+
 /// Replica count and the bounds autoscaling may move it within.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replicas {
@@ -224,6 +242,25 @@ pub struct HealthCheck {
     pub timeout: Duration,
     /// Consecutive failures before a ready instance is taken out of balancing.
     pub failures: u32,
+}
+
+impl HealthCheck {
+    /// The probe settings when an input gives none: a TCP connect every
+    /// second, a one-second timeout, three failures in a row.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const DEFAULT_FAILURES: u32 = 3;
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            probe: Probe::Tcp,
+            interval: Self::DEFAULT_INTERVAL,
+            timeout: Self::DEFAULT_TIMEOUT,
+            failures: Self::DEFAULT_FAILURES,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,261 @@
+//! The life of one instance: start it, probe it until ready, watch it, and
+//! restart it with backoff when it exits, until it is asked to stop.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::time::{sleep, Instant};
+use tokio_util::sync::CancellationToken;
+use vdc_driver::{ExitInfo, InstanceHandle, LaunchSpec, Limits};
+use vdc_model::{InstanceState, Locator};
+use vdc_spec::{HealthCheck, TerminalName};
+
+use crate::{env, now_ms, probe, Inner, StartInstance};
+
+/// The first probes come quickly so a fast instance is ready in tens of
+/// milliseconds; the gap then doubles up to this cap until the first success.
+const FIRST_PROBE: Duration = Duration::from_millis(10);
+const STARTING_PROBE_CAP: Duration = Duration::from_millis(200);
+/// A process that stayed up this long is considered healthy again: its next
+/// crash restarts it without delay.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Exponential restart delay: 100 ms doubling to 10 s, reset by a stable run.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+enum Ended {
+    Stopped,
+    Exited(ExitInfo),
+}
+
+pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: CancellationToken) {
+    let id = request.id.clone();
+    let mut backoff = Backoff::new();
+    let mut restarts = 0u32;
+    while !stop.is_cancelled() {
+        match launch(&inner, &request).await {
+            Err(message) => {
+                tracing::warn!(instance = %id, "{message}");
+                inner.update(&id, |r| {
+                    r.status.state = InstanceState::Backoff;
+                    r.status.message = Some(message);
+                });
+            }
+            Ok((mut handle, locators)) => {
+                let started = Instant::now();
+                let pid = handle.pid();
+                inner.update(&id, |r| {
+                    r.status.state = InstanceState::Starting;
+                    r.status.pid = Some(pid);
+                    r.status.locators = locators.clone();
+                    r.status.started_at_ms = Some(now_ms());
+                    r.status.message = None;
+                    r.pid = Some(pid);
+                    r.start_ticks = handle.start_ticks();
+                    r.cgroup_name = (!handle.cgroup_paths().is_empty()).then(|| inner.cgroup_name(&id));
+                });
+                match watch(&inner, &request, handle.as_mut(), &locators, &stop).await {
+                    Ended::Stopped => {
+                        let info = handle.stop(request.component.stop_grace).await;
+                        tracing::info!(instance = %id, "stopped: {info}");
+                        break;
+                    }
+                    Ended::Exited(info) => {
+                        // Reap anything the main process left in its group.
+                        handle.stop(Duration::ZERO).await;
+                        restarts += 1;
+                        if started.elapsed() >= STABLE_AFTER {
+                            backoff.reset();
+                        }
+                        tracing::warn!(instance = %id, "{info}; restarting");
+                        inner.update(&id, |r| {
+                            r.status.state = InstanceState::Backoff;
+                            r.status.pid = None;
+                            r.status.locators.clear();
+                            r.status.restarts = restarts;
+                            r.status.last_exit = Some(info.to_string());
+                            r.status.message = Some(format!("{info}; restarting"));
+                            r.pid = None;
+                        });
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = sleep(backoff.next()) => {}
+        }
+    }
+    inner.remove(&id);
+}
+
+/// Starts the process with fresh input ports.
+async fn launch(
+    inner: &Inner,
+    request: &StartInstance,
+) -> Result<(Box<dyn InstanceHandle>, BTreeMap<TerminalName, Locator>), String> {
+    let id = &request.id;
+    let component = &request.component;
+    let mut locators = BTreeMap::new();
+    for input in component.inputs.keys() {
+        let port = free_port().map_err(|e| format!("cannot find a free port for input `{input}`: {e}"))?;
+        locators.insert(
+            input.clone(),
+            Locator(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+        );
+    }
+    let mut volumes = BTreeMap::new();
+    for name in component.volumes.keys() {
+        let path = inner.volume_path(id, name.as_str());
+        tokio::fs::create_dir_all(&path)
+            .await
+            .map_err(|e| format!("cannot create volume {}: {e}", path.display()))?;
+        volumes.insert(name.clone(), path);
+    }
+    let log_file = inner.log_path(id);
+    note_in_log(&log_file, &format!("starting {id} (revision {})", request.revision)).await;
+    let Some((program, args)) = component.command.split_first() else {
+        return Err(format!("component `{}` has no command", component.name));
+    };
+    let spec = LaunchSpec {
+        instance: id.to_string(),
+        cgroup_name: inner.cgroup_name(id),
+        program: program.clone(),
+        args: args.to_vec(),
+        env: env::instance_env(request, &inner.config.node, &locators, &volumes),
+        workdir: component.workdir.clone(),
+        log_file,
+        limits: Limits {
+            cpu_millis: Some(component.resources.cpu.0).filter(|c| *c > 0),
+            memory_bytes: Some(component.resources.memory.0).filter(|m| *m > 0),
+            pids_max: None,
+        },
+    };
+    let handle = inner.driver.start(&spec).await.map_err(|e| e.to_string())?;
+    Ok((handle, locators))
+}
+
+/// Watches a running instance until it exits or is asked to stop, moving it
+/// between starting, ready and unhealthy as its probes say.
+async fn watch(
+    inner: &Inner,
+    request: &StartInstance,
+    handle: &mut dyn InstanceHandle,
+    locators: &BTreeMap<TerminalName, Locator>,
+    stop: &CancellationToken,
+) -> Ended {
+    let id = &request.id;
+    let checks: Vec<(&TerminalName, SocketAddr, &HealthCheck)> = request
+        .component
+        .inputs
+        .values()
+        .filter_map(|input| Some((&input.name, locators.get(&input.name)?.0, &input.health)))
+        .collect();
+    let interval = checks
+        .iter()
+        .map(|(_, _, h)| h.interval)
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+    let threshold = checks.iter().map(|(_, _, h)| h.failures).min().unwrap_or(1).max(1);
+    let mut ready = false;
+    let mut failures = 0u32;
+    let mut delay = FIRST_PROBE;
+    if checks.is_empty() {
+        // Nothing to probe: running is all an instance without inputs can show.
+        ready = true;
+        inner.update(id, |r| r.status.state = InstanceState::Ready);
+    }
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                inner.update(id, |r| r.status.state = InstanceState::Stopping);
+                return Ended::Stopped;
+            }
+            info = handle.wait() => return Ended::Exited(info),
+            _ = sleep(delay), if !checks.is_empty() => {}
+        }
+        let mut failed = None;
+        for (name, addr, health) in &checks {
+            if let Err(e) = probe::check(*addr, &health.probe, health.timeout).await {
+                failed = Some(format!("health check of input `{name}` failed: {e}"));
+                break;
+            }
+        }
+        match failed {
+            None => {
+                failures = 0;
+                delay = interval;
+                if !ready {
+                    ready = true;
+                    inner.update(id, |r| {
+                        r.status.state = InstanceState::Ready;
+                        r.status.message = None;
+                    });
+                }
+            }
+            Some(message) if ready => {
+                failures += 1;
+                if failures >= threshold {
+                    ready = false;
+                    delay = interval;
+                    inner.update(id, |r| {
+                        r.status.state = InstanceState::Unhealthy;
+                        r.status.message = Some(message);
+                    });
+                }
+            }
+            Some(message) => {
+                delay = (delay * 2).min(STARTING_PROBE_CAP).min(interval.max(FIRST_PROBE));
+                inner.update(id, |r| {
+                    if r.status.message.as_ref() != Some(&message) {
+                        r.status.message = Some(message);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Asks the kernel for a free port on loopback. The port is free when this
+/// returns; the instance binds it moments later.
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Writes a line into the instance's log so that a reader can tell runs
+/// apart. Best effort: the driver reports a log file it cannot open.
+async fn note_in_log(path: &std::path::Path, line: &str) {
+    if let Some(dir) = path.parent() {
+        let _ = tokio::fs::create_dir_all(dir).await;
+    }
+    if let Ok(mut f) = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await {
+        let _ = f.write_all(format!("--- vdc: {line} ---\n").as_bytes()).await;
+    }
+}

@@ -1,0 +1,2 @@
+//! Agent tests with the fake driver: lifecycle and data-plane wiring without
+//! real processes.

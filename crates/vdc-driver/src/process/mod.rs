@@ -1,0 +1,286 @@
+//! The `process` appliance: a command on the host, in its own process group
+//! and, when the node allows, its own cgroup with CPU, memory and pids limits.
+
+mod instance;
+mod launch;
+mod tree;
+
+use std::io;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{Pid, Uid};
+
+use self::instance::ProcessInstance;
+use self::tree::{is_safe_target, Tree};
+use crate::cgroup::{CgroupError, CgroupName, Cgroups, FsCgroups};
+use crate::procfs::{self, ProcStat};
+use crate::{CgroupVersion, Driver, DriverError, InstanceHandle, Isolation, LaunchSpec, Leftover};
+
+/// Runs instances as host processes.
+///
+/// Each instance leads its own process group, has stdin on /dev/null and
+/// appends stdout and stderr to its log file. With cgroups (root, a writable
+/// cgroup filesystem) each instance also gets a leaf cgroup holding its
+/// limits, which it joins before `exec`; then no process it starts can escape
+/// [`InstanceHandle::stop`], even through `setsid`. Without cgroups, limits
+/// are not enforced and [`Driver::isolation`] says so.
+#[derive(Clone, Debug)]
+pub struct ProcessDriver {
+    cgroups: Option<Arc<dyn Cgroups>>,
+    isolation: Isolation,
+}
+
+// === impl ProcessDriver ===
+
+impl ProcessDriver {
+    /// Uses cgroups when running as root on a node with a writable cgroup
+    /// filesystem (v2 preferred, else v1), and falls back to process groups
+    /// only otherwise. Probes once, by creating and removing a cgroup.
+    pub fn detect() -> ProcessDriver {
+        if !Uid::effective().is_root() {
+            return ProcessDriver::process_groups_only("not running as root");
+        }
+        let Some(cgroups) = FsCgroups::detect() else {
+            return ProcessDriver::process_groups_only("no cgroup filesystem at /sys/fs/cgroup");
+        };
+        let probe = match CgroupName::new(&format!("vdc-probe-{}", std::process::id())) {
+            Ok(name) => name,
+            Err(e) => return ProcessDriver::process_groups_only(&e.to_string()),
+        };
+        if let Err(e) = cgroups.probe(&probe) {
+            return ProcessDriver::process_groups_only(&format!("cannot create cgroups ({e})"));
+        }
+        ProcessDriver::with_cgroups(Arc::new(cgroups))
+    }
+
+    /// Never uses cgroups, even as root.
+    pub fn without_cgroups() -> ProcessDriver {
+        ProcessDriver::process_groups_only("cgroups are disabled")
+    }
+
+    /// Uses the given cgroup access, e.g. an [`FsCgroups`] at another root.
+    pub fn with_cgroups(cgroups: Arc<dyn Cgroups>) -> ProcessDriver {
+        let missing = cgroups.missing_controllers();
+        let warning = (!missing.is_empty()).then(|| missing_warning(cgroups.version(), &missing));
+        let isolation = Isolation {
+            cgroups: Some(cgroups.version()),
+            warning,
+        };
+        tracing::info!(?isolation, "process driver");
+        ProcessDriver {
+            cgroups: Some(cgroups),
+            isolation,
+        }
+    }
+
+    fn process_groups_only(reason: &str) -> ProcessDriver {
+        let isolation = Isolation::process_group_only(reason);
+        tracing::info!(?isolation, "process driver");
+        ProcessDriver {
+            cgroups: None,
+            isolation,
+        }
+    }
+
+    fn cgroup_name(&self, instance: &str, name: &str) -> Result<CgroupName, DriverError> {
+        CgroupName::new(name).map_err(|e| DriverError::Cgroup {
+            instance: instance.to_owned(),
+            path: name.into(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, e),
+        })
+    }
+}
+
+/// "cgroup v2: the memory and pids controllers are not available, so their
+/// limits are not enforced".
+fn missing_warning(version: CgroupVersion, missing: &[&str]) -> String {
+    let names = match missing {
+        [] => String::new(),
+        [one] => {
+            return format!(
+            "{version}: the {one} controller is not available, so {one} limits are not enforced"
+        )
+        }
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    };
+    format!(
+        "{version}: the {names} controllers are not available, so their limits are not enforced"
+    )
+}
+
+fn cgroup_error(instance: &str, e: CgroupError) -> DriverError {
+    DriverError::Cgroup {
+        instance: instance.to_owned(),
+        path: e.path,
+        source: e.source,
+    }
+}
+
+#[async_trait]
+impl Driver for ProcessDriver {
+    fn kind(&self) -> &'static str {
+        "process"
+    }
+
+    fn isolation(&self) -> &Isolation {
+        &self.isolation
+    }
+
+    async fn start(&self, spec: &LaunchSpec) -> Result<Box<dyn InstanceHandle>, DriverError> {
+        // Everything that can be checked is checked before the cgroup exists,
+        // so a bad spec leaves nothing behind. The file system work here is on
+        // local files and cgroupfs, which do not block for long.
+        let name = self.cgroup_name(&spec.instance, &spec.cgroup_name)?;
+        let program = launch::resolve_program(spec)?;
+        let log = launch::open_log(spec)?;
+        let mut cmd = launch::command(spec, &program, log);
+
+        let mut cgroup = None;
+        let mut oom_baseline = None;
+        if let Some(cgroups) = &self.cgroups {
+            cgroups
+                .create(&name, &spec.limits)
+                .map_err(|e| cgroup_error(&spec.instance, e))?;
+            let procs = match launch::open_procs_files(&cgroups.procs_files(&name)) {
+                Ok(procs) => procs,
+                Err((path, source)) => {
+                    let _ = cgroups.remove(&name);
+                    return Err(cgroup_error(&spec.instance, CgroupError { path, source }));
+                }
+            };
+            launch::join_cgroup_before_exec(&mut cmd, procs);
+            oom_baseline = cgroups.oom_counter(&name);
+            cgroup = Some((Arc::clone(cgroups), name));
+        }
+
+        let spawned = cmd.spawn().and_then(|child| match child.id() {
+            Some(pid) => Ok((child, pid)),
+            None => Err(io::Error::other(
+                "the process exited before its pid was read",
+            )),
+        });
+        let (child, pid) = match spawned {
+            Ok(spawned) => spawned,
+            Err(source) => {
+                if let Some((cgroups, name)) = &cgroup {
+                    let _ = cgroups.remove(name);
+                }
+                return Err(DriverError::Spawn {
+                    instance: spec.instance.clone(),
+                    program: spec.program.clone(),
+                    source,
+                });
+            }
+        };
+        // The start time does not change at exec, so reading it while the
+        // child may still be between fork and exec is fine.
+        let start_ticks = ProcStat::read(pid).map(|s| s.start_ticks);
+        let cgroup_paths = cgroup
+            .as_ref()
+            .map(|(cgroups, name)| cgroups.paths(name))
+            .unwrap_or_default();
+        tracing::info!(instance = %spec.instance, pid, program = %program.display(), cgroup = ?cgroup_paths.first(), "started");
+        Ok(Box::new(ProcessInstance {
+            instance: spec.instance.clone(),
+            pid,
+            start_ticks,
+            child,
+            tree: Tree {
+                pgid: i32::try_from(pid).ok(),
+                cgroup,
+            },
+            cgroup_paths,
+            oom_baseline,
+            exited: None,
+            sigkill_sent: false,
+            stopped: None,
+        }))
+    }
+
+    async fn reap(&self, leftover: &Leftover) -> Result<(), DriverError> {
+        let what = format!("leftover pid {} ({})", leftover.pid, leftover.cgroup_name);
+        let name = self.cgroup_name(&what, &leftover.cgroup_name)?;
+        let cgroup = self
+            .cgroups
+            .as_ref()
+            .filter(|cgroups| cgroups.exists(&name))
+            .map(|cgroups| (Arc::clone(cgroups), name));
+        let mut tree = Tree { pgid: None, cgroup };
+        let in_cgroup = |pid: u32| {
+            tree.cgroup
+                .as_ref()
+                .and_then(|(cgroups, name)| cgroups.pids(name).ok())
+                .is_some_and(|pids| pids.contains(&pid))
+        };
+        let pgid = i32::try_from(leftover.pid)
+            .ok()
+            .filter(|&p| is_safe_target(p));
+        let mut leader = None;
+        if let Some(pgid) = pgid {
+            match ProcStat::read(leftover.pid).filter(ProcStat::is_running) {
+                Some(stat) => {
+                    // The pid may have been reused since the agent died: only
+                    // a process with the recorded start time (or, when none
+                    // was recorded, one in the instance's cgroup) is ours.
+                    let ours = stat.pgid == pgid
+                        && match leftover.start_ticks {
+                            Some(ticks) => ticks == stat.start_ticks,
+                            None => in_cgroup(leftover.pid),
+                        };
+                    if ours {
+                        leader = Some(pgid);
+                    } else {
+                        tracing::info!(%what, "the pid now belongs to another process; leaving it");
+                    }
+                }
+                None => {
+                    // The leader is gone but the group may live on. A group
+                    // id is the leader's pid, which the kernel does not reuse
+                    // while the group exists, so members that started after
+                    // the leader are the instance's own.
+                    if let Some(ticks) = leftover.start_ticks {
+                        for (pid, stat) in procfs::group_members(pgid) {
+                            if stat.start_ticks >= ticks {
+                                if let Ok(pid) = i32::try_from(pid) {
+                                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        tree.pgid = leader;
+        if tree.pgid.is_none() && tree.cgroup.is_none() {
+            return Ok(());
+        }
+        if !tree.kill().await {
+            tracing::warn!(%what, "processes survived SIGKILL");
+        }
+        tree.remove_cgroup()
+            .await
+            .map_err(|e| cgroup_error(&what, e))?;
+        tracing::info!(%what, "reaped");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_controllers_are_named_in_one_sentence() {
+        assert_eq!(
+            missing_warning(CgroupVersion::V2, &["pids"]),
+            "cgroup v2: the pids controller is not available, so pids limits are not enforced"
+        );
+        assert_eq!(
+            missing_warning(CgroupVersion::V1, &["cpu", "memory", "pids"]),
+            "cgroup v1: the cpu, memory and pids controllers are not available, \
+             so their limits are not enforced"
+        );
+    }
+}

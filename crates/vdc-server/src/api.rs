@@ -1,0 +1,375 @@
+//! The HTTP/JSON API (documented in docs/api.md). Every CLI command goes
+//! through it.
+
+use std::collections::BTreeSet;
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use vdc_api::{AppDetail, AppSummary, ErrorBody, Health, SubmitApp, Submitted};
+use vdc_model::{AppRecord, InstanceId, InstanceStatus};
+use vdc_spec::Diagnostic;
+use vdc_store::StoreError;
+
+use crate::{status, ControlPlane};
+
+pub(crate) fn router(control: ControlPlane) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/apps", get(list_apps).post(submit))
+        .route("/v1/apps/{app}", get(show_app).delete(down))
+        .route("/v1/instances", get(list_instances))
+        .route("/v1/logs/{app}/{component}/{index}", get(logs))
+        .route("/v1/shutdown", post(shutdown))
+        .with_state(control)
+}
+
+// === errors ===
+
+#[derive(Debug)]
+enum ApiError {
+    NotFound(String),
+    Invalid(Vec<Diagnostic>),
+    Conflict(String),
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::NotFound(error) => (StatusCode::NOT_FOUND, ErrorBody { error, diagnostics: vec![] }),
+            ApiError::Conflict(error) => (StatusCode::CONFLICT, ErrorBody { error, diagnostics: vec![] }),
+            ApiError::Internal(error) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody { error, diagnostics: vec![] }),
+            ApiError::Invalid(diagnostics) => {
+                let errors = diagnostics
+                    .iter()
+                    .filter(|d| d.severity == vdc_spec::Severity::Error)
+                    .count();
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorBody {
+                        error: format!("the app spec has {errors} error(s)"),
+                        diagnostics,
+                    },
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+// === handlers ===
+
+async fn health(State(control): State<ControlPlane>) -> Json<Health> {
+    let agent = control.agent();
+    Json(Health {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
+        data_dir: control.data_dir().display().to_string(),
+        api: control.api_addr().to_string(),
+        node: agent.node().clone(),
+        isolation_warning: agent.driver().isolation().warning.clone(),
+    })
+}
+
+async fn list_apps(State(control): State<ControlPlane>) -> Result<Json<Vec<AppSummary>>, ApiError> {
+    let apps = control.store().apps().await?;
+    let instances = control.agent().instances();
+    Ok(Json(
+        apps.iter()
+            .map(|a| status::summary(&control, a, &instances))
+            .collect(),
+    ))
+}
+
+async fn show_app(
+    State(control): State<ControlPlane>,
+    Path(app): Path<String>,
+) -> Result<Json<AppDetail>, ApiError> {
+    let (record, _) = find_app(&control, &app).await?;
+    let instances = control.agent().instances();
+    Ok(Json(status::detail(&control, &record, &instances)))
+}
+
+async fn find_app(control: &ControlPlane, app: &str) -> Result<(AppRecord, u64), ApiError> {
+    control
+        .store()
+        .app(app)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no app named `{app}`")))
+}
+
+async fn submit(
+    State(control): State<ControlPlane>,
+    Json(request): Json<SubmitApp>,
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    let base_dir = PathBuf::from(&request.base_dir);
+    let validated = vdc_spec::parse(&request.source, &request.file, &base_dir)
+        .map_err(|d| ApiError::Invalid(d.0))?;
+    let name = validated.spec.name.to_string();
+
+    // Compare-and-set so two concurrent submissions cannot both win.
+    loop {
+        let apps = control.store().apps().await?;
+        check_gateways(&apps, &validated.spec)?;
+        let previous = control.store().app(&name).await?;
+        if let Some((p, _)) = &previous {
+            if p.deleting {
+                return Err(ApiError::Conflict(format!(
+                    "app `{name}` is being taken down; submit it again once `vdc down` has finished"
+                )));
+            }
+            if p.spec == validated.spec {
+                return Ok((
+                    StatusCode::OK,
+                    Json(Submitted {
+                        app: name,
+                        revision: p.revision,
+                        changed: false,
+                        warnings: validated.warnings,
+                    }),
+                ));
+            }
+        }
+        let record = AppRecord::submit(
+            validated.spec.clone(),
+            request.file.clone(),
+            request.source.clone(),
+            now_ms(),
+            previous.as_ref().map(|(p, _)| p),
+        );
+        admit(&control, &apps, &record)?;
+        match control
+            .store()
+            .put_app(&record, previous.as_ref().map(|(_, rev)| *rev))
+            .await
+        {
+            Ok(_) => {
+                control.wake();
+                let status = if previous.is_some() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                };
+                return Ok((
+                    status,
+                    Json(Submitted {
+                        app: name,
+                        revision: record.revision,
+                        changed: true,
+                        warnings: validated.warnings,
+                    }),
+                ));
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Refuses a gateway port another app already holds on this node.
+fn check_gateways(apps: &[AppRecord], spec: &vdc_spec::AppSpec) -> Result<(), ApiError> {
+    for other in apps.iter().filter(|a| a.spec.name != spec.name) {
+        for theirs in other.spec.components.values().filter_map(|c| c.gateway.as_ref().map(|g| (c, g))) {
+            for mine in spec.components.values().filter_map(|c| c.gateway.as_ref().map(|g| (c, g))) {
+                let overlap = theirs.1.port == mine.1.port
+                    && (theirs.1.address == mine.1.address
+                        || theirs.1.address.is_unspecified()
+                        || mine.1.address.is_unspecified());
+                if overlap {
+                    return Err(ApiError::Conflict(format!(
+                        "port {} of the gateway of component `{}` is already used by the gateway of `{}/{}`",
+                        mine.1.port, mine.0.name, other.spec.name, theirs.0.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Admission: the whole app must fit on the pool next to what runs now, or
+/// nothing of it is applied.
+fn admit(control: &ControlPlane, apps: &[AppRecord], record: &AppRecord) -> Result<(), ApiError> {
+    let mut with_new: Vec<AppRecord> = apps
+        .iter()
+        .filter(|a| a.spec.name != record.spec.name)
+        .cloned()
+        .collect();
+    with_new.push(record.clone());
+    let instances: Vec<InstanceStatus> = control
+        .agent()
+        .instances()
+        .into_iter()
+        .filter(|s| s.id.app != record.spec.name)
+        .collect();
+    let plan = vdc_reconciler::reconcile(
+        &with_new,
+        &instances,
+        &[control.agent().node().clone()],
+        &BTreeSet::new(),
+    );
+    let reasons: Vec<String> = plan
+        .unplaced
+        .into_iter()
+        .filter(|u| u.instance.app == record.spec.name)
+        .map(|u| u.reason)
+        .collect();
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Conflict(format!(
+            "app `{}` does not fit in the pool: {}",
+            record.spec.name,
+            reasons.join("; ")
+        )))
+    }
+}
+
+async fn down(
+    State(control): State<ControlPlane>,
+    Path(app): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    loop {
+        let (mut record, revision) = find_app(&control, &app).await?;
+        if record.deleting {
+            return Ok(StatusCode::ACCEPTED);
+        }
+        record.deleting = true;
+        match control.store().put_app(&record, Some(revision)).await {
+            Ok(_) => {
+                control.wake();
+                return Ok(StatusCode::ACCEPTED);
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct InstancesQuery {
+    app: Option<String>,
+}
+
+async fn list_instances(
+    State(control): State<ControlPlane>,
+    Query(q): Query<InstancesQuery>,
+) -> Result<Json<Vec<InstanceStatus>>, ApiError> {
+    if let Some(app) = &q.app {
+        find_app(&control, app).await?;
+    }
+    Ok(Json(
+        control
+            .agent()
+            .instances()
+            .into_iter()
+            .filter(|s| q.app.as_deref().is_none_or(|a| s.id.app.as_str() == a))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    /// Lines to show from the end; all when absent.
+    tail: Option<usize>,
+}
+
+/// An instance's log, optionally followed as it grows (like `tail -f`).
+async fn logs(
+    State(control): State<ControlPlane>,
+    Path((app, component, index)): Path<(String, String, String)>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let id: InstanceId = format!("{app}/{component}/{index}")
+        .parse()
+        .map_err(|e: vdc_model::InstanceIdError| ApiError::NotFound(e.to_string()))?;
+    let path = control.agent().log_path(&id);
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no logs for instance {id}")))?;
+    let len = file.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?.len();
+    let start = match q.tail {
+        Some(n) => tail_offset(&mut file, len, n).await.map_err(|e| ApiError::Internal(e.to_string()))?,
+        None => 0,
+    };
+    file.seek(SeekFrom::Start(start))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let follow = q.follow;
+    let shutdown = control.clone();
+    let stream = futures_util::stream::unfold((file, false), move |(mut file, done)| {
+        let control = shutdown.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match file.read(&mut buf).await {
+                    Ok(0) if follow && !control.is_shutting_down() => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Ok(0) => return None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (file, false)));
+                    }
+                    Err(e) => return Some((Err(e), (file, true))),
+                }
+            }
+        }
+    });
+    Ok(Response::builder()
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.to_string()))?)
+}
+
+/// The offset of the start of the last `n` lines.
+async fn tail_offset(file: &mut tokio::fs::File, len: u64, n: usize) -> std::io::Result<u64> {
+    let window = len.min(1 << 20);
+    file.seek(SeekFrom::Start(len - window)).await?;
+    let mut buf = Vec::with_capacity(window as usize);
+    file.read_to_end(&mut buf).await?;
+    // Skip a final newline so it does not count as an empty last line.
+    let end = if buf.last() == Some(&b'\n') { buf.len() - 1 } else { buf.len() };
+    let mut seen = 0;
+    for (i, b) in buf[..end].iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return Ok(len - window + i as u64 + 1);
+            }
+        }
+    }
+    Ok(len - window)
+}
+
+async fn shutdown(State(control): State<ControlPlane>) -> StatusCode {
+    control.shutdown();
+    StatusCode::ACCEPTED
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,278 @@
+//! The control loop: read desired state, observe actual state, let the
+//! reconciler decide, carry out its plan. Level-triggered: it runs on every
+//! change and once a second regardless, so a missed event only delays it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+use vdc_agent::{Agent, ListenerBinding, StartInstance};
+use vdc_model::{AppRecord, InstanceState, InstanceStatus};
+use vdc_reconciler::{Action, ListenerKind};
+use vdc_store::{InstanceRecord, StateStore, StoreError};
+
+/// The control plane; cheap to clone.
+#[derive(Clone)]
+pub struct ControlPlane {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: StateStore,
+    agent: Agent,
+    data_dir: PathBuf,
+    api: SocketAddr,
+    wake: Notify,
+    shutdown: CancellationToken,
+    /// Per app: instances the scheduler could not place, with the reason.
+    unplaced: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Listener problems of the last pass, per listener key.
+    wiring_errors: Mutex<BTreeMap<String, String>>,
+}
+
+impl ControlPlane {
+    pub(crate) fn new(
+        store: StateStore,
+        agent: Agent,
+        data_dir: PathBuf,
+        api: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                agent,
+                data_dir,
+                api,
+                wake: Notify::new(),
+                shutdown,
+                unplaced: Mutex::new(BTreeMap::new()),
+                wiring_errors: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &StateStore {
+        &self.inner.store
+    }
+
+    pub fn agent(&self) -> &Agent {
+        &self.inner.agent
+    }
+
+    pub fn data_dir(&self) -> &PathBuf {
+        &self.inner.data_dir
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.inner.api
+    }
+
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Asks the loop for a pass now (after a submission or a `down`).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    pub fn unplaced(&self, app: &str) -> Vec<String> {
+        lock(&self.inner.unplaced).get(app).cloned().unwrap_or_default()
+    }
+
+    pub fn wiring_errors(&self, app: &str) -> Vec<String> {
+        let prefix = format!("{app}/");
+        lock(&self.inner.wiring_errors)
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(self) {
+        let mut changes = self.inner.agent.subscribe();
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::error!("control loop pass failed: {e}");
+            }
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = self.inner.wake.notified() => {}
+                change = changes.recv() => match change {
+                    Ok(status) => self.persist(status).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.persist_all().await,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            // Take every change queued meanwhile before the next pass.
+            while let Ok(status) = changes.try_recv() {
+                self.persist(status).await;
+            }
+        }
+    }
+
+    /// Records what the node runs, so a restarted server can clean up.
+    async fn persist(&self, status: InstanceStatus) {
+        let result = if status.state == InstanceState::Stopped {
+            self.inner
+                .store
+                .delete_instance(&status.id.to_string())
+                .await
+                .map(drop)
+        } else {
+            match self
+                .inner
+                .agent
+                .records()
+                .into_iter()
+                .find(|r| r.status.id == status.id)
+            {
+                Some(record) => self.inner.store.put_instance(&record).await,
+                None => Ok(()),
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(instance = %status.id, "cannot record instance state: {e}");
+        }
+    }
+
+    /// Writes every instance record (after missed changes, and at shutdown).
+    pub(crate) async fn persist_all(&self) {
+        let records: Vec<InstanceRecord> = self.inner.agent.records();
+        let live: BTreeSet<String> = records.iter().map(|r| r.status.id.to_string()).collect();
+        for record in &records {
+            if let Err(e) = self.inner.store.put_instance(record).await {
+                tracing::error!("cannot record instance state: {e}");
+            }
+        }
+        if let Ok(stored) = self.inner.store.instances().await {
+            for r in stored {
+                let id = r.status.id.to_string();
+                if !live.contains(&id) {
+                    let _ = self.inner.store.delete_instance(&id).await;
+                }
+            }
+        }
+    }
+
+    /// One reconciliation pass.
+    async fn pass(&self) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let agent = &self.inner.agent;
+        let apps = store.apps().await?;
+
+        // Wiring first: instances need their link addresses in their
+        // environment when they start.
+        let plans = vdc_reconciler::wiring(&apps);
+        let known: BTreeMap<String, SocketAddr> = store.link_addresses().await?.into_iter().collect();
+        let (bindings, errors) = agent.apply_wiring(&plans, &known).await;
+        for binding in &bindings {
+            if matches!(binding.plan.kind, ListenerKind::Link { .. })
+                && known.get(&binding.plan.key) != Some(&binding.address)
+            {
+                store.put_link_address(&binding.plan.key, binding.address).await?;
+            }
+        }
+        for key in known.keys() {
+            let app = key.split('/').next().unwrap_or_default();
+            if !apps.iter().any(|a| a.spec.name.as_str() == app) {
+                store.delete_link_address(key).await?;
+            }
+        }
+        *lock(&self.inner.wiring_errors) = errors
+            .iter()
+            .map(|e| {
+                let key = match e {
+                    vdc_agent::WiringError::Bind { key, .. } | vdc_agent::WiringError::Moved { key, .. } => key.clone(),
+                };
+                tracing::warn!("{e}");
+                (key, e.to_string())
+            })
+            .collect();
+
+        let instances = agent.instances();
+        let plan = vdc_reconciler::reconcile(&apps, &instances, &[agent.node().clone()], &BTreeSet::new());
+        let mut unplaced: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for u in plan.unplaced {
+            unplaced.entry(u.instance.app.to_string()).or_default().push(u.reason);
+        }
+        *lock(&self.inner.unplaced) = unplaced;
+
+        for action in plan.actions {
+            match action {
+                Action::Start {
+                    instance, revision, ..
+                } => {
+                    let Some(app) = apps.iter().find(|a| a.spec.name == instance.app) else {
+                        continue;
+                    };
+                    if let Some(request) = start_request(app, &bindings, instance, revision) {
+                        agent.start(request);
+                    }
+                }
+                Action::Stop {
+                    instance, reason, ..
+                } => {
+                    tracing::info!(%instance, "stopping: {reason}");
+                    agent.stop(&instance);
+                }
+                Action::Replace {
+                    instance, revision, ..
+                } => {
+                    tracing::info!(%instance, revision, "replacing with a new revision");
+                    agent.stop(&instance);
+                }
+                Action::Forget { app } => {
+                    tracing::info!(%app, "app taken down");
+                    store.delete_app(app.as_str()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything an agent needs to run one instance of `app`.
+fn start_request(
+    app: &AppRecord,
+    bindings: &[ListenerBinding],
+    instance: vdc_model::InstanceId,
+    revision: u64,
+) -> Option<StartInstance> {
+    let component = app.spec.components.get(&instance.component)?.clone();
+    let mut links = BTreeMap::new();
+    for (link, target) in &component.links {
+        let key = format!("{}/{}.{link}", app.spec.name, component.name);
+        let binding = bindings.iter().find(|b| b.plan.key == key)?;
+        let protocol = app.spec.link_input(target)?.protocol;
+        links.insert(link.clone(), (binding.address, protocol));
+    }
+    Some(StartInstance {
+        id: instance,
+        tenant: app.spec.tenant.clone(),
+        revision,
+        component,
+        links,
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

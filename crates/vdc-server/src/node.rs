@@ -1,0 +1,43 @@
+//! What this machine offers the pool: its name, address and capacity.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use vdc_model::{NodeId, NodeInfo};
+use vdc_spec::{Bytes, MilliCpu, Resources};
+
+pub(crate) fn detect(name: Option<String>) -> NodeInfo {
+    let name = name
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "local".to_owned());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    NodeInfo {
+        id: NodeId(name),
+        address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        capacity: Resources {
+            cpu: MilliCpu(cores * 1000),
+            memory: Bytes(mem_total().unwrap_or(1 << 30)),
+        },
+        labels: BTreeMap::new(),
+    }
+}
+
+/// MemTotal from /proc/meminfo, in bytes.
+fn mem_total() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A cgroup prefix unique to the data directory, so two servers on one
+/// machine never touch each other's cgroups.
+pub(crate) fn cgroup_prefix(data_dir: &Path) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut h);
+    format!("vdc-{:08x}", h.finish() as u32)
+}

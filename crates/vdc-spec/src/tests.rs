@@ -1,0 +1,312 @@
+//! Data-driven tests: a spec in, the validated model or the rendered
+//! diagnostics out.
+
+mod errors;
+mod props;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use expect_test::{expect, Expect};
+
+use crate::*;
+
+/// The directory the test specs pretend to live in.
+const BASE: &str = "/srv/shop";
+
+/// Parses `src` and renders the outcome: a summary of the model and any
+/// warnings, or every diagnostic as a person would see it.
+fn check(src: &str, expect: Expect) {
+    expect.assert_eq(&outcome(src));
+}
+
+fn outcome(src: &str) -> String {
+    match parse(src, "shop.toml", Path::new(BASE)) {
+        Ok(v) => {
+            let mut out = describe(&v.spec);
+            for w in &v.warnings {
+                out.push('\n');
+                out.push_str(&w.render(src));
+            }
+            out
+        }
+        Err(d) => d.render(src),
+    }
+}
+
+/// A compact, readable summary of a validated spec.
+fn describe(spec: &AppSpec) -> String {
+    let mut out = format!("app {} of tenant {}", spec.name, spec.tenant);
+    if let Some(b) = spec.budget {
+        let _ = write!(out, ", budget {} CPU and {}", b.cpu, b.memory);
+    }
+    let _ = writeln!(out, ", base {}", spec.base_dir.display());
+    for c in spec.components.values() {
+        let r = c.replicas;
+        let _ = writeln!(
+            out,
+            "component {} ({}): {} replicas ({}..={}), {} CPU, {}, stop grace {}",
+            c.name,
+            c.appliance,
+            r.count,
+            r.min,
+            r.max,
+            c.resources.cpu,
+            c.resources.memory,
+            format_duration(c.stop_grace)
+        );
+        if !c.command.is_empty() {
+            let _ = writeln!(out, "  command {:?} in {}", c.command, c.workdir.display());
+        }
+        for (k, v) in &c.env {
+            let _ = writeln!(out, "  env {k}={v}");
+        }
+        for i in c.inputs.values() {
+            let h = &i.health;
+            let probe = match &h.probe {
+                Probe::Tcp => "tcp connect".to_owned(),
+                Probe::Http { path } => format!("GET {path}"),
+            };
+            let _ = writeln!(
+                out,
+                "  input {} ({}): {probe} every {}, timeout {}, {} failures",
+                i.name,
+                i.protocol,
+                format_duration(h.interval),
+                format_duration(h.timeout),
+                h.failures
+            );
+        }
+        for (name, target) in &c.links {
+            let _ = writeln!(out, "  link {name} -> {target}");
+        }
+        for v in c.volumes.values() {
+            let size = v.size.map_or("-".to_owned(), |s| s.to_string());
+            let mount = v.mount.as_deref().unwrap_or("-");
+            let _ = writeln!(out, "  volume {}: size {size}, mount {mount}", v.name);
+        }
+        if let Some(g) = &c.gateway {
+            let _ = writeln!(out, "  gateway {}:{} -> {}", g.address, g.port, g.input);
+        }
+    }
+    out
+}
+
+pub(crate) const SHOP: &str = r#"app = "shop"
+tenant = "default"
+budget = { cpu = 4, memory = "4GiB" }
+
+[components.lb]
+appliance = "builtin:http-lb"
+gateway = { port = 8080 }
+links = { backend = "web.http" }
+
+[components.web]
+replicas = 3
+min = 2
+max = 6
+command = ["python3", "shop/web.py"]
+env = { GREETING = "hello" }
+workdir = "."
+resources = { cpu = 0.5, memory = "256MiB" }
+stop_grace = "5s"
+inputs = { http = { protocol = "http", health = "/healthz" } }
+links = { db = "db.kv" }
+volumes = { data = { size = "1GiB", mount = "/data" } }
+
+[components.db]
+command = ["python3", "shop/kvdb.py"]
+inputs = { kv = { protocol = "tcp" } }
+"#;
+
+// === valid specs ===
+
+#[test]
+fn shop() {
+    check(
+        SHOP,
+        expect![[r#"
+            app shop of tenant default, budget 4 CPU and 4GiB, base /srv/shop
+            component db (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              command ["python3", "shop/kvdb.py"] in /srv/shop
+              input kv (tcp): tcp connect every 1s, timeout 1s, 3 failures
+            component lb (builtin:http-lb): 1 replicas (1..=1), 0 CPU, 0B, stop grace 5s
+              input http (http): tcp connect every 1s, timeout 1s, 3 failures
+              link backend -> web.http
+              gateway 0.0.0.0:8080 -> http
+            component web (process): 3 replicas (2..=6), 0.5 CPU, 256MiB, stop grace 5s
+              command ["python3", "shop/web.py"] in /srv/shop
+              env GREETING=hello
+              input http (http): GET /healthz every 1s, timeout 1s, 3 failures
+              link db -> db.kv
+              volume data: size 1GiB, mount /data
+        "#]],
+    );
+}
+
+#[test]
+fn minimal() {
+    check(
+        r#"
+app = "hello"
+
+[components.web]
+command = ["./serve"]
+"#,
+        expect![[r#"
+            app hello of tenant default, base /srv/shop
+            component web (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              command ["./serve"] in /srv/shop
+        "#]],
+    );
+}
+
+#[test]
+fn defaults_and_explicit_forms() {
+    check(
+        r#"
+app = "a1"
+tenant = "acme"
+budget = { cpu = "1500m", memory = 1073741824 }
+
+[components.api]
+command = ["bin/api", "--verbose"]
+workdir = "services/api"
+replicas = 0
+resources = { cpu = "250m" }
+stop_grace = "1m30s"
+inputs.http = { protocol = "http", health = { path = "/ready", interval = "500ms", timeout = "2s", failures = 5 } }
+inputs.admin = { protocol = "http" }
+inputs.raw = { protocol = "tcp", health = "tcp" }
+volumes = { cache = {} }
+gateway = { port = 9000, input = "admin", address = "127.0.0.1" }
+
+[components.worker]
+command = ["/usr/bin/worker"]
+workdir = "/var/lib/worker"
+min = 2
+max = 4
+links = { api = "api.http" }
+"#,
+        expect![[r#"
+            app a1 of tenant acme, budget 1.5 CPU and 1GiB, base /srv/shop
+            component api (process): 0 replicas (0..=1), 0.25 CPU, 128MiB, stop grace 1m30s
+              command ["bin/api", "--verbose"] in /srv/shop/services/api
+              input admin (http): tcp connect every 1s, timeout 1s, 3 failures
+              input http (http): GET /ready every 500ms, timeout 2s, 5 failures
+              input raw (tcp): tcp connect every 1s, timeout 1s, 3 failures
+              volume cache: size -, mount -
+              gateway 127.0.0.1:9000 -> admin
+            component worker (process): 2 replicas (2..=4), 0.25 CPU, 128MiB, stop grace 5s
+              command ["/usr/bin/worker"] in /var/lib/worker
+              link api -> api.http
+        "#]],
+    );
+}
+
+#[test]
+fn budget_exceeded_at_max_is_a_warning() {
+    check(
+        r#"
+app = "shop"
+budget = { cpu = 2, memory = "1GiB" }
+
+[components.web]
+command = ["web"]
+replicas = 2
+max = 10
+resources = { cpu = 0.5, memory = "256MiB" }
+"#,
+        expect![[r#"
+            app shop of tenant default, budget 2 CPU and 1GiB, base /srv/shop
+            component web (process): 2 replicas (2..=10), 0.5 CPU, 256MiB, stop grace 5s
+              command ["web"] in /srv/shop
+
+            warning: components would reserve 5 CPU at their maximum replica counts but the budget is 2 (web: 10 × 0.5)
+             --> shop.toml:3:1
+              |
+            3 | budget = { cpu = 2, memory = "1GiB" }
+              | ^^^^^^
+              = help: autoscaling will stop adding replicas when the budget is used up
+
+            warning: components would reserve 2.5GiB of memory at their maximum replica counts but the budget is 1GiB (web: 10 × 256MiB)
+             --> shop.toml:3:1
+              |
+            3 | budget = { cpu = 2, memory = "1GiB" }
+              | ^^^^^^
+              = help: autoscaling will stop adding replicas when the budget is used up
+        "#]],
+    );
+}
+
+#[test]
+fn privileged_gateway_port_is_a_warning() {
+    check(
+        r#"
+app = "shop"
+
+[components.web]
+command = ["web"]
+inputs = { http = { protocol = "http" } }
+gateway = { port = 80 }
+"#,
+        expect![[r#"
+            app shop of tenant default, base /srv/shop
+            component web (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              command ["web"] in /srv/shop
+              input http (http): tcp connect every 1s, timeout 1s, 3 failures
+              gateway 0.0.0.0:80 -> http
+
+            warning: port 80 is privileged: listening on it needs root or the CAP_NET_BIND_SERVICE capability
+             --> shop.toml:7:20
+              |
+            7 | gateway = { port = 80 }
+              |                    ^^
+              = help: use a port of 1024 or more, like 8080
+        "#]],
+    );
+}
+
+#[test]
+fn parse_exposes_model_and_positions() {
+    let v = parse(SHOP, "shop.toml", Path::new(BASE)).expect("the shop spec is valid");
+    assert!(v.warnings.is_empty());
+    let web = ComponentName::new("web").expect("valid name");
+    let web = v.spec.component(&web).expect("web exists");
+    assert_eq!(web.workdir, Path::new(BASE));
+    assert_eq!(
+        v.spec.reserved(),
+        Resources {
+            cpu: MilliCpu(1750),
+            memory: Bytes((3 * 256 + 128) << 20)
+        }
+    );
+    for (c, link) in v.spec.components.values().flat_map(|c| c.links.values().map(move |l| (c, l))) {
+        assert!(v.spec.link_input(link).is_some(), "{} -> {link}", c.name);
+    }
+}
+
+#[test]
+fn display_is_one_line_per_diagnostic() {
+    let src = "app = \"shop\"\n[components.web]\ncommand = [\"web\"]\nlinks = { db = \"dbx.kv\" }\nreplicas = -1\n";
+    let err = parse(src, "shop.toml", Path::new(BASE)).expect_err("two errors");
+    expect![[r#"
+        shop.toml:4:16: error: link `db` of component `web` points to component `dbx`, which does not exist; help: the components are `web`
+        shop.toml:5:12: error: `replicas` is -1; expected a replica count of 0 or more"#]]
+    .assert_eq(&err.to_string());
+    let json = serialized(&err.0[0]);
+    expect![[r#"
+        severity = "error"
+        file = "shop.toml"
+        line = 4
+        column = 16
+        message = "link `db` of component `web` points to component `dbx`, which does not exist"
+        help = "the components are `web`"
+    "#]].assert_eq(&json);
+}
+
+/// The serialized field names and severity spelling, without a JSON crate:
+/// through TOML, which shares the serde data model.
+fn serialized(d: &Diagnostic) -> String {
+    toml::to_string(d).unwrap_or_else(|e| e.to_string())
+}

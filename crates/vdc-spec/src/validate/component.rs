@@ -1,0 +1,485 @@
+//! Reading one component: its appliance, command, environment, resources,
+//! replica bounds, inputs, links, volumes and gateway, with the rules that
+//! need nothing but the component itself.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Component as PathPart, Path, PathBuf};
+
+use super::read::{self, Fields};
+use super::{check_name, Draft, DraftGateway, DraftInput, DraftLink};
+use crate::diagnostic::{Sink, Span};
+use crate::model::*;
+use crate::raw::{Entry, Value};
+use crate::units::Bytes;
+
+const FIELDS: &[&str] = &[
+    "appliance",
+    "command",
+    "env",
+    "workdir",
+    "resources",
+    "replicas",
+    "min",
+    "max",
+    "stop_grace",
+    "inputs",
+    "links",
+    "volumes",
+    "gateway",
+];
+
+/// Fields a built-in appliance must not have, and why.
+const NOT_FOR_BUILTIN: &[(&str, &str)] = &[
+    ("inputs", "it has one implicit input, `http`"),
+    ("command", "the data plane serves it, no process is started"),
+    ("env", "the data plane serves it, no process is started"),
+    ("workdir", "the data plane serves it, no process is started"),
+    ("volumes", "the data plane serves it and keeps no data"),
+    ("resources", "the data plane serves it and reserves nothing for it"),
+];
+
+/// Reads the component at `entry` (whose value is `table`).
+pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &Path) -> Draft {
+    let name = entry.key.clone();
+    let at = entry.key_span.clone();
+    check_name(sink, at.clone(), "component", &name);
+    let what = format!("component `{name}`");
+    let f = Fields::new(sink, table, &what, FIELDS);
+
+    let appliance = f
+        .get("appliance")
+        .and_then(|e| appliance(sink, e))
+        .unwrap_or(Appliance::Process);
+    let builtin = appliance.is_builtin();
+    if builtin {
+        for (field, why) in NOT_FOR_BUILTIN {
+            if let Some(e) = f.get(field) {
+                sink.error(
+                    e.key_span.clone(),
+                    format!("`{field}` is not allowed on a `{appliance}` component: {why}"),
+                );
+            }
+        }
+    }
+
+    let mut draft = Draft {
+        name,
+        at: at.clone(),
+        appliance,
+        command: Vec::new(),
+        env: BTreeMap::new(),
+        workdir: base_dir.to_path_buf(),
+        resources: Resources::default(),
+        resources_at: at.clone(),
+        replicas: replicas(sink, &f),
+        inputs: BTreeMap::new(),
+        links: Vec::new(),
+        volumes: BTreeMap::new(),
+        gateway: None,
+        stop_grace: f
+            .get("stop_grace")
+            .and_then(|e| read::duration(sink, e))
+            .unwrap_or(ComponentSpec::DEFAULT_STOP_GRACE),
+    };
+
+    if builtin {
+        draft.inputs.insert(
+            ComponentSpec::LB_INPUT.to_owned(),
+            DraftInput {
+                protocol: Protocol::Http,
+                health: HealthCheck::default(),
+            },
+        );
+    } else {
+        draft.command = command(sink, &f, &draft.name, &at);
+        draft.env = f.get("env").map(|e| env(sink, e)).unwrap_or_default();
+        if let Some(e) = f.get("workdir") {
+            draft.workdir = workdir(sink, e, base_dir);
+        }
+        draft.resources = Resources::PROCESS_DEFAULT;
+        if let Some(e) = f.get("resources") {
+            draft.resources_at = e.key_span.clone();
+            draft.resources = resources(sink, e);
+        }
+        if let Some(e) = f.get("inputs") {
+            draft.inputs = super::input::inputs(sink, e, &draft.name);
+        }
+        if let Some(e) = f.get("volumes") {
+            draft.volumes = volumes(sink, e, &draft.name);
+        }
+    }
+    if let Some(e) = f.get("links") {
+        draft.links = links(sink, e);
+    }
+    if builtin {
+        lb_links(sink, &draft, f.get("links"));
+    }
+    if let Some(e) = f.get("gateway") {
+        draft.gateway = gateway(sink, e, &draft);
+    }
+    draft
+}
+
+fn appliance(sink: &mut Sink, entry: &Entry) -> Option<Appliance> {
+    let word = read::string(sink, entry, "an appliance, like \"process\" or \"builtin:http-lb\"")?;
+    let expected = "expected `process` or `builtin:http-lb`";
+    match word {
+        "process" => Some(Appliance::Process),
+        "builtin:http-lb" => Some(Appliance::BuiltinHttpLb),
+        "container" | "vm" => {
+            sink.error(
+                entry.value_span(),
+                format!("appliance `{word}` is not supported yet; {expected}"),
+            );
+            None
+        }
+        _ => {
+            let help = read::closest(word, ["process", "builtin:http-lb"].into_iter())
+                .map(|w| format!("did you mean `{w}`?"));
+            sink.error_maybe_help(
+                entry.value_span(),
+                format!("unknown appliance `{word}`; {expected}"),
+                help,
+            );
+            None
+        }
+    }
+}
+
+/// `replicas`, `min` and `max`: missing bounds default to the replica count,
+/// a missing count to `min` (or 1).
+fn replicas(sink: &mut Sink, f: &Fields<'_>) -> Replicas {
+    let read = |sink: &mut Sink, key: &str, least: u32| {
+        let e = f.get(key)?;
+        read::u32_field(sink, e, "a replica count", least).map(|n| (n, e.value_span()))
+    };
+    let given = read(sink, "replicas", 0);
+    let min = read(sink, "min", 0);
+    let max = read(sink, "max", 1);
+    let count = given
+        .as_ref()
+        .map_or_else(|| min.as_ref().map_or(1, |(n, _)| (*n).max(1)), |(n, _)| *n);
+    let out = Replicas {
+        count,
+        min: min.as_ref().map_or(count, |(n, _)| *n),
+        max: max.as_ref().map_or(count.max(1), |(n, _)| *n),
+    };
+    let expected = "expected `min` <= `replicas` <= `max`";
+    if let (Some((lo, at)), Some((hi, _))) = (&min, &max) {
+        if lo > hi {
+            sink.error(at.clone(), format!("`min` is {lo} but `max` is {hi}; {expected}"));
+            return out;
+        }
+    }
+    let count_at = given.as_ref().map(|(_, at)| at.clone());
+    if let Some((lo, at)) = &min {
+        if count < *lo {
+            sink.error(
+                count_at.clone().unwrap_or_else(|| at.clone()),
+                format!("`replicas` is {count} but `min` is {lo}; {expected}"),
+            );
+        }
+    }
+    if let Some((hi, at)) = &max {
+        if count > *hi {
+            sink.error(
+                count_at.unwrap_or_else(|| at.clone()),
+                format!("`replicas` is {count} but `max` is {hi}; {expected}"),
+            );
+        }
+    }
+    out
+}
+
+fn command(sink: &mut Sink, f: &Fields<'_>, name: &str, at: &Span) -> Vec<String> {
+    let example = "command = [\"python3\", \"web.py\"]";
+    let Some(entry) = f.get("command") else {
+        sink.error_help(
+            at.clone(),
+            format!("component `{name}` has no `command`; expected the program to run and its arguments"),
+            format!("add a line like `{example}`, or set an `appliance`"),
+        );
+        return Vec::new();
+    };
+    if let Value::String(line) = &entry.node.value {
+        let words: Vec<String> = line.split_whitespace().map(|w| format!("{w:?}")).collect();
+        sink.error_help(
+            entry.value_span(),
+            "wrong type for `command`: expected an array of strings, found string",
+            format!("give the program and each argument separately: `command = [{}]`", words.join(", ")),
+        );
+        return Vec::new();
+    }
+    let Some(words) = read::strings(sink, entry, &format!("an array of strings, like `{example}`")) else {
+        return Vec::new();
+    };
+    match words.first() {
+        None => sink.error_help(
+            entry.value_span(),
+            "`command` is empty; expected the program to run and its arguments",
+            format!("write it like `{example}`"),
+        ),
+        Some((program, at)) if program.trim().is_empty() => {
+            sink.error(at.clone(), "the program in `command` is empty; expected a program name or path")
+        }
+        Some(_) => {}
+    }
+    words.into_iter().map(|(w, _)| w.to_owned()).collect()
+}
+
+fn env(sink: &mut Sink, entry: &Entry) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(table) = read::table(sink, entry, "a table like { GREETING = \"hello\" }") else {
+        return out;
+    };
+    for var in table {
+        check_env_name(sink, var);
+        if let Value::String(value) = &var.node.value {
+            out.insert(var.key.clone(), value.clone());
+        } else {
+            sink.error_help(
+                var.value_span(),
+                format!("wrong type for `{}`: expected a string, found {}", var.key, var.node.kind()),
+                "environment values are strings: put the value in quotes",
+            );
+        }
+    }
+    out
+}
+
+fn check_env_name(sink: &mut Sink, var: &Entry) {
+    let name = var.key.as_str();
+    let at = var.key_span.clone();
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        let fixed: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .collect();
+        let fixable = fixed.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+        sink.error_maybe_help(
+            at,
+            format!(
+                "invalid environment variable name `{name}`: expected letters, digits and `_`, \
+                 not starting with a digit"
+            ),
+            fixable.then(|| format!("did you mean `{fixed}`?")),
+        );
+    } else if name.starts_with("VDC_") {
+        sink.error(
+            at,
+            format!("environment variable `{name}` is reserved: vdc sets the `VDC_` variables itself"),
+        );
+    } else if name == "PORT" {
+        sink.error(
+            at,
+            "environment variable `PORT` is reserved: vdc sets it to the port the instance listens on",
+        );
+    }
+}
+
+/// A working directory, resolved against the spec file's directory.
+fn workdir(sink: &mut Sink, entry: &Entry, base_dir: &Path) -> PathBuf {
+    let Some(dir) = read::string(sink, entry, "a directory, like \".\" or \"shop\"") else {
+        return base_dir.to_path_buf();
+    };
+    if dir.is_empty() || dir.contains('\0') {
+        sink.error(entry.value_span(), "`workdir` is empty; expected a directory, like \".\"");
+        return base_dir.to_path_buf();
+    }
+    // `.` parts are dropped so "." is the base directory itself; `..` is
+    // kept because only the file system knows where it leads.
+    let mut out = base_dir.to_path_buf();
+    for part in Path::new(dir).components() {
+        if part != PathPart::CurDir {
+            out.push(part);
+        }
+    }
+    out
+}
+
+fn resources(sink: &mut Sink, entry: &Entry) -> Resources {
+    let mut out = Resources::PROCESS_DEFAULT;
+    let Some(table) = read::table(sink, entry, "a table like { cpu = 0.5, memory = \"256MiB\" }") else {
+        return out;
+    };
+    let f = Fields::new(sink, table, "`resources`", &["cpu", "memory"]);
+    if let Some(cpu) = f.get("cpu").and_then(|e| read::cpu(sink, e)) {
+        out.cpu = cpu;
+    }
+    if let Some(memory) = f.get("memory").and_then(|e| read::memory(sink, e)) {
+        out.memory = memory;
+    }
+    out
+}
+
+fn links(sink: &mut Sink, entry: &Entry) -> Vec<DraftLink> {
+    let Some(table) = read::table(sink, entry, "a table like { db = \"db.kv\" }") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for link in table {
+        let name_ok = check_name(sink, link.key_span.clone(), "link", &link.key);
+        let target = read::string(sink, link, "a target `component.input`, like \"db.kv\"");
+        if let (true, Some(target)) = (name_ok, target) {
+            out.push(DraftLink {
+                name: link.key.clone(),
+                at: link.key_span.clone(),
+                target: target.to_owned(),
+                target_at: link.value_span(),
+            });
+        }
+    }
+    out
+}
+
+/// A `builtin:http-lb` has exactly one link, `backend`.
+fn lb_links(sink: &mut Sink, draft: &Draft, links: Option<&Entry>) {
+    let backend = ComponentSpec::LB_BACKEND;
+    for link in &draft.links {
+        if link.name != backend {
+            sink.error(
+                link.at.clone(),
+                format!(
+                    "link `{}` is not allowed on a `{}` component: its only link is `{backend}`",
+                    link.name, draft.appliance
+                ),
+            );
+        }
+    }
+    if !draft.links.iter().any(|l| l.name == backend) {
+        sink.error_help(
+            links.map_or_else(|| draft.at.clone(), |e| e.key_span.clone()),
+            format!(
+                "component `{}` has no link `{backend}`; expected the input it balances",
+                draft.name
+            ),
+            format!("add a line like `links = {{ {backend} = \"web.http\" }}`"),
+        );
+    }
+}
+
+fn volumes(sink: &mut Sink, entry: &Entry, component: &str) -> BTreeMap<String, (Option<Bytes>, Option<String>)> {
+    let mut out = BTreeMap::new();
+    let Some(table) = read::table(sink, entry, "a table like { data = { mount = \"/data\" } }") else {
+        return out;
+    };
+    let mut mounts: Vec<(String, String)> = Vec::new();
+    for (volume, fields) in read::named_tables(sink, table, "a table like { size = \"1GiB\", mount = \"/data\" }") {
+        let name_ok = check_name(sink, volume.key_span.clone(), "volume", &volume.key);
+        let what = format!("volume `{}` of component `{component}`", volume.key);
+        let f = Fields::new(sink, fields, &what, &["size", "mount"]);
+        let size = f.get("size").and_then(|e| read::memory(sink, e));
+        let mount = f.get("mount").and_then(|e| {
+            let path = read::string(sink, e, "an absolute path, like \"/data\"")?;
+            if !path.starts_with('/') {
+                sink.error(
+                    e.value_span(),
+                    format!("`mount` of {what} is \"{path}\"; expected an absolute path, like \"/data\""),
+                );
+                return None;
+            }
+            if let Some((other, _)) = mounts.iter().find(|(_, m)| m == path) {
+                sink.error(
+                    e.value_span(),
+                    format!("`{path}` is already the mount of volume `{other}`; expected one volume per path"),
+                );
+            }
+            mounts.push((volume.key.clone(), path.to_owned()));
+            Some(path.to_owned())
+        });
+        if name_ok {
+            out.insert(volume.key.clone(), (size, mount));
+        }
+    }
+    out
+}
+
+/// The gateway: its port, its address, and the input it exposes.
+fn gateway(sink: &mut Sink, entry: &Entry, draft: &Draft) -> Option<DraftGateway> {
+    let table = read::table(sink, entry, "a table like { port = 8080 }")?;
+    let what = format!("the gateway of component `{}`", draft.name);
+    let f = Fields::new(sink, table, &what, &["port", "input", "address"]);
+    let at = entry.key_span.clone();
+    let port_entry = f.get("port");
+    let port = match port_entry {
+        Some(e) => read::integer(sink, e, "a port", 1, 65535).and_then(|p| u16::try_from(p).ok()),
+        None => {
+            sink.error_help(
+                at.clone(),
+                format!("{what} has no `port`; expected the port to listen on"),
+                "write it like `gateway = { port = 8080 }`",
+            );
+            None
+        }
+    };
+    let address = match f.get("address") {
+        Some(e) => read::string(sink, e, "an IP address, like \"0.0.0.0\"").and_then(|a| {
+            a.parse::<IpAddr>()
+                .map_err(|_| {
+                    sink.error(
+                        e.value_span(),
+                        format!("invalid `address` \"{a}\": expected an IP address, like \"0.0.0.0\" or \"127.0.0.1\""),
+                    )
+                })
+                .ok()
+        }),
+        None => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+    };
+    let input = gateway_input(sink, &f, draft, &what, &at);
+    let (port, port_at) = (port?, port_entry.map(Entry::value_span).unwrap_or(at.clone()));
+    if port < 1024 {
+        sink.warning(
+            port_at.clone(),
+            format!("port {port} is privileged: listening on it needs root or the CAP_NET_BIND_SERVICE capability"),
+            "use a port of 1024 or more, like 8080",
+        );
+    }
+    Some(DraftGateway {
+        input,
+        address: address?,
+        port,
+        port_at,
+    })
+}
+
+fn gateway_input(sink: &mut Sink, f: &Fields<'_>, draft: &Draft, what: &str, at: &Span) -> Option<String> {
+    let names: Vec<&String> = draft.inputs.keys().collect();
+    match f.get("input") {
+        Some(e) => {
+            let name = read::string(sink, e, "the name of one of the component's inputs")?;
+            if draft.inputs.contains_key(name) {
+                return Some(name.to_owned());
+            }
+            let message = format!("{what} exposes input `{name}`, which does not exist");
+            let help = if names.is_empty() {
+                format!("component `{}` declares no inputs", draft.name)
+            } else {
+                format!("the inputs of component `{}` are {}", draft.name, read::list(&names))
+            };
+            sink.error_help(e.value_span(), message, help);
+            None
+        }
+        None => match names.as_slice() {
+            [only] => Some((*only).clone()),
+            [] => {
+                sink.error_help(
+                    at.clone(),
+                    format!("{what} has no input to expose: the component declares no inputs"),
+                    "declare one, like `inputs = { http = { protocol = \"http\" } }`",
+                );
+                None
+            }
+            several => {
+                sink.error_help(
+                    at.clone(),
+                    format!("{what} needs an `input`: the component has inputs {}", read::list(several)),
+                    format!("name the one to expose, like `input = \"{}\"`", several[0]),
+                );
+                None
+            }
+        },
+    }
+}

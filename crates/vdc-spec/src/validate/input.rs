@@ -1,0 +1,137 @@
+//! Reading a component's inputs: their protocol and health check.
+
+use std::collections::BTreeMap;
+
+use super::read::{self, Fields};
+use super::{check_name, DraftInput};
+use crate::diagnostic::Sink;
+use crate::model::*;
+use crate::raw::{Entry, Value};
+
+const HEALTH_EXPECTED: &str = "a path like \"/healthz\", \"tcp\", or a table like { path = \"/healthz\", interval = \"1s\" }";
+
+/// Reads `inputs = { name = { protocol = ..., health = ... } }`. Inputs with
+/// invalid names are reported and left out.
+pub(super) fn inputs(sink: &mut Sink, entry: &Entry, component: &str) -> BTreeMap<String, DraftInput> {
+    let mut out = BTreeMap::new();
+    let Some(table) = read::table(sink, entry, "a table like { http = { protocol = \"http\" } }")
+    else {
+        return out;
+    };
+    let expected = "a table like { protocol = \"http\", health = \"/healthz\" }";
+    for (input, fields) in read::named_tables(sink, table, expected) {
+        let name_ok = check_name(sink, input.key_span.clone(), "input", &input.key);
+        let what = format!("input `{}` of component `{component}`", input.key);
+        let f = Fields::new(sink, fields, &what, &["protocol", "health"]);
+        let protocol = match f.get("protocol") {
+            Some(e) => protocol(sink, e),
+            None => {
+                sink.error_help(
+                    input.key_span.clone(),
+                    format!("{what} has no `protocol`; expected `tcp` or `http`"),
+                    "add `protocol = \"http\"` or `protocol = \"tcp\"`",
+                );
+                None
+            }
+        };
+        let health = match f.get("health") {
+            Some(e) => health(sink, e, protocol, &what),
+            None => HealthCheck::default(),
+        };
+        if let (true, Some(protocol)) = (name_ok, protocol) {
+            out.insert(input.key.clone(), DraftInput { protocol, health });
+        }
+    }
+    out
+}
+
+fn protocol(sink: &mut Sink, entry: &Entry) -> Option<Protocol> {
+    match read::string(sink, entry, "a protocol, `tcp` or `http`")? {
+        "tcp" => Some(Protocol::Tcp),
+        "http" => Some(Protocol::Http),
+        other => {
+            sink.error(
+                entry.value_span(),
+                format!("unknown protocol `{other}`; expected `tcp` or `http`"),
+            );
+            None
+        }
+    }
+}
+
+/// `health = "/path"`, `health = "tcp"` or a table; `protocol` is the input's
+/// protocol when it was valid.
+fn health(sink: &mut Sink, entry: &Entry, protocol: Option<Protocol>, what: &str) -> HealthCheck {
+    let mut out = HealthCheck::default();
+    match &entry.node.value {
+        Value::String(s) => {
+            if s != "tcp" {
+                if let Some(path) = http_path(sink, entry, s, protocol, what) {
+                    out.probe = Probe::Http { path };
+                }
+            }
+        }
+        Value::Table(fields) => {
+            let f = Fields::new(
+                sink,
+                fields,
+                &format!("the health check of {what}"),
+                &["path", "interval", "timeout", "failures"],
+            );
+            if let Some(e) = f.get("path") {
+                if let Some(path) = read::string(sink, e, "a path like \"/healthz\"")
+                    .and_then(|s| http_path(sink, e, s, protocol, what))
+                {
+                    out.probe = Probe::Http { path };
+                }
+            }
+            for (key, slot) in [("interval", &mut out.interval), ("timeout", &mut out.timeout)] {
+                let Some(e) = f.get(key) else { continue };
+                match read::duration(sink, e) {
+                    Some(d) if d.is_zero() => sink.error(
+                        e.value_span(),
+                        format!("`{key}` is zero; expected a duration of at least 1ms, like \"1s\""),
+                    ),
+                    Some(d) => *slot = d,
+                    None => {}
+                }
+            }
+            if let Some(n) = f
+                .get("failures")
+                .and_then(|e| read::u32_field(sink, e, "a number of failures", 1))
+            {
+                out.failures = n;
+            }
+        }
+        _ => read::wrong_type(sink, entry, HEALTH_EXPECTED),
+    }
+    out
+}
+
+/// An HTTP health path: it starts with `/`, has no spaces, and needs an
+/// HTTP input.
+fn http_path(
+    sink: &mut Sink,
+    entry: &Entry,
+    path: &str,
+    protocol: Option<Protocol>,
+    what: &str,
+) -> Option<String> {
+    let at = entry.value_span();
+    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        sink.error(
+            at,
+            format!("invalid health check \"{path}\": expected a path like \"/healthz\", or \"tcp\""),
+        );
+        return None;
+    }
+    if protocol == Some(Protocol::Tcp) {
+        sink.error_help(
+            at,
+            format!("{what} has protocol `tcp`, so its health check cannot be an HTTP request"),
+            "use `health = \"tcp\"`, or set `protocol = \"http\"`",
+        );
+        return None;
+    }
+    Some(path.to_owned())
+}

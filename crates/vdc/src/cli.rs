@@ -1,0 +1,134 @@
+//! The command-line interface: commands, flags and their help.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// vdc: a virtual data center in one binary. Declare an app as a topology of
+/// components, launch it with one command, and watch it run.
+#[derive(Debug, Parser)]
+#[command(name = "vdc", version, propagate_version = true)]
+pub struct Cli {
+    /// Address of the vdc API.
+    #[arg(long, global = true, env = "VDC_ADDR", default_value = vdc_api::DEFAULT_API_ADDR)]
+    pub addr: String,
+
+    /// Output format of listings.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Launch an app: wait until every component is ready, print its gateways,
+    /// then show a live status until Ctrl-C (which takes the app down).
+    Up(UpArgs),
+    /// Check an app spec without running anything.
+    Validate {
+        /// The app spec file (TOML).
+        file: PathBuf,
+    },
+    /// List apps.
+    Apps,
+    /// List instances.
+    Ps {
+        /// Only this app's instances.
+        app: Option<String>,
+    },
+    /// Show an instance's output (stdout and stderr).
+    Logs {
+        /// APP/COMPONENT or APP/COMPONENT/INDEX.
+        target: String,
+        /// Keep printing as the log grows.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each instance.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+    /// Take an app down: stop its instances cleanly and forget it.
+    Down {
+        app: String,
+        /// Return at once instead of waiting until every instance is gone.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Run the control plane and a local agent in the foreground, or stop one.
+    Server(ServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The app spec file (TOML).
+    pub file: PathBuf,
+    /// Return once the app is ready, leaving a background server running.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Seconds to wait for every component to become ready.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub server: ServerOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    pub action: Option<ServerAction>,
+    #[command(flatten)]
+    pub opts: ServerOpts,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerAction {
+    /// Stop the server at --addr and every instance it runs.
+    Stop,
+}
+
+/// Options of a server started by `vdc server` or by `vdc up`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerOpts {
+    /// Where state, logs and volumes live [default: the user's data directory].
+    #[arg(long, env = "VDC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where the API listens [default: --addr].
+    #[arg(long)]
+    pub api: Option<SocketAddr>,
+    /// This node's name [default: the host name].
+    #[arg(long)]
+    pub node_name: Option<String>,
+}
+
+impl Cli {
+    /// Servers log what they do; client commands only warnings.
+    pub fn default_log_filter(&self) -> &'static str {
+        match &self.command {
+            Command::Server(ServerArgs { action: None, .. }) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+impl ServerOpts {
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("vdc")
+    }
+}

@@ -1,0 +1,124 @@
+//! A small client of the vdc API.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{de::DeserializeOwned, Serialize};
+use vdc_api::ErrorBody;
+
+use crate::exit::{fail, Code};
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    addr: String,
+}
+
+/// An error answer from the server, with the body it sent.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", body.error)]
+pub struct ApiError {
+    pub status: u16,
+    pub body: ErrorBody,
+}
+
+impl Client {
+    pub fn new(addr: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .context("cannot build the HTTP client")?;
+        let base = if addr.starts_with("http://") {
+            addr.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        Ok(Self {
+            http,
+            base,
+            addr: addr.to_owned(),
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// True when a vdc server answers at the address.
+    pub async fn is_up(&self) -> bool {
+        self.http
+            .get(self.url("/v1/health"))
+            .timeout(Duration::from_millis(500))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self.send(self.http.get(self.url(path))).await?;
+        decode(response).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let response = self.send(self.http.post(self.url(path)).json(body)).await?;
+        decode(response).await
+    }
+
+    pub async fn post_empty(&self, path: &str) -> anyhow::Result<()> {
+        self.send(self.http.post(self.url(path))).await.map(drop)
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.send(self.http.delete(self.url(path))).await.map(drop)
+    }
+
+    /// A streaming GET (logs).
+    pub async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                fail(
+                    Code::Unreachable,
+                    format!(
+                        "no vdc server answers at {} (start one with `vdc server` or `vdc up FILE`, or set --addr/VDC_ADDR)",
+                        self.addr
+                    ),
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("request to {} failed", self.addr))
+            }
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or(ErrorBody {
+            error: format!("the server answered {status}: {}", text.trim()),
+            diagnostics: vec![],
+        });
+        Err(anyhow::Error::new(ApiError { status, body }))
+    }
+}
+
+async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
+    let bytes = response.bytes().await.context("cannot read the server's answer")?;
+    serde_json::from_slice(&bytes).context("the server's answer is not what this vdc expects (versions differ?)")
+}
+
+pub fn url_path_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,56 @@
+//! One module per command.
+
+mod list;
+mod logs;
+mod server;
+mod up;
+mod validate;
+
+use std::time::Duration;
+
+use crate::cli::{Cli, Command, ServerAction};
+use crate::client::{url_path_escape, Client};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::new(&cli.addr)?;
+    match cli.command {
+        Command::Up(args) => up::run(&client, &cli.addr, cli.output, args).await,
+        Command::Validate { file } => validate::run(&file, cli.output),
+        Command::Apps => list::apps(&client, cli.output).await,
+        Command::Ps { app } => list::ps(&client, app.as_deref(), cli.output).await,
+        Command::Logs { target, follow, tail } => logs::run(&client, &target, follow, tail).await,
+        Command::Down { app, no_wait } => down(&client, &app, !no_wait).await,
+        Command::Server(args) => match args.action {
+            None => server::foreground(&cli.addr, &args.opts).await,
+            Some(ServerAction::Stop) => server::stop(&client).await,
+        },
+    }
+}
+
+/// Takes an app down and, unless told not to, waits until it is gone.
+pub async fn down(client: &Client, app: &str, wait: bool) -> anyhow::Result<()> {
+    let path = format!("/v1/apps/{}", url_path_escape(app));
+    client.delete(&path).await?;
+    if !wait {
+        println!("taking {app} down");
+        return Ok(());
+    }
+    let started = tokio::time::Instant::now();
+    loop {
+        match client.get::<vdc_api::AppDetail>(&path).await {
+            Ok(detail) => {
+                if started.elapsed() > Duration::from_secs(120) {
+                    anyhow::bail!(
+                        "{app} is still stopping after 2 minutes ({} instances left)",
+                        detail.instances.len()
+                    );
+                }
+            }
+            Err(e) if e.downcast_ref::<crate::client::ApiError>().is_some_and(|a| a.status == 404) => break,
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("{app} is down ({:.1}s)", started.elapsed().as_secs_f64());
+    Ok(())
+}

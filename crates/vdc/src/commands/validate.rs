@@ -1,0 +1,83 @@
+//! `vdc validate FILE`: check a spec without running anything.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::cli::Format;
+use crate::exit::{Code, Coded};
+
+/// A spec read from disk and validated, with what a submission needs.
+pub struct Loaded {
+    pub file: String,
+    pub base_dir: PathBuf,
+    pub source: String,
+    pub validated: vdc_spec::Validated,
+}
+
+/// Reads and validates `file`; on errors prints them (rendered with the
+/// source line) and returns an error with the invalid-spec exit code.
+pub fn load(file: &Path, format: Format) -> anyhow::Result<Loaded> {
+    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let absolute = std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
+    let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let name = file.display().to_string();
+    match vdc_spec::parse(&source, &name, &base_dir) {
+        Ok(validated) => {
+            if format == Format::Table {
+                for w in &validated.warnings {
+                    eprintln!("{}", w.render(&source));
+                }
+            }
+            Ok(Loaded {
+                file: name,
+                base_dir,
+                source,
+                validated,
+            })
+        }
+        Err(diagnostics) => {
+            let errors = diagnostics.0.iter().filter(|d| d.severity == vdc_spec::Severity::Error).count();
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&diagnostics.0)?),
+                Format::Table => {
+                    for d in &diagnostics.0 {
+                        eprintln!("{}", d.render(&source));
+                    }
+                }
+            }
+            Err(anyhow::Error::new(Coded {
+                code: Code::InvalidSpec,
+                message: format!("{name}: {errors} error(s); nothing was started"),
+                printed: false,
+            }))
+        }
+    }
+}
+
+pub fn run(file: &Path, format: Format) -> anyhow::Result<()> {
+    let loaded = load(file, format)?;
+    let spec = &loaded.validated.spec;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(spec)?),
+        Format::Table => {
+            let instances: u32 = spec
+                .components
+                .values()
+                .filter(|c| !c.appliance.is_builtin())
+                .map(|c| c.replicas.count)
+                .sum();
+            let reserved = spec.reserved();
+            println!(
+                "{}: app `{}` is valid: {} components, {} instances, {} CPU and {} reserved",
+                loaded.file,
+                spec.name,
+                spec.components.len(),
+                instances,
+                reserved.cpu,
+                reserved.memory
+            );
+        }
+    }
+    Ok(())
+}

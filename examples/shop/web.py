@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""A web server for the shop example.
+
+Serves on 127.0.0.1:$PORT and keeps its data in the database it reaches
+through its `db` link ($VDC_LINK_DB, an address that never changes):
+    GET  /healthz        -> 200 ok
+    GET  /               -> {"instance": ..., "hits": <counter in the db>}
+    GET  /items/<key>    -> the value, or 404
+    PUT  /items/<key>    -> stores the request body
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+INSTANCE = os.environ.get("VDC_INSTANCE", "web")
+DB_HOST, DB_PORT = os.environ["VDC_LINK_DB"].rsplit(":", 1)
+
+local = threading.local()
+
+
+class DbError(Exception):
+    pass
+
+
+def db(command):
+    """Sends one command over this thread's connection, reconnecting once."""
+    for attempt in range(2):
+        conn = getattr(local, "conn", None)
+        try:
+            if conn is None:
+                sock = socket.create_connection((DB_HOST, int(DB_PORT)), timeout=5)
+                conn = local.conn = (sock, sock.makefile("rb"))
+            sock, reader = conn
+            sock.sendall((command + "\n").encode("utf-8"))
+            line = reader.readline()
+            if not line:
+                raise OSError("connection closed")
+            return line.decode("utf-8").rstrip("\n")
+        except OSError as e:
+            local.conn = None
+            if attempt == 1:
+                raise DbError(str(e))
+    raise DbError("unreachable")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def reply(self, status, body, content_type="application/json"):
+        data = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Instance", INSTANCE)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        try:
+            if self.path == "/healthz":
+                return self.reply(200, "ok\n", "text/plain")
+            if self.path == "/":
+                hits = int(db("INCR hits"))
+                return self.reply(200, json.dumps({"instance": INSTANCE, "hits": hits}) + "\n")
+            if self.path.startswith("/items/"):
+                key = self.path[len("/items/"):]
+                answer = db("GET " + key)
+                if answer == "NONE":
+                    return self.reply(404, json.dumps({"error": "no such item"}) + "\n")
+                return self.reply(200, json.dumps({"key": key, "value": answer[6:], "instance": INSTANCE}) + "\n")
+            return self.reply(404, json.dumps({"error": "not found"}) + "\n")
+        except DbError as e:
+            return self.reply(503, json.dumps({"error": "database unavailable: " + str(e)}) + "\n")
+
+    def do_PUT(self):
+        if not self.path.startswith("/items/"):
+            return self.reply(404, json.dumps({"error": "not found"}) + "\n")
+        key = self.path[len("/items/"):]
+        length = int(self.headers.get("Content-Length", "0"))
+        value = self.rfile.read(length).decode("utf-8").replace("\n", " ")
+        if not key or " " in key:
+            return self.reply(400, json.dumps({"error": "bad key"}) + "\n")
+        try:
+            db(f"SET {key} {value}")
+        except DbError as e:
+            return self.reply(503, json.dumps({"error": "database unavailable: " + str(e)}) + "\n")
+        return self.reply(200, json.dumps({"key": key, "stored": True, "instance": INSTANCE}) + "\n")
+
+    do_POST = do_PUT
+
+
+def main():
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    port = int(os.environ["PORT"])
+    server = ThreadingHTTPServer((os.environ.get("VDC_HOST", "127.0.0.1"), port), Handler)
+    server.daemon_threads = True
+    print(f"web {INSTANCE}: listening on port {port}, database at {DB_HOST}:{DB_PORT}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,8 @@
 """A web server for the shop example.
 
 Serves on 127.0.0.1:$PORT and keeps its data in the database it reaches
-through its `db` link ($VDC_LINK_DB, an address that never changes):
+through its `db` link ($VDC_LINK_DB, an address that never changes): the
+example's kvdb.py, or redis when DB_PROTOCOL=redis.
     GET  /healthz        -> 200 ok
     GET  /               -> {"instance": ..., "hits": <counter in the db>}
     GET  /items/<key>    -> the value, or 404
@@ -20,11 +21,46 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 INSTANCE = os.environ.get("VDC_INSTANCE", "web")
 DB_HOST, DB_PORT = os.environ["VDC_LINK_DB"].rsplit(":", 1)
 
+PROTOCOL = os.environ.get("DB_PROTOCOL", "kvdb")
+
 local = threading.local()
 
 
 class DbError(Exception):
     pass
+
+
+def encode(command):
+    """One command as the database's protocol wants it."""
+    if PROTOCOL != "redis":
+        return (command + "\n").encode("utf-8")
+    args = command.split(" ", 2)
+    out = f"*{len(args)}\r\n"
+    for a in args:
+        out += f"${len(a.encode('utf-8'))}\r\n{a}\r\n"
+    return out.encode("utf-8")
+
+
+def decode(reader):
+    """One reply, in the kvdb protocol's words (VALUE x, NONE, OK, an integer)."""
+    line = reader.readline()
+    if not line:
+        raise OSError("connection closed")
+    line = line.decode("utf-8").rstrip("\r\n")
+    if PROTOCOL != "redis":
+        return line
+    kind, rest = line[:1], line[1:]
+    if kind in "+:":
+        return rest
+    if kind == "-":
+        raise DbError(rest)
+    if kind == "$":
+        n = int(rest)
+        if n < 0:
+            return "NONE"
+        data = reader.read(n + 2)[:n]
+        return "VALUE " + data.decode("utf-8")
+    raise DbError("unexpected reply " + line)
 
 
 def db(command):
@@ -36,11 +72,8 @@ def db(command):
                 sock = socket.create_connection((DB_HOST, int(DB_PORT)), timeout=5)
                 conn = local.conn = (sock, sock.makefile("rb"))
             sock, reader = conn
-            sock.sendall((command + "\n").encode("utf-8"))
-            line = reader.readline()
-            if not line:
-                raise OSError("connection closed")
-            return line.decode("utf-8").rstrip("\n")
+            sock.sendall(encode(command))
+            return decode(reader)
         except OSError as e:
             local.conn = None
             if attempt == 1:

@@ -43,7 +43,10 @@ pub(crate) fn instance_env(
     for (input, locator) in locators {
         let name = env_name(input.as_str());
         env.push((format!("VDC_INPUT_{name}"), locator.to_string()));
-        env.push((format!("VDC_INPUT_{name}_PORT"), locator.0.port().to_string()));
+        env.push((
+            format!("VDC_INPUT_{name}_PORT"),
+            locator.0.port().to_string(),
+        ));
     }
     for (link, (addr, protocol)) in &request.links {
         let name = env_name(link.as_str());
@@ -66,4 +69,71 @@ fn push_address(env: &mut Vec<(String, String)>, name: &str, addr: SocketAddr) {
     env.push((name.to_owned(), addr.to_string()));
     env.push((format!("{name}_HOST"), addr.ip().to_string()));
     env.push((format!("{name}_PORT"), addr.port().to_string()));
+}
+
+/// Replaces `${NAME}` in a command argument with the instance's variable
+/// `NAME`, so a command can take its port or volume as an argument
+/// (`redis-server --port ${PORT}`) without a shell. Unknown names are left as
+/// written, and `$${` escapes a literal `${`.
+pub(crate) fn expand(arg: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match env.iter().rev().find(|(k, _)| k == name) {
+                    Some((_, value)) => out.push_str(value),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Vec<(String, String)> {
+        vec![
+            ("PORT".into(), "4000".into()),
+            ("VDC_VOLUME_DATA".into(), "/v".into()),
+        ]
+    }
+
+    #[test]
+    fn expands_known_names() {
+        assert_eq!(expand("--port=${PORT}", &env()), "--port=4000");
+        assert_eq!(expand("${VDC_VOLUME_DATA}/db", &env()), "/v/db");
+        assert_eq!(expand("${PORT}${PORT}", &env()), "40004000");
+    }
+
+    #[test]
+    fn leaves_unknown_and_escaped_alone() {
+        assert_eq!(expand("${NOPE}", &env()), "${NOPE}");
+        assert_eq!(expand("$${PORT}", &env()), "${PORT}");
+        assert_eq!(expand("${PORT", &env()), "${PORT");
+        assert_eq!(expand("plain $PORT", &env()), "plain $PORT");
+    }
+
+    #[test]
+    fn names_become_variable_names() {
+        assert_eq!(env_name("db-main"), "DB_MAIN");
+    }
 }

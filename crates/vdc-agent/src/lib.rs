@@ -207,7 +207,10 @@ impl Agent {
         while !lock(&self.inner.instances).is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.inner.dataplane.shutdown(Duration::from_millis(500)).await;
+        self.inner
+            .dataplane
+            .shutdown(Duration::from_millis(500))
+            .await;
         lock(&self.inner.listeners).clear();
     }
 }
@@ -241,11 +244,17 @@ impl Inner {
     fn update(&self, id: &InstanceId, f: impl FnOnce(&mut InstanceRecord)) {
         let (status, serving_changed) = {
             let mut instances = lock(&self.instances);
-            let Some(slot) = instances.get_mut(id) else { return };
+            let Some(slot) = instances.get_mut(id) else {
+                return;
+            };
+            let previous = slot.record.clone();
             let before = slot.record.status.state.serves_traffic();
             let before_locators = slot.record.status.locators.clone();
             let state_before = slot.record.status.state;
             f(&mut slot.record);
+            if slot.record == previous {
+                return;
+            }
             let status = &mut slot.record.status;
             if status.state != state_before {
                 status.since_ms = now_ms();

@@ -25,7 +25,9 @@ async fn run(addr: SocketAddr, probe: &Probe) -> Result<(), String> {
     };
     // A one-shot GET with `Connection: close` needs no client library: write
     // the request, read the status line.
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: vdc-probe\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: vdc-probe\r\nConnection: close\r\n\r\n"
+    );
     stream
         .write_all(request.as_bytes())
         .await

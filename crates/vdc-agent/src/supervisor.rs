@@ -19,6 +19,9 @@ use crate::{env, now_ms, probe, Inner, StartInstance};
 /// milliseconds; the gap then doubles up to this cap until the first success.
 const FIRST_PROBE: Duration = Duration::from_millis(10);
 const STARTING_PROBE_CAP: Duration = Duration::from_millis(200);
+/// How long a starting instance may fail its probes before the failure is
+/// reported in its status.
+const QUIET_START: Duration = Duration::from_secs(2);
 /// A process that stayed up this long is considered healthy again: its next
 /// crash restarts it without delay.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
@@ -77,7 +80,8 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
                     r.status.message = None;
                     r.pid = Some(pid);
                     r.start_ticks = handle.start_ticks();
-                    r.cgroup_name = (!handle.cgroup_paths().is_empty()).then(|| inner.cgroup_name(&id));
+                    r.cgroup_name =
+                        (!handle.cgroup_paths().is_empty()).then(|| inner.cgroup_name(&id));
                 });
                 match watch(&inner, &request, handle.as_mut(), &locators, &stop).await {
                     Ended::Stopped => {
@@ -123,7 +127,8 @@ async fn launch(
     let component = &request.component;
     let mut locators = BTreeMap::new();
     for input in component.inputs.keys() {
-        let port = free_port().map_err(|e| format!("cannot find a free port for input `{input}`: {e}"))?;
+        let port =
+            free_port().map_err(|e| format!("cannot find a free port for input `{input}`: {e}"))?;
         locators.insert(
             input.clone(),
             Locator(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
@@ -138,16 +143,21 @@ async fn launch(
         volumes.insert(name.clone(), path);
     }
     let log_file = inner.log_path(id);
-    note_in_log(&log_file, &format!("starting {id} (revision {})", request.revision)).await;
+    note_in_log(
+        &log_file,
+        &format!("starting {id} (revision {})", request.revision),
+    )
+    .await;
     let Some((program, args)) = component.command.split_first() else {
         return Err(format!("component `{}` has no command", component.name));
     };
+    let env = env::instance_env(request, &inner.config.node, &locators, &volumes);
     let spec = LaunchSpec {
         instance: id.to_string(),
         cgroup_name: inner.cgroup_name(id),
-        program: program.clone(),
-        args: args.to_vec(),
-        env: env::instance_env(request, &inner.config.node, &locators, &volumes),
+        program: env::expand(program, &env),
+        args: args.iter().map(|a| env::expand(a, &env)).collect(),
+        env,
         workdir: component.workdir.clone(),
         log_file,
         limits: Limits {
@@ -181,10 +191,16 @@ async fn watch(
         .map(|(_, _, h)| h.interval)
         .min()
         .unwrap_or(Duration::from_secs(1));
-    let threshold = checks.iter().map(|(_, _, h)| h.failures).min().unwrap_or(1).max(1);
+    let threshold = checks
+        .iter()
+        .map(|(_, _, h)| h.failures)
+        .min()
+        .unwrap_or(1)
+        .max(1);
     let mut ready = false;
     let mut failures = 0u32;
     let mut delay = FIRST_PROBE;
+    let started = Instant::now();
     if checks.is_empty() {
         // Nothing to probe: running is all an instance without inputs can show.
         ready = true;
@@ -231,12 +247,18 @@ async fn watch(
                 }
             }
             Some(message) => {
-                delay = (delay * 2).min(STARTING_PROBE_CAP).min(interval.max(FIRST_PROBE));
-                inner.update(id, |r| {
-                    if r.status.message.as_ref() != Some(&message) {
-                        r.status.message = Some(message);
-                    }
-                });
+                delay = (delay * 2)
+                    .min(STARTING_PROBE_CAP)
+                    .min(interval.max(FIRST_PROBE));
+                // Failing probes are expected while a program starts; they
+                // only become news when it is slow to come up.
+                if started.elapsed() >= QUIET_START {
+                    inner.update(id, |r| {
+                        if r.status.message.as_ref() != Some(&message) {
+                            r.status.message = Some(message);
+                        }
+                    });
+                }
             }
         }
     }
@@ -255,7 +277,14 @@ async fn note_in_log(path: &std::path::Path, line: &str) {
     if let Some(dir) = path.parent() {
         let _ = tokio::fs::create_dir_all(dir).await;
     }
-    if let Ok(mut f) = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await {
-        let _ = f.write_all(format!("--- vdc: {line} ---\n").as_bytes()).await;
+    if let Ok(mut f) = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+    {
+        let _ = f
+            .write_all(format!("--- vdc: {line} ---\n").as_bytes())
+            .await;
     }
 }

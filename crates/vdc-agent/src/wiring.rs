@@ -27,7 +27,9 @@ pub enum WiringError {
     Bind { key: String, message: String },
     /// A link's stable address was taken by another program while vdc was
     /// not holding it; the link got a new address.
-    #[error("link {key} could not get its address {old} back ({message}); it now listens on {new}")]
+    #[error(
+        "link {key} could not get its address {old} back ({message}); it now listens on {new}"
+    )]
     Moved {
         key: String,
         old: SocketAddr,
@@ -78,9 +80,17 @@ impl Agent {
                 protocol: plan.protocol,
                 backends: backends.clone(),
             };
-            let bound = match self.inner.dataplane.bind(&plan.key, wanted_addr, spec()).await {
+            let bound = match self
+                .inner
+                .dataplane
+                .bind(&plan.key, wanted_addr, spec())
+                .await
+            {
                 Ok(addr) => Ok(addr),
-                Err(e) if matches!(plan.kind, ListenerKind::Link { .. }) && wanted_addr.port() != 0 => {
+                Err(e)
+                    if matches!(plan.kind, ListenerKind::Link { .. })
+                        && wanted_addr.port() != 0 =>
+                {
                     let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
                     match self.inner.dataplane.bind(&plan.key, any, spec()).await {
                         Ok(new) => {

@@ -31,7 +31,8 @@ pub trait Binder: Send + Sync {
 /// address) so an implementation can decide per instance where to connect
 /// from, for example from inside the instance's network namespace.
 pub trait Connector: Send + Sync + 'static {
-    fn connect<'a>(&'a self, endpoint: &'a crate::Endpoint) -> BoxFuture<'a, io::Result<TcpStream>>;
+    fn connect<'a>(&'a self, endpoint: &'a crate::Endpoint)
+        -> BoxFuture<'a, io::Result<TcpStream>>;
 }
 
 // === types ===
@@ -65,7 +66,10 @@ impl Default for TcpConnector {
 }
 
 impl Connector for TcpConnector {
-    fn connect<'a>(&'a self, endpoint: &'a crate::Endpoint) -> BoxFuture<'a, io::Result<TcpStream>> {
+    fn connect<'a>(
+        &'a self,
+        endpoint: &'a crate::Endpoint,
+    ) -> BoxFuture<'a, io::Result<TcpStream>> {
         Box::pin(async move {
             match tokio::time::timeout(self.timeout, TcpStream::connect(endpoint.addr)).await {
                 Ok(result) => result,

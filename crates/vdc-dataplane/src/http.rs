@@ -139,7 +139,8 @@ async fn proxy(
 /// head.
 ///
 /// Retries are limited to what is safe: another endpoint when a connect
-/// fails or a fresh connection closes before the request was written; a
+/// fails, a fresh connection closes before the request was written, or it
+/// dies before answering a bodyless GET, HEAD or OPTIONS; a
 /// fresh connection to the same endpoint when a pooled one turns out to be
 /// closed (the request comes back unsent, or it is bodyless and safe, so
 /// sending it again cannot repeat a side effect).
@@ -177,7 +178,7 @@ async fn forward(
                 },
             };
             let upstream_ready = started.elapsed();
-            let replay = if reused { replayable(&request) } else { None };
+            let replay = replayable(&request);
             let sent =
                 tokio::time::timeout(config.response_timeout, sender.try_send_request(request))
                     .await;
@@ -210,9 +211,11 @@ async fn forward(
                     pooled = lease.pool().checkout();
                     continue;
                 }
-            } else if let Some(again) = unsent {
+            } else if let Some(again) = unsent.or(replay) {
                 // A new connection closed before the request could be
-                // written: the endpoint is going away, as if it had refused.
+                // written, or before a safe, bodyless request was answered:
+                // the endpoint is going away (killed, crashed), as if it had
+                // refused. Another endpoint gets the request.
                 lease.connect_failed();
                 request = again;
                 last_error = Some(ProxyError::Upstream {
@@ -257,7 +260,10 @@ async fn dial(lease: &Lease, connector: &dyn Connector) -> Result<Sender, ProxyE
 /// method is safe: the copy costs a header map clone, and anything else
 /// might repeat a side effect.
 fn replayable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     if !safe || !matches!(request.body(), Either::Right(_)) {
         return None;
     }

@@ -17,9 +17,10 @@
 //! - `stats`: atomic counters and the single point where an outcome is
 //!   recorded.
 //!
-//! **Architecture invariant:** nothing on the traffic path takes a lock or
-//! allocates to count; a failure the network causes never panics, it becomes
-//! an error response, a closed connection and a counter.
+//! **Architecture invariant:** counting and balancing on the traffic path
+//! take no lock and allocate nothing (the one lock there is the upstream
+//! pool's, held for a push or a pop); a failure the network causes never
+//! panics, it becomes an error response, a closed connection and a counter.
 
 #![forbid(unsafe_code)]
 

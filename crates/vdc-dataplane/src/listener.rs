@@ -67,6 +67,8 @@ pub struct ListenerInfo {
 }
 
 /// Owns the node's listeners. Cheap to clone; clones share the listeners.
+/// Dropping the last clone closes every listener and its connections at
+/// once; call [`shutdown`](Self::shutdown) first for a graceful stop.
 #[derive(Clone)]
 pub struct DataPlane {
     inner: Arc<Inner>,
@@ -100,7 +102,9 @@ pub(crate) struct ListenerShared {
 pub(crate) enum Control {
     Serve,
     /// Stop accepting; connections may finish until the deadline.
-    Drain { deadline: Instant },
+    Drain {
+        deadline: Instant,
+    },
 }
 
 // === impl DataPlaneConfig ===
@@ -136,9 +140,7 @@ impl DataPlane {
     }
 
     pub fn with_config(mut config: DataPlaneConfig) -> Self {
-        config.connect_attempts = config
-            .connect_attempts
-            .clamp(1, crate::balance::MAX_TRIES);
+        config.connect_attempts = config.connect_attempts.clamp(1, crate::balance::MAX_TRIES);
         DataPlane {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
@@ -236,7 +238,12 @@ impl DataPlane {
 
     /// Swaps the spec of `key` in place if it is bound at `addr` already.
     /// Gives the spec back if there is no such listener.
-    fn respec(&self, key: &str, addr: SocketAddr, spec: ProxySpec) -> Result<SocketAddr, ProxySpec> {
+    fn respec(
+        &self,
+        key: &str,
+        addr: SocketAddr,
+        spec: ProxySpec,
+    ) -> Result<SocketAddr, ProxySpec> {
         let listeners = self.lock();
         let Some(listener) = listeners.get(key) else {
             return Err(spec);
@@ -314,9 +321,13 @@ impl fmt::Debug for DataPlane {
 
 impl Listener {
     async fn stop(self, grace: Duration) {
-        self.control.send_replace(Control::Drain {
-            deadline: Instant::now() + grace,
-        });
+        let now = Instant::now();
+        // A grace too long to represent (say `Duration::MAX`) means forever;
+        // thirty years will do.
+        let deadline = now
+            .checked_add(grace)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+        self.control.send_replace(Control::Drain { deadline });
         if let Err(error) = self.task.await {
             warn!(key = %self.shared.key, %error, "listener task failed");
         }

@@ -71,11 +71,6 @@ impl IdlePool {
             since: Instant::now(),
         });
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
 }
 
 impl Idle {

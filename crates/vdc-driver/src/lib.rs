@@ -2,13 +2,23 @@
 //! the [`ProcessDriver`] that runs instances as isolated host processes, and
 //! a [`fake::FakeDriver`] for tests of other crates.
 //!
-//! **Architecture invariant:** this is the only crate that makes raw system
-//! calls on instances (signals, cgroups, `pre_exec`). Its one `unsafe` block
-//! is the `pre_exec` hook that moves a child into its cgroup before `exec`.
+//! **Architecture invariant:** this is the only crate that acts on instance
+//! processes with system calls (signals, cgroups, `pre_exec`). Its one
+//! `unsafe` block is the `pre_exec` hook that moves a child into its cgroup
+//! before `exec`.
 //!
 //! Isolation degrades instead of failing: without root or a writable cgroup
 //! filesystem, instances still run in their own process group, and
 //! [`Driver::isolation`] carries a one-line warning for the operator.
+//!
+//! What a caller must do:
+//! - persist a [`Leftover`] (pid, start time, cgroup name) for every started
+//!   instance, and after an agent restart pass each one to [`Driver::reap`];
+//! - call [`InstanceHandle::stop`] after [`InstanceHandle::wait`] returns too:
+//!   waiting only reaps the main process, while stop also ends the processes
+//!   it left behind and removes the cgroup. Dropping a handle stops nothing;
+//! - not run as pid 1 without an init (such as `tini`) when instances may
+//!   leave orphans: nobody else would reap them.
 
 #![deny(unsafe_code)]
 

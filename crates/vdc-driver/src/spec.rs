@@ -11,8 +11,8 @@ pub struct LaunchSpec {
     pub instance: String,
     /// The cgroup leaf for this instance, unique on the node and chosen by the
     /// agent, such as "vdc-7f3a/shop.web.0". At most one '/', no "." or ".."
-    /// components; the parent ("vdc-7f3a") is created when missing and left in
-    /// place when the instance goes, since other instances share it.
+    /// components. The parent ("vdc-7f3a") is created when missing and removed
+    /// with its last instance.
     pub cgroup_name: String,
     /// The program: looked up in `PATH` when it has no '/', otherwise taken
     /// relative to `workdir`.

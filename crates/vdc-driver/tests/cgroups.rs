@@ -1,6 +1,9 @@
 //! The process driver's cgroups, against the kernel. These need root and a
 //! writable cgroup filesystem; elsewhere each test says why it is skipped.
 
+// Tests fail loudly on purpose: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;
@@ -102,8 +105,12 @@ async fn the_instance_runs_in_its_cgroup_under_its_limits() {
     handle.stop(GRACE).await;
     for path in &paths {
         assert!(!path.exists(), "{} left after stop", path.display());
-        // The shared parent stays for the next instance; tidy up the test's.
-        let _ = fs::remove_dir(path.parent().unwrap());
+        let parent = path.parent().unwrap();
+        assert!(
+            !parent.exists(),
+            "{} left after its last instance",
+            parent.display()
+        );
     }
 }
 
@@ -250,5 +257,5 @@ async fn cgroup_v2_tracks_and_kills_escaped_children() {
     assert_eq!(handle.stop(GRACE).await, ExitInfo::signal(libc::SIGTERM));
     assert!(gone_soon(escaped), "escaped child {escaped} survived stop");
     assert!(!paths[0].exists());
-    let _ = fs::remove_dir(paths[0].parent().unwrap());
+    assert!(!paths[0].parent().unwrap().exists());
 }

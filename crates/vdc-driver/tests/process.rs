@@ -2,6 +2,9 @@
 //! (as root they also run inside cgroups, without checking them; that is
 //! `tests/cgroups.rs`).
 
+// Tests fail loudly on purpose: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;
@@ -327,4 +330,28 @@ async fn detect_reports_its_isolation() {
             .as_deref()
             .is_some_and(|w| w.starts_with("not running as root")));
     }
+}
+
+#[tokio::test]
+async fn reap_kills_what_is_left_of_the_group_when_the_leader_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without cgroups, so that only the process group can find the child.
+    let driver = ProcessDriver::without_cgroups();
+    let spec = sh(dir.path(), "sleep 100 & echo $! > grandchild; exit 0");
+    let mut handle = driver.start(&spec).await.unwrap();
+    let grandchild = read_pid(&dir.path().join("grandchild"));
+    assert_eq!(handle.wait().await, ExitInfo::code(0));
+    let leftover = Leftover {
+        pid: handle.pid(),
+        start_ticks: handle.start_ticks(),
+        cgroup_name: spec.cgroup_name.clone(),
+    };
+    drop(handle);
+    assert!(is_running(grandchild));
+
+    driver.reap(&leftover).await.unwrap();
+    assert!(
+        gone_soon(grandchild),
+        "grandchild {grandchild} survived reap"
+    );
 }

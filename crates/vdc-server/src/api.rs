@@ -52,9 +52,27 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            ApiError::NotFound(error) => (StatusCode::NOT_FOUND, ErrorBody { error, diagnostics: vec![] }),
-            ApiError::Conflict(error) => (StatusCode::CONFLICT, ErrorBody { error, diagnostics: vec![] }),
-            ApiError::Internal(error) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody { error, diagnostics: vec![] }),
+            ApiError::NotFound(error) => (
+                StatusCode::NOT_FOUND,
+                ErrorBody {
+                    error,
+                    diagnostics: vec![],
+                },
+            ),
+            ApiError::Conflict(error) => (
+                StatusCode::CONFLICT,
+                ErrorBody {
+                    error,
+                    diagnostics: vec![],
+                },
+            ),
+            ApiError::Internal(error) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorBody {
+                    error,
+                    diagnostics: vec![],
+                },
+            ),
             ApiError::Invalid(diagnostics) => {
                 let errors = diagnostics
                     .iter()
@@ -185,8 +203,17 @@ async fn submit(
 /// Refuses a gateway port another app already holds on this node.
 fn check_gateways(apps: &[AppRecord], spec: &vdc_spec::AppSpec) -> Result<(), ApiError> {
     for other in apps.iter().filter(|a| a.spec.name != spec.name) {
-        for theirs in other.spec.components.values().filter_map(|c| c.gateway.as_ref().map(|g| (c, g))) {
-            for mine in spec.components.values().filter_map(|c| c.gateway.as_ref().map(|g| (c, g))) {
+        for theirs in other
+            .spec
+            .components
+            .values()
+            .filter_map(|c| c.gateway.as_ref().map(|g| (c, g)))
+        {
+            for mine in spec
+                .components
+                .values()
+                .filter_map(|c| c.gateway.as_ref().map(|g| (c, g)))
+            {
                 let overlap = theirs.1.port == mine.1.port
                     && (theirs.1.address == mine.1.address
                         || theirs.1.address.is_unspecified()
@@ -305,9 +332,15 @@ async fn logs(
     let mut file = tokio::fs::File::open(&path)
         .await
         .map_err(|_| ApiError::NotFound(format!("no logs for instance {id}")))?;
-    let len = file.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?.len();
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .len();
     let start = match q.tail {
-        Some(n) => tail_offset(&mut file, len, n).await.map_err(|e| ApiError::Internal(e.to_string()))?,
+        Some(n) => tail_offset(&mut file, len, n)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
         None => 0,
     };
     file.seek(SeekFrom::Start(start))
@@ -350,7 +383,11 @@ async fn tail_offset(file: &mut tokio::fs::File, len: u64, n: usize) -> std::io:
     let mut buf = Vec::with_capacity(window as usize);
     file.read_to_end(&mut buf).await?;
     // Skip a final newline so it does not count as an empty last line.
-    let end = if buf.last() == Some(&b'\n') { buf.len() - 1 } else { buf.len() };
+    let end = if buf.last() == Some(&b'\n') {
+        buf.len() - 1
+    } else {
+        buf.len()
+    };
     let mut seen = 0;
     for (i, b) in buf[..end].iter().enumerate().rev() {
         if *b == b'\n' {

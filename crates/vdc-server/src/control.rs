@@ -92,7 +92,10 @@ impl ControlPlane {
     }
 
     pub fn unplaced(&self, app: &str) -> Vec<String> {
-        lock(&self.inner.unplaced).get(app).cloned().unwrap_or_default()
+        lock(&self.inner.unplaced)
+            .get(app)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn wiring_errors(&self, app: &str) -> Vec<String> {
@@ -181,13 +184,16 @@ impl ControlPlane {
         // Wiring first: instances need their link addresses in their
         // environment when they start.
         let plans = vdc_reconciler::wiring(&apps);
-        let known: BTreeMap<String, SocketAddr> = store.link_addresses().await?.into_iter().collect();
+        let known: BTreeMap<String, SocketAddr> =
+            store.link_addresses().await?.into_iter().collect();
         let (bindings, errors) = agent.apply_wiring(&plans, &known).await;
         for binding in &bindings {
             if matches!(binding.plan.kind, ListenerKind::Link { .. })
                 && known.get(&binding.plan.key) != Some(&binding.address)
             {
-                store.put_link_address(&binding.plan.key, binding.address).await?;
+                store
+                    .put_link_address(&binding.plan.key, binding.address)
+                    .await?;
             }
         }
         for key in known.keys() {
@@ -200,7 +206,8 @@ impl ControlPlane {
             .iter()
             .map(|e| {
                 let key = match e {
-                    vdc_agent::WiringError::Bind { key, .. } | vdc_agent::WiringError::Moved { key, .. } => key.clone(),
+                    vdc_agent::WiringError::Bind { key, .. }
+                    | vdc_agent::WiringError::Moved { key, .. } => key.clone(),
                 };
                 tracing::warn!("{e}");
                 (key, e.to_string())
@@ -208,10 +215,14 @@ impl ControlPlane {
             .collect();
 
         let instances = agent.instances();
-        let plan = vdc_reconciler::reconcile(&apps, &instances, &[agent.node().clone()], &BTreeSet::new());
+        let plan =
+            vdc_reconciler::reconcile(&apps, &instances, &[agent.node().clone()], &BTreeSet::new());
         let mut unplaced: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for u in plan.unplaced {
-            unplaced.entry(u.instance.app.to_string()).or_default().push(u.reason);
+            unplaced
+                .entry(u.instance.app.to_string())
+                .or_default()
+                .push(u.reason);
         }
         *lock(&self.inner.unplaced) = unplaced;
 

@@ -66,7 +66,9 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("api", &self.api_addr).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("api", &self.api_addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,7 +80,10 @@ impl Server {
             path: config.data_dir.display().to_string(),
             source,
         })?;
-        let data_dir = config.data_dir.canonicalize().unwrap_or(config.data_dir.clone());
+        let data_dir = config
+            .data_dir
+            .canonicalize()
+            .unwrap_or(config.data_dir.clone());
         let store = StateStore::new(Arc::new(RedbStore::open(&data_dir.join("state.redb"))?));
         let api_listener = tokio::net::TcpListener::bind(config.api)
             .await
@@ -125,15 +130,29 @@ impl Server {
     pub async fn run(self) -> Result<(), ServerError> {
         let control = self.control.clone();
         let loop_task = tokio::spawn(control.clone().run());
+        // The API stays up until every instance has stopped, so a client
+        // that waits for it to go away (`vdc server stop`) knows they are
+        // gone.
+        let stopped = CancellationToken::new();
+        let stopping = tokio::spawn({
+            let (token, stopped, control) =
+                (self.shutdown.clone(), stopped.clone(), control.clone());
+            async move {
+                token.cancelled().await;
+                let _ = loop_task.await;
+                control.agent().shutdown(Duration::from_secs(10)).await;
+                control.persist_all().await;
+                stopped.cancel();
+            }
+        });
         let app = api::router(control.clone());
-        let token = self.shutdown.clone();
-        let serve = axum::serve(self.api_listener, app)
-            .with_graceful_shutdown(async move { token.cancelled().await });
-        let result = serve.await.map_err(ServerError::Api);
+        let result = axum::serve(self.api_listener, app)
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await
+            .map_err(ServerError::Api);
+        // If serving failed on its own, still stop every instance.
         self.shutdown.cancel();
-        let _ = loop_task.await;
-        control.agent().shutdown(Duration::from_secs(10)).await;
-        control.persist_all().await;
+        let _ = stopping.await;
         result
     }
 }

@@ -13,8 +13,15 @@ fn is_current_and_ready(app: &AppRecord, s: &InstanceStatus) -> bool {
     s.state == InstanceState::Ready && s.revision >= app.component_revision(&s.id.component)
 }
 
-pub(crate) fn summary(control: &ControlPlane, app: &AppRecord, instances: &[InstanceStatus]) -> AppSummary {
-    let mine: Vec<&InstanceStatus> = instances.iter().filter(|s| s.id.app == app.spec.name).collect();
+pub(crate) fn summary(
+    control: &ControlPlane,
+    app: &AppRecord,
+    instances: &[InstanceStatus],
+) -> AppSummary {
+    let mine: Vec<&InstanceStatus> = instances
+        .iter()
+        .filter(|s| s.id.app == app.spec.name)
+        .collect();
     let desired: u32 = app
         .spec
         .components
@@ -85,7 +92,11 @@ fn gateways(control: &ControlPlane, app: &AppRecord) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn detail(control: &ControlPlane, app: &AppRecord, instances: &[InstanceStatus]) -> AppDetail {
+pub(crate) fn detail(
+    control: &ControlPlane,
+    app: &AppRecord,
+    instances: &[InstanceStatus],
+) -> AppDetail {
     let components = app
         .spec
         .components
@@ -93,7 +104,11 @@ pub(crate) fn detail(control: &ControlPlane, app: &AppRecord, instances: &[Insta
         .map(|c| ComponentStatus {
             name: c.name.to_string(),
             appliance: c.appliance.to_string(),
-            desired: if c.appliance.is_builtin() { 0 } else { c.replicas.count },
+            desired: if c.appliance.is_builtin() {
+                0
+            } else {
+                c.replicas.count
+            },
             ready: instances
                 .iter()
                 .filter(|s| s.id.app == app.spec.name && s.id.component == c.name)
@@ -104,7 +119,11 @@ pub(crate) fn detail(control: &ControlPlane, app: &AppRecord, instances: &[Insta
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.protocol.to_string()))
                 .collect(),
-            links: c.links.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            links: c
+                .links
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         })
         .collect();
     let stats = control.agent().dataplane().listeners();
@@ -114,7 +133,11 @@ pub(crate) fn detail(control: &ControlPlane, app: &AppRecord, instances: &[Insta
         .into_iter()
         .filter(|b| b.plan.app == app.spec.name)
         .map(|b| {
-            let s = stats.iter().find(|l| l.key == b.plan.key).map(|l| l.stats.clone()).unwrap_or_default();
+            let s = stats
+                .iter()
+                .find(|l| l.key == b.plan.key)
+                .map(|l| l.stats.clone())
+                .unwrap_or_default();
             ListenerStatus {
                 key: b.plan.key.clone(),
                 kind: match b.plan.kind {
@@ -125,7 +148,12 @@ pub(crate) fn detail(control: &ControlPlane, app: &AppRecord, instances: &[Insta
                 protocol: b.plan.protocol.to_string(),
                 target: b.plan.target.to_string(),
                 requests: s.requests,
-                errors: s.errors_no_backend + s.errors_refused + s.errors_reset + s.errors_timeout + s.errors_other + s.responses_5xx,
+                errors: s.errors_no_backend
+                    + s.errors_refused
+                    + s.errors_reset
+                    + s.errors_timeout
+                    + s.errors_other
+                    + s.responses_5xx,
                 connections_active: s.connections_active,
                 bytes_in: s.bytes_in,
                 bytes_out: s.bytes_out,

@@ -70,10 +70,7 @@ impl Diagnostic {
     /// Renders the diagnostic the way rustc does: the message, the location,
     /// the source line with a caret under the column, and the help.
     pub fn render(&self, source: &str) -> String {
-        let mut out = format!(
-            "{}: {}\n",
-            self.severity, self.message
-        );
+        let mut out = format!("{}: {}\n", self.severity, self.message);
         let number = self.line.to_string();
         let gutter = " ".repeat(number.len());
         out.push_str(&format!(
@@ -181,16 +178,31 @@ impl Sink {
         self.push(Severity::Error, at, message.into(), None);
     }
 
-    pub(crate) fn error_help(&mut self, at: Span, message: impl Into<String>, help: impl Into<String>) {
+    pub(crate) fn error_help(
+        &mut self,
+        at: Span,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.push(Severity::Error, at, message.into(), Some(help.into()));
     }
 
     /// An error whose help is optional (a suggestion that may not exist).
-    pub(crate) fn error_maybe_help(&mut self, at: Span, message: impl Into<String>, help: Option<String>) {
+    pub(crate) fn error_maybe_help(
+        &mut self,
+        at: Span,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
         self.push(Severity::Error, at, message.into(), help);
     }
 
-    pub(crate) fn warning(&mut self, at: Span, message: impl Into<String>, help: impl Into<String>) {
+    pub(crate) fn warning(
+        &mut self,
+        at: Span,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.push(Severity::Warning, at, message.into(), Some(help.into()));
     }
 
@@ -253,13 +265,63 @@ impl LineIndex {
         let offset = offset.min(source.len());
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts.get(line - 1).copied().unwrap_or(0);
-        let column = source
-            .get(start..)
-            .map_or(0, |rest| {
-                rest.char_indices()
-                    .take_while(|(i, _)| start + i < offset)
-                    .count()
-            });
+        let column = source.get(start..).map_or(0, |rest| {
+            rest.char_indices()
+                .take_while(|(i, _)| start + i < offset)
+                .count()
+        });
         (line, column + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+
+    #[test]
+    fn positions_count_lines_and_characters() {
+        let src = "a = \"é€\" # x\r\nb = 1\n\nc";
+        let index = LineIndex::new(src);
+        let at = |needle: &str| {
+            let offset = src.find(needle).unwrap_or(usize::MAX);
+            index.position(src, offset)
+        };
+        assert_eq!(at("a"), (1, 1));
+        assert_eq!(at("#"), (1, 10));
+        assert_eq!(at("b"), (2, 1));
+        assert_eq!(at("1"), (2, 5));
+        assert_eq!(at("c"), (4, 1));
+        // Past the end lands at the end.
+        assert_eq!(index.position(src, usize::MAX), (4, 2));
+        assert_eq!(LineIndex::new("").position("", 0), (1, 1));
+    }
+
+    #[test]
+    fn render_keeps_tabs_and_underlines_tokens() {
+        let d = Diagnostic {
+            severity: Severity::Warning,
+            file: "x.toml".to_owned(),
+            line: 2,
+            column: 8,
+            message: "something".to_owned(),
+            help: None,
+        };
+        expect![[r#"
+            warning: something
+             --> x.toml:2:8
+              |
+            2 | 	key = "a value" # c
+              | 	      ^^^^^^^^^
+        "#]]
+        .assert_eq(&d.render("first\r\n\tkey = \"a value\" # c\r\n"));
+        // A position outside the text renders without a snippet.
+        expect![[r#"
+            warning: something
+             --> x.toml:2:8
+        "#]]
+        .assert_eq(&d.render(""));
+        expect!["x.toml:2:8: warning: something"].assert_eq(&d.to_string());
     }
 }

@@ -1,6 +1,6 @@
 //! The validated app spec: plain data that every other crate consumes.
 //!
-//! A [`AppSpec`] can only be built by [`crate::validate`] (or deserialized from
+//! A [`AppSpec`] can only be built by [`crate::parse`] (or deserialized from
 //! a store that only ever held validated specs), so holders may rely on every
 //! invariant the validator checks: links point at existing inputs, the link
 //! graph is acyclic, replica bounds are ordered, resources fit the budget.

@@ -68,8 +68,16 @@ pub(crate) fn parse(source: &str) -> Result<Vec<Entry>, SyntaxError> {
         Err(e) => {
             // toml puts a detail on a second line ("invalid string\nexpected
             // `\"`"); one line reads better next to the position.
-            let message = e.message().trim().replace('\n', ": ");
+            let mut message = e.message().trim().replace('\n', ": ");
             let span = e.span().unwrap_or(0..0);
+            if message.is_empty() {
+                // toml says nothing when the text stops mid-statement.
+                message = if span.start >= source.trim_end().len() {
+                    "unexpected end of file: expected a value".to_owned()
+                } else {
+                    "invalid TOML".to_owned()
+                };
+            }
             Err(SyntaxError {
                 span: duplicate_key_span(source, &message, span.clone()).unwrap_or(span),
                 message,
@@ -154,7 +162,10 @@ impl Node {
 impl Entry {
     /// Where the value is written, or the key when the value has no span.
     pub(crate) fn value_span(&self) -> Span {
-        self.node.span.clone().unwrap_or_else(|| self.key_span.clone())
+        self.node
+            .span
+            .clone()
+            .unwrap_or_else(|| self.key_span.clone())
     }
 }
 
@@ -169,7 +180,11 @@ impl<'de> de::Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_struct(
             spanned::NAME,
-            &[spanned::START_FIELD, spanned::END_FIELD, spanned::VALUE_FIELD],
+            &[
+                spanned::START_FIELD,
+                spanned::END_FIELD,
+                spanned::VALUE_FIELD,
+            ],
             NodeVisitor,
         )
     }
@@ -296,7 +311,11 @@ impl<'de> de::Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_struct(
             spanned::NAME,
-            &[spanned::START_FIELD, spanned::END_FIELD, spanned::VALUE_FIELD],
+            &[
+                spanned::START_FIELD,
+                spanned::END_FIELD,
+                spanned::VALUE_FIELD,
+            ],
             KeyVisitor,
         )
     }

@@ -1,8 +1,11 @@
 //! Data-driven tests: a spec in, the validated model or the rendered
 //! diagnostics out.
 
-mod errors;
+mod component_errors;
 mod props;
+mod toml_errors;
+mod topology_errors;
+mod value_errors;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -281,7 +284,12 @@ fn parse_exposes_model_and_positions() {
             memory: Bytes((3 * 256 + 128) << 20)
         }
     );
-    for (c, link) in v.spec.components.values().flat_map(|c| c.links.values().map(move |l| (c, l))) {
+    for (c, link) in v
+        .spec
+        .components
+        .values()
+        .flat_map(|c| c.links.values().map(move |l| (c, l)))
+    {
         assert!(v.spec.link_input(link).is_some(), "{} -> {link}", c.name);
     }
 }
@@ -302,11 +310,27 @@ fn display_is_one_line_per_diagnostic() {
         column = 16
         message = "link `db` of component `web` points to component `dbx`, which does not exist"
         help = "the components are `web`"
-    "#]].assert_eq(&json);
+    "#]]
+    .assert_eq(&json);
 }
 
 /// The serialized field names and severity spelling, without a JSON crate:
 /// through TOML, which shares the serde data model.
 fn serialized(d: &Diagnostic) -> String {
     toml::to_string(d).unwrap_or_else(|e| e.to_string())
+}
+
+/// The examples in the format's documentation are valid specs.
+#[test]
+fn documented_examples_are_valid() {
+    let doc = include_str!("../../../docs/spec.md");
+    let mut found = 0;
+    for block in doc.split("```toml\n").skip(1) {
+        let example = block.split("```").next().unwrap_or_default();
+        if let Err(e) = parse(example, "spec.md", Path::new(BASE)) {
+            panic!("{}", e.render(example));
+        }
+        found += 1;
+    }
+    assert_eq!(found, 2);
 }

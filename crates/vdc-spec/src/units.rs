@@ -45,11 +45,12 @@ impl fmt::Display for Bytes {
         ];
         for (name, size) in UNITS {
             if self.0 >= size {
-                let tenths = (self.0 as u128 * 10 / size as u128) as u64;
-                return if tenths % 10 == 0 {
-                    write!(f, "{}{name}", tenths / 10)
+                let tenths = u128::from(self.0) * 10 / u128::from(size);
+                let (whole, tenth) = (tenths / 10, tenths % 10);
+                return if tenth == 0 {
+                    write!(f, "{whole}{name}")
                 } else {
-                    write!(f, "{}.{}{name}", tenths / 10, tenths % 10)
+                    write!(f, "{whole}.{tenth}{name}")
                 };
             }
         }
@@ -104,7 +105,8 @@ const MEMORY_UNITS: [(&str, u64); 5] = [
     ("GiB", 1 << 30),
     ("TiB", 1 << 40),
 ];
-const MEMORY_EXPECTED: &str = "expected a number followed by a unit: `B`, `KiB`, `MiB`, `GiB` or `TiB`, like \"256MiB\"";
+const MEMORY_EXPECTED: &str =
+    "expected a number followed by a unit: `B`, `KiB`, `MiB`, `GiB` or `TiB`, like \"256MiB\"";
 
 /// Parses a memory or disk size written with binary units: `"512B"`,
 /// `"64KiB"`, `"256MiB"`, `"1.5GiB"`, `"2TiB"`. Decimal (SI) units such as
@@ -118,9 +120,7 @@ pub fn parse_memory(s: &str) -> Result<Bytes, UnitError> {
         return Err(err("a size cannot be negative"));
     }
     let (number, unit) = split_number(text);
-    let Some(decimal) = Decimal::parse(number) else {
-        return Err(err(MEMORY_EXPECTED));
-    };
+    let decimal = Decimal::parse(number).map_err(|e| err(e.unwrap_or(MEMORY_EXPECTED)))?;
     let unit = unit.trim_start();
     let Some(size) = MEMORY_UNITS
         .iter()
@@ -218,9 +218,7 @@ fn parse_cpu_as(s: &str, input: String) -> Result<MilliCpu, UnitError> {
         return Err(err("it must be greater than zero"));
     }
     let (number, unit) = split_number(text);
-    let Some(decimal) = Decimal::parse(number) else {
-        return Err(err(CPU_EXPECTED));
-    };
+    let decimal = Decimal::parse(number).map_err(|e| err(e.unwrap_or(CPU_EXPECTED)))?;
     let (millis, exact) = match unit.trim_start() {
         "" => decimal.times(1000).ok_or_else(|| err("it is too large"))?,
         "m" => {
@@ -267,9 +265,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let mut nanos: u128 = 0;
     while !rest.is_empty() {
         let (number, after) = split_number(rest);
-        let Some(decimal) = Decimal::parse(number) else {
-            return Err(err(expected.to_owned()));
-        };
+        let decimal = Decimal::parse(number).map_err(|e| err(e.unwrap_or(expected).to_owned()))?;
         let after = after.trim_start();
         let unit_len = after
             .find(|c: char| !c.is_ascii_alphabetic())
@@ -281,7 +277,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
             .map(|(_, size)| *size)
         else {
             return Err(err(if unit.is_empty() {
-                format!("it needs a unit: `ms`, `s`, `m` or `h`; did you mean \"{number}s\"?")
+                format!(
+                    "it needs a unit: `ms`, `s`, `m` or `h`; did you mean \"{}s\"?",
+                    s.trim()
+                )
             } else {
                 format!("unknown unit `{unit}`; {expected}")
             }));
@@ -334,31 +333,37 @@ struct Decimal {
 }
 
 impl Decimal {
-    /// Digits with at most one `.` that has digits on both sides.
-    fn parse(s: &str) -> Option<Decimal> {
+    /// Digits with at most one `.` that has digits on both sides. The error
+    /// is the reason to give, for the caller to combine with what it
+    /// expected.
+    fn parse(s: &str) -> Result<Decimal, Option<&'static str>> {
         let (int, frac) = match s.split_once('.') {
             Some((int, frac)) => (int, frac),
             None => (s, ""),
         };
         let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
         if int.is_empty() || !all_digits(int) || !all_digits(frac) || s.ends_with('.') {
-            return None;
+            return Err(None);
         }
         // Leading zeros of the integer part and trailing zeros of the
         // fraction change nothing; dropping them keeps long but harmless
         // inputs like "0.500000" within range.
         let int = int.trim_start_matches('0');
         let frac = frac.trim_end_matches('0');
-        if int.len() + frac.len() > 30 {
-            return None;
+        // 30 digits keep every product with a unit within u128.
+        if int.len() > 18 {
+            return Err(Some("it is too large"));
+        }
+        if frac.len() > 12 {
+            return Err(Some("it has too many decimals"));
         }
         let mut mantissa: u128 = 0;
         for b in int.bytes().chain(frac.bytes()) {
             mantissa = mantissa * 10 + u128::from(b - b'0');
         }
-        Some(Decimal {
+        Ok(Decimal {
             mantissa,
-            scale: u32::try_from(frac.len()).ok()?,
+            scale: u32::try_from(frac.len()).map_err(|_| Some("it has too many decimals"))?,
         })
     }
 

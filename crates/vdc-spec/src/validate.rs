@@ -10,6 +10,7 @@ mod budget;
 mod component;
 mod input;
 mod read;
+mod terminals;
 mod topology;
 
 use std::collections::BTreeMap;
@@ -140,7 +141,13 @@ fn read_budget(sink: &mut Sink, entry: &Entry) -> Option<(Budget, Span)> {
             );
         }
     }
-    Some((Budget { cpu: cpu?, memory: memory? }, at))
+    Some((
+        Budget {
+            cpu: cpu?,
+            memory: memory?,
+        },
+        at,
+    ))
 }
 
 fn read_components(sink: &mut Sink, fields: &Fields<'_>, base_dir: &Path) -> Vec<Draft> {

@@ -64,7 +64,11 @@ impl Client {
         decode(response).await
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         let response = self.send(self.http.post(self.url(path)).json(body)).await?;
         decode(response).await
     }
@@ -110,8 +114,12 @@ impl Client {
 }
 
 async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
-    let bytes = response.bytes().await.context("cannot read the server's answer")?;
-    serde_json::from_slice(&bytes).context("the server's answer is not what this vdc expects (versions differ?)")
+    let bytes = response
+        .bytes()
+        .await
+        .context("cannot read the server's answer")?;
+    serde_json::from_slice(&bytes)
+        .context("the server's answer is not what this vdc expects (versions differ?)")
 }
 
 pub fn url_path_escape(s: &str) -> String {

@@ -53,7 +53,11 @@ impl Table {
 }
 
 /// Prints `value` as JSON, or the table `table` builds from it.
-pub fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce(&T) -> Table) -> anyhow::Result<()> {
+pub fn print<T: Serialize>(
+    format: Format,
+    value: &T,
+    table: impl FnOnce(&T) -> Table,
+) -> anyhow::Result<()> {
     let text = match format {
         Format::Json => serde_json::to_string_pretty(value)? + "\n",
         Format::Table => table(value).render(),

@@ -92,7 +92,9 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut self.get_mut().kind {
-            Kind::Local(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
+            Kind::Local(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
             Kind::Upstream { body, finish } => {
                 let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
                 match &frame {

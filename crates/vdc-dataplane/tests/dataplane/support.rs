@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
-use vdc_dataplane::{Backends, DataPlane, Endpoint, ProxySpec, Protocol};
+use vdc_dataplane::{Backends, DataPlane, Endpoint, Protocol, ProxySpec};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type ClientBody = BoxBody<Bytes, Error>;
@@ -101,6 +101,37 @@ pub async fn tcp_echo(name: &str) -> Backend {
     .await
 }
 
+/// Answers the first request on each connection and keeps the connection
+/// open, then reads the second and closes without answering: an endpoint
+/// that dies with a request in flight on a reused connection.
+pub async fn dies_on_second_request(name: &str) -> Backend {
+    backend(name, |mut stream| async move {
+        let Some(_) = read_head(&mut stream).await else {
+            return;
+        };
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        if stream.write_all(answer).await.is_err() {
+            return;
+        }
+        let _ = read_head(&mut stream).await;
+    })
+    .await
+}
+
+/// Reads one request head (the tests send no bodies to this backend).
+async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
 /// Answers `GET /` with its name, echoes the body of `/echo` as it streams
 /// in, and lists the request headers on `/headers`; every answer after
 /// `delay`.
@@ -151,12 +182,19 @@ pub fn spec(name: &str, protocol: Protocol, backends: &Backends) -> ProxySpec {
 }
 
 /// A data plane listening on a fresh port for `backends`.
-pub async fn listening(protocol: Protocol, backends: &[Backend]) -> (DataPlane, Backends, SocketAddr) {
+pub async fn listening(
+    protocol: Protocol,
+    backends: &[Backend],
+) -> (DataPlane, Backends, SocketAddr) {
     let set = Backends::new("shop/web.in");
     set.set(endpoints(backends));
     let data_plane = DataPlane::new();
     let addr = data_plane
-        .bind("shop/lb.out", any_port(), spec("shop/lb.out", protocol, &set))
+        .bind(
+            "shop/lb.out",
+            any_port(),
+            spec("shop/lb.out", protocol, &set),
+        )
         .await
         .expect("bind");
     (data_plane, set, addr)
@@ -169,7 +207,9 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.expect("connect to the proxy");
+        let stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to the proxy");
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("handshake");
@@ -177,7 +217,10 @@ impl Client {
         Client { sender }
     }
 
-    pub async fn send(&mut self, request: Request<ClientBody>) -> Result<Response<Incoming>, Error> {
+    pub async fn send(
+        &mut self,
+        request: Request<ClientBody>,
+    ) -> Result<Response<Incoming>, Error> {
         self.sender.ready().await?;
         Ok(self.sender.send_request(request).await?)
     }
@@ -199,7 +242,13 @@ pub fn get(path: &str) -> Request<ClientBody> {
 }
 
 pub fn empty() -> ClientBody {
-    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+    full("")
+}
+
+pub fn full(text: &'static str) -> ClientBody {
+    Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A request body fed chunk by chunk through the returned sender.

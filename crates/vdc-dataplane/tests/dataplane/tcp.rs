@@ -9,7 +9,9 @@ use crate::support::{dead_addr, eventually, listening, tcp_echo};
 /// Sends `payload`, closes the write side, and reads until the proxy closes
 /// the other: only works if the half-close travels all the way and back.
 async fn round_trip(addr: std::net::SocketAddr, payload: Vec<u8>) -> Vec<u8> {
-    let stream = TcpStream::connect(addr).await.expect("connect to the proxy");
+    let stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the proxy");
     let (mut read, mut write) = stream.into_split();
     let writer = tokio::spawn(async move {
         write.write_all(&payload).await.expect("write");
@@ -23,7 +25,11 @@ async fn round_trip(addr: std::net::SocketAddr, payload: Vec<u8>) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_spread_over_all_endpoints_and_echo_exactly() {
-    let echoes = [tcp_echo("shop/db/0").await, tcp_echo("shop/db/1").await, tcp_echo("shop/db/2").await];
+    let echoes = [
+        tcp_echo("shop/db/0").await,
+        tcp_echo("shop/db/1").await,
+        tcp_echo("shop/db/2").await,
+    ];
     let (data_plane, backends, addr) = listening(Protocol::Tcp, &echoes).await;
 
     let mut clients = Vec::new();
@@ -40,7 +46,12 @@ async fn connections_spread_over_all_endpoints_and_echo_exactly() {
     let stats = backends.endpoint_stats();
     assert_eq!(stats.iter().map(|(_, s)| s.served).sum::<u64>(), 60);
     for (endpoint, s) in &stats {
-        assert!(s.served >= 5, "{} served only {}: {stats:?}", endpoint.instance, s.served);
+        assert!(
+            s.served >= 5,
+            "{} served only {}: {stats:?}",
+            endpoint.instance,
+            s.served
+        );
         assert_eq!(s.failures, 0);
     }
     let listener = &data_plane.listeners()[0];

@@ -149,6 +149,48 @@ impl FsCgroups {
         }
     }
 
+    fn create_once(&self, name: &CgroupName, limits: &Limits) -> Result<(), CgroupError> {
+        if let Layout::V2 { root, controllers } = &self.layout {
+            // Each level must delegate the controllers to the one below; the
+            // root was done at detection, the agent's parent is done here.
+            if let Some(parent) = name.parent() {
+                let parent = root.join(parent);
+                make_dir(&parent)?;
+                enable_controllers(&parent, controllers)?;
+            }
+        }
+        let mut created = Vec::new();
+        let result = (|| {
+            for dir in self.paths(name) {
+                if let Some(parent) = dir.parent() {
+                    if !parent.is_dir() {
+                        make_dir(parent)?;
+                    }
+                }
+                if make_dir(&dir)? {
+                    created.push(dir);
+                }
+            }
+            self.write_limits(name, limits)
+        })();
+        if result.is_err() {
+            // Nothing half-applied: a failed start leaves no cgroup behind.
+            for dir in created.iter().rev() {
+                let _ = fs::remove_dir(dir);
+            }
+        }
+        result
+    }
+
+    /// True when the name has a parent and it is missing somewhere.
+    fn parent_missing(&self, name: &CgroupName) -> bool {
+        name.parent().is_some()
+            && self
+                .paths(name)
+                .iter()
+                .any(|dir| dir.parent().is_some_and(|p| !p.is_dir()))
+    }
+
     fn write_limits(&self, name: &CgroupName, limits: &Limits) -> Result<(), CgroupError> {
         let v2 = matches!(self.layout, Layout::V2 { .. });
         if let (Some(millis), Some(dir)) = (limits.cpu_millis, self.dir_for(name, "cpu")) {
@@ -227,36 +269,20 @@ impl Cgroups for FsCgroups {
     }
 
     fn create(&self, name: &CgroupName, limits: &Limits) -> Result<(), CgroupError> {
-        if let Layout::V2 { root, controllers } = &self.layout {
-            // Each level must delegate the controllers to the one below; the
-            // root was done at detection, the agent's parent is done here.
-            if let Some(parent) = name.parent() {
-                let parent = root.join(parent);
-                make_dir(&parent)?;
-                enable_controllers(&parent, controllers)?;
+        // `remove` takes an emptied parent away, so a concurrent stop of the
+        // parent's last other instance can pull it from under us; then the
+        // whole creation is simply done again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.create_once(name, limits) {
+                Err(e)
+                    if attempts < 3
+                        && e.source.kind() == io::ErrorKind::NotFound
+                        && self.parent_missing(name) => {}
+                result => return result,
             }
         }
-        let mut created = Vec::new();
-        let result = (|| {
-            for dir in self.paths(name) {
-                if let Some(parent) = dir.parent() {
-                    if !parent.is_dir() {
-                        make_dir(parent)?;
-                    }
-                }
-                if make_dir(&dir)? {
-                    created.push(dir);
-                }
-            }
-            self.write_limits(name, limits)
-        })();
-        if result.is_err() {
-            // Nothing half-applied: a failed start leaves no cgroup behind.
-            for dir in created.iter().rev() {
-                let _ = fs::remove_dir(dir);
-            }
-        }
-        result
     }
 
     fn procs_files(&self, name: &CgroupName) -> Vec<PathBuf> {
@@ -335,7 +361,19 @@ impl Cgroups for FsCgroups {
                 }
             }
         }
-        first_error.map_or(Ok(()), Err)
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if name.parent().is_some() {
+            for dir in self.paths(name) {
+                // Only succeeds once the last instance under the parent is
+                // gone; while siblings remain this fails and changes nothing.
+                if let Some(parent) = dir.parent() {
+                    let _ = fs::remove_dir(parent);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

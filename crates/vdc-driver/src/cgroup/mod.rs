@@ -13,7 +13,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-pub use self::fs::FsCgroups;
+pub use self::fs::{FsCgroups, DEFAULT_ROOT};
 pub use self::name::{CgroupName, InvalidCgroupName};
 use crate::{CgroupVersion, Limits};
 
@@ -34,7 +34,8 @@ pub trait Cgroups: Send + Sync + fmt::Debug {
     fn exists(&self, name: &CgroupName) -> bool;
 
     /// Creates the leaf (and its parent when the name has one), enables the
-    /// controllers it needs, and writes `limits`. An existing leaf is reused.
+    /// controllers it needs, and writes `limits`. An existing leaf is reused,
+    /// and only the limits given are written.
     /// On error, the leaf directories created by this call are removed again.
     fn create(&self, name: &CgroupName, limits: &Limits) -> Result<(), CgroupError>;
 
@@ -54,8 +55,9 @@ pub trait Cgroups: Send + Sync + fmt::Debug {
     /// The leaf's out-of-memory counter, to compare before and after a death.
     fn oom_counter(&self, name: &CgroupName) -> Option<OomCounter>;
 
-    /// One attempt to remove the leaf directories (the parent is left).
-    /// Fails with `EBUSY` while processes remain; a leaf already gone is fine.
+    /// One attempt to remove the leaf directories, and the parent when that
+    /// leaves it empty. Fails with `EBUSY` while processes remain; a leaf
+    /// already gone is fine.
     fn remove(&self, name: &CgroupName) -> Result<(), CgroupError>;
 }
 

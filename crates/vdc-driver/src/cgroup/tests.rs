@@ -1,6 +1,8 @@
 //! Tests of the cgroup file logic against directory trees that look like
 //! cgroupfs, so they run anywhere; the kernel side is in `tests/cgroups.rs`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::Path;
 
@@ -173,7 +175,7 @@ fn v2_enables_controllers_down_to_the_leaf_and_writes_limits() {
     };
     cgroups.create(&leaf, &limits).unwrap();
     let dir = root.join("vdc-t/shop.db.0");
-    assert_eq!(cgroups.paths(&leaf), [dir.clone()]);
+    assert_eq!(cgroups.paths(&leaf), std::slice::from_ref(&dir));
     assert_eq!(
         read(&root.join("vdc-t/cgroup.subtree_control")),
         "+cpu +memory +pids"
@@ -242,12 +244,14 @@ fn remove_takes_empty_leaves_and_tolerates_missing_ones() {
         touch(&root.join(c).join("cgroup.procs"), "");
         fs::create_dir_all(root.join(c).join("p/a")).unwrap();
     }
+    fs::create_dir_all(root.join("cpu/p/b")).unwrap();
     let cgroups = FsCgroups::detect_at(root).unwrap();
     fs::remove_dir(root.join("pids/p/a")).unwrap();
     cgroups.remove(&name("p/a")).unwrap();
     assert!(!cgroups.exists(&name("p/a")));
-    // The parent is shared with other instances and stays.
-    assert!(root.join("cpu/p").is_dir());
+    // The parent goes with its last instance, and stays while it has others.
+    assert!(!root.join("memory/p").exists());
+    assert!(root.join("cpu/p/b").is_dir());
 
     // A leaf that still has something in it is reported with its path.
     fs::create_dir_all(root.join("cpu/b/child")).unwrap();

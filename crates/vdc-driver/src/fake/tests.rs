@@ -1,5 +1,7 @@
 //! Tests of the fake driver: what other crates rely on when they use it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use super::*;

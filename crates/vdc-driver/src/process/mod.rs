@@ -9,8 +9,7 @@ use std::io;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::{Pid, Uid};
+use nix::unistd::Uid;
 
 use self::instance::ProcessInstance;
 use self::tree::{is_safe_target, Tree};
@@ -96,18 +95,18 @@ impl ProcessDriver {
 /// "cgroup v2: the memory and pids controllers are not available, so their
 /// limits are not enforced".
 fn missing_warning(version: CgroupVersion, missing: &[&str]) -> String {
-    let names = match missing {
+    match missing {
         [] => String::new(),
-        [one] => {
-            return format!(
-            "{version}: the {one} controller is not available, so {one} limits are not enforced"
-        )
-        }
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
-    };
-    format!(
-        "{version}: the {names} controllers are not available, so their limits are not enforced"
-    )
+        [one] => format!(
+            "{version}: the {one} controller is not available, \
+             so {one} limits are not enforced"
+        ),
+        [init @ .., last] => format!(
+            "{version}: the {} and {last} controllers are not available, \
+             so their limits are not enforced",
+            init.join(", ")
+        ),
+    }
 }
 
 fn cgroup_error(instance: &str, e: CgroupError) -> DriverError {
@@ -189,6 +188,7 @@ impl Driver for ProcessDriver {
             child,
             tree: Tree {
                 pgid: i32::try_from(pid).ok(),
+                leader_ticks: start_ticks,
                 cgroup,
             },
             cgroup_paths,
@@ -207,7 +207,11 @@ impl Driver for ProcessDriver {
             .as_ref()
             .filter(|cgroups| cgroups.exists(&name))
             .map(|cgroups| (Arc::clone(cgroups), name));
-        let mut tree = Tree { pgid: None, cgroup };
+        let mut tree = Tree {
+            pgid: None,
+            leader_ticks: leftover.start_ticks,
+            cgroup,
+        };
         let in_cgroup = |pid: u32| {
             tree.cgroup
                 .as_ref()
@@ -238,16 +242,14 @@ impl Driver for ProcessDriver {
                 None => {
                     // The leader is gone but the group may live on. A group
                     // id is the leader's pid, which the kernel does not reuse
-                    // while the group exists, so members that started after
-                    // the leader are the instance's own.
-                    if let Some(ticks) = leftover.start_ticks {
-                        for (pid, stat) in procfs::group_members(pgid) {
-                            if stat.start_ticks >= ticks {
-                                if let Ok(pid) = i32::try_from(pid) {
-                                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                                }
-                            }
-                        }
+                    // while the group exists, so a group whose members all
+                    // started after the leader is the instance's own.
+                    let members = procfs::group_members(pgid);
+                    let ours = leftover.start_ticks.is_some_and(|ticks| {
+                        members.iter().all(|(_, stat)| stat.start_ticks >= ticks)
+                    });
+                    if ours && !members.is_empty() {
+                        leader = Some(pgid);
                     }
                 }
             }
@@ -257,7 +259,14 @@ impl Driver for ProcessDriver {
             return Ok(());
         }
         if !tree.kill().await {
-            tracing::warn!(%what, "processes survived SIGKILL");
+            return Err(DriverError::Io {
+                instance: what,
+                action: "kill the leftover processes".into(),
+                source: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "processes are still alive after SIGKILL",
+                ),
+            });
         }
         tree.remove_cgroup()
             .await

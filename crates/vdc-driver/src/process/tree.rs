@@ -28,6 +28,9 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct Tree {
     /// The process group, `None` when it cannot be trusted to be ours.
     pub pgid: Option<i32>,
+    /// The group leader's start time, to notice when, long after the leader
+    /// was reaped, its pid (and so the group id) names someone else.
+    pub leader_ticks: Option<u64>,
     pub cgroup: Option<(Arc<dyn Cgroups>, CgroupName)>,
 }
 
@@ -37,7 +40,7 @@ impl Tree {
     /// Sends `signal` to the process group and to every process in the cgroup.
     /// Processes already gone are not an error.
     pub fn signal(&self, signal: Signal) {
-        if let Some(pgid) = self.pgid.filter(|&p| is_safe_target(p)) {
+        if let Some(pgid) = self.group() {
             match killpg(Pid::from_raw(pgid), signal) {
                 Ok(()) | Err(Errno::ESRCH) => {}
                 Err(e) => tracing::warn!(pgid, %signal, error = %e, "cannot signal process group"),
@@ -64,7 +67,7 @@ impl Tree {
     /// not count: they are dead, and if the agent runs as pid 1 nobody might
     /// ever reap the orphaned ones.
     pub fn is_alive(&self) -> bool {
-        if let Some(pgid) = self.pgid.filter(|&p| is_safe_target(p)) {
+        if let Some(pgid) = self.group() {
             // The cheap check first; only a group that answers needs the
             // /proc scan that tells zombies apart.
             if killpg(Pid::from_raw(pgid), None).is_ok() && !procfs::group_members(pgid).is_empty()
@@ -78,6 +81,24 @@ impl Tree {
             }
         }
         false
+    }
+
+    /// The process group id, when it is safe to signal and still ours.
+    ///
+    /// The kernel does not hand out a pid while a process group of that id
+    /// exists, so while the group has members it is ours. Once it is empty and
+    /// the leader reaped, a new process may get the pid and lead a group of
+    /// its own; a live process with that pid but another start time is that
+    /// case. Its absence means any group left is ours.
+    fn group(&self) -> Option<i32> {
+        let pgid = self.pgid.filter(|&p| is_safe_target(p))?;
+        let Ok(pid) = u32::try_from(pgid) else {
+            return None;
+        };
+        match (procfs::ProcStat::read(pid), self.leader_ticks) {
+            (Some(stat), Some(ticks)) if stat.start_ticks != ticks => None,
+            _ => Some(pgid),
+        }
     }
 
     /// SIGKILLs the tree until nothing in it is alive, or `KILL_TIMEOUT`

@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that run real processes.
 
-#![allow(dead_code)]
+// Each test file uses a different subset of these helpers, and they fail
+// loudly on purpose: an unwrap here is an assertion.
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -18,7 +18,10 @@ struct Dimension {
 }
 
 pub(super) fn check(sink: &mut Sink, drafts: &[Draft], budget: Budget, at: &Span) {
-    let counted: Vec<&Draft> = drafts.iter().filter(|d| !d.appliance.is_builtin()).collect();
+    let counted: Vec<&Draft> = drafts
+        .iter()
+        .filter(|d| !d.appliance.is_builtin())
+        .collect();
     let cpu = Dimension {
         label: "CPU",
         get: |r| r.cpu.0,
@@ -67,7 +70,14 @@ fn dimension(sink: &mut Sink, drafts: &[&Draft], at: &Span, dim: &Dimension) {
         drafts
             .iter()
             .filter(|d| count(d) > 0)
-            .map(|d| format!("{}: {} × {}", d.name, count(d), (dim.show)((dim.get)(d.resources))))
+            .map(|d| {
+                format!(
+                    "{}: {} × {}",
+                    d.name,
+                    count(d),
+                    (dim.show)((dim.get)(d.resources))
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };

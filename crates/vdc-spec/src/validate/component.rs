@@ -3,11 +3,10 @@
 //! need nothing but the component itself.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Component as PathPart, Path, PathBuf};
 
 use super::read::{self, Fields};
-use super::{check_name, Draft, DraftGateway, DraftInput, DraftLink};
+use super::{check_name, terminals, Draft, DraftInput};
 use crate::diagnostic::{Sink, Span};
 use crate::model::*;
 use crate::raw::{Entry, Value};
@@ -36,7 +35,10 @@ const NOT_FOR_BUILTIN: &[(&str, &str)] = &[
     ("env", "the data plane serves it, no process is started"),
     ("workdir", "the data plane serves it, no process is started"),
     ("volumes", "the data plane serves it and keeps no data"),
-    ("resources", "the data plane serves it and reserves nothing for it"),
+    (
+        "resources",
+        "the data plane serves it and reserves nothing for it",
+    ),
 ];
 
 /// Reads the component at `entry` (whose value is `table`).
@@ -47,10 +49,11 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
     let what = format!("component `{name}`");
     let f = Fields::new(sink, table, &what, FIELDS);
 
-    let appliance = f
-        .get("appliance")
-        .and_then(|e| appliance(sink, e))
-        .unwrap_or(Appliance::Process);
+    let given = f.get("appliance").map(|e| appliance(sink, e));
+    // An appliance that is not understood counts as `process` for the
+    // remaining checks, except that a missing command is then not news.
+    let understood = !matches!(given, Some(None));
+    let appliance = given.flatten().unwrap_or(Appliance::Process);
     let builtin = appliance.is_builtin();
     if builtin {
         for (field, why) in NOT_FOR_BUILTIN {
@@ -92,7 +95,9 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
             },
         );
     } else {
-        draft.command = command(sink, &f, &draft.name, &at);
+        if understood || f.get("command").is_some() {
+            draft.command = command(sink, &f, &draft.name, &at);
+        }
         draft.env = f.get("env").map(|e| env(sink, e)).unwrap_or_default();
         if let Some(e) = f.get("workdir") {
             draft.workdir = workdir(sink, e, base_dir);
@@ -110,19 +115,23 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
         }
     }
     if let Some(e) = f.get("links") {
-        draft.links = links(sink, e);
+        draft.links = terminals::links(sink, e);
     }
     if builtin {
-        lb_links(sink, &draft, f.get("links"));
+        terminals::lb_links(sink, &draft, f.get("links"));
     }
     if let Some(e) = f.get("gateway") {
-        draft.gateway = gateway(sink, e, &draft);
+        draft.gateway = terminals::gateway(sink, e, &draft);
     }
     draft
 }
 
 fn appliance(sink: &mut Sink, entry: &Entry) -> Option<Appliance> {
-    let word = read::string(sink, entry, "an appliance, like \"process\" or \"builtin:http-lb\"")?;
+    let word = read::string(
+        sink,
+        entry,
+        "an appliance, like \"process\" or \"builtin:http-lb\"",
+    )?;
     let expected = "expected `process` or `builtin:http-lb`";
     match word {
         "process" => Some(Appliance::Process),
@@ -168,7 +177,10 @@ fn replicas(sink: &mut Sink, f: &Fields<'_>) -> Replicas {
     let expected = "expected `min` <= `replicas` <= `max`";
     if let (Some((lo, at)), Some((hi, _))) = (&min, &max) {
         if lo > hi {
-            sink.error(at.clone(), format!("`min` is {lo} but `max` is {hi}; {expected}"));
+            sink.error(
+                at.clone(),
+                format!("`min` is {lo} but `max` is {hi}; {expected}"),
+            );
             return out;
         }
     }
@@ -207,11 +219,18 @@ fn command(sink: &mut Sink, f: &Fields<'_>, name: &str, at: &Span) -> Vec<String
         sink.error_help(
             entry.value_span(),
             "wrong type for `command`: expected an array of strings, found string",
-            format!("give the program and each argument separately: `command = [{}]`", words.join(", ")),
+            format!(
+                "give the program and each argument separately: `command = [{}]`",
+                words.join(", ")
+            ),
         );
         return Vec::new();
     }
-    let Some(words) = read::strings(sink, entry, &format!("an array of strings, like `{example}`")) else {
+    let Some(words) = read::strings(
+        sink,
+        entry,
+        &format!("an array of strings, like `{example}`"),
+    ) else {
         return Vec::new();
     };
     match words.first() {
@@ -220,9 +239,10 @@ fn command(sink: &mut Sink, f: &Fields<'_>, name: &str, at: &Span) -> Vec<String
             "`command` is empty; expected the program to run and its arguments",
             format!("write it like `{example}`"),
         ),
-        Some((program, at)) if program.trim().is_empty() => {
-            sink.error(at.clone(), "the program in `command` is empty; expected a program name or path")
-        }
+        Some((program, at)) if program.trim().is_empty() => sink.error(
+            at.clone(),
+            "the program in `command` is empty; expected a program name or path",
+        ),
         Some(_) => {}
     }
     words.into_iter().map(|(w, _)| w.to_owned()).collect()
@@ -240,7 +260,11 @@ fn env(sink: &mut Sink, entry: &Entry) -> BTreeMap<String, String> {
         } else {
             sink.error_help(
                 var.value_span(),
-                format!("wrong type for `{}`: expected a string, found {}", var.key, var.node.kind()),
+                format!(
+                    "wrong type for `{}`: expected a string, found {}",
+                    var.key,
+                    var.node.kind()
+                ),
                 "environment values are strings: put the value in quotes",
             );
         }
@@ -251,14 +275,26 @@ fn env(sink: &mut Sink, entry: &Entry) -> BTreeMap<String, String> {
 fn check_env_name(sink: &mut Sink, var: &Entry) {
     let name = var.key.as_str();
     let at = var.key_span.clone();
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
         let fixed: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        let fixable = fixed.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+        let fixable = fixed
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic());
         sink.error_maybe_help(
             at,
             format!(
@@ -270,7 +306,9 @@ fn check_env_name(sink: &mut Sink, var: &Entry) {
     } else if name.starts_with("VDC_") {
         sink.error(
             at,
-            format!("environment variable `{name}` is reserved: vdc sets the `VDC_` variables itself"),
+            format!(
+                "environment variable `{name}` is reserved: vdc sets the `VDC_` variables itself"
+            ),
         );
     } else if name == "PORT" {
         sink.error(
@@ -286,7 +324,10 @@ fn workdir(sink: &mut Sink, entry: &Entry, base_dir: &Path) -> PathBuf {
         return base_dir.to_path_buf();
     };
     if dir.is_empty() || dir.contains('\0') {
-        sink.error(entry.value_span(), "`workdir` is empty; expected a directory, like \".\"");
+        sink.error(
+            entry.value_span(),
+            "`workdir` is empty; expected a directory, like \".\"",
+        );
         return base_dir.to_path_buf();
     }
     // `.` parts are dropped so "." is the base directory itself; `..` is
@@ -302,7 +343,11 @@ fn workdir(sink: &mut Sink, entry: &Entry, base_dir: &Path) -> PathBuf {
 
 fn resources(sink: &mut Sink, entry: &Entry) -> Resources {
     let mut out = Resources::PROCESS_DEFAULT;
-    let Some(table) = read::table(sink, entry, "a table like { cpu = 0.5, memory = \"256MiB\" }") else {
+    let Some(table) = read::table(
+        sink,
+        entry,
+        "a table like { cpu = 0.5, memory = \"256MiB\" }",
+    ) else {
         return out;
     };
     let f = Fields::new(sink, table, "`resources`", &["cpu", "memory"]);
@@ -315,59 +360,22 @@ fn resources(sink: &mut Sink, entry: &Entry) -> Resources {
     out
 }
 
-fn links(sink: &mut Sink, entry: &Entry) -> Vec<DraftLink> {
-    let Some(table) = read::table(sink, entry, "a table like { db = \"db.kv\" }") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for link in table {
-        let name_ok = check_name(sink, link.key_span.clone(), "link", &link.key);
-        let target = read::string(sink, link, "a target `component.input`, like \"db.kv\"");
-        if let (true, Some(target)) = (name_ok, target) {
-            out.push(DraftLink {
-                name: link.key.clone(),
-                at: link.key_span.clone(),
-                target: target.to_owned(),
-                target_at: link.value_span(),
-            });
-        }
-    }
-    out
-}
-
-/// A `builtin:http-lb` has exactly one link, `backend`.
-fn lb_links(sink: &mut Sink, draft: &Draft, links: Option<&Entry>) {
-    let backend = ComponentSpec::LB_BACKEND;
-    for link in &draft.links {
-        if link.name != backend {
-            sink.error(
-                link.at.clone(),
-                format!(
-                    "link `{}` is not allowed on a `{}` component: its only link is `{backend}`",
-                    link.name, draft.appliance
-                ),
-            );
-        }
-    }
-    if !draft.links.iter().any(|l| l.name == backend) {
-        sink.error_help(
-            links.map_or_else(|| draft.at.clone(), |e| e.key_span.clone()),
-            format!(
-                "component `{}` has no link `{backend}`; expected the input it balances",
-                draft.name
-            ),
-            format!("add a line like `links = {{ {backend} = \"web.http\" }}`"),
-        );
-    }
-}
-
-fn volumes(sink: &mut Sink, entry: &Entry, component: &str) -> BTreeMap<String, (Option<Bytes>, Option<String>)> {
+fn volumes(
+    sink: &mut Sink,
+    entry: &Entry,
+    component: &str,
+) -> BTreeMap<String, (Option<Bytes>, Option<String>)> {
     let mut out = BTreeMap::new();
-    let Some(table) = read::table(sink, entry, "a table like { data = { mount = \"/data\" } }") else {
+    let Some(table) = read::table(sink, entry, "a table like { data = { mount = \"/data\" } }")
+    else {
         return out;
     };
     let mut mounts: Vec<(String, String)> = Vec::new();
-    for (volume, fields) in read::named_tables(sink, table, "a table like { size = \"1GiB\", mount = \"/data\" }") {
+    for (volume, fields) in read::named_tables(
+        sink,
+        table,
+        "a table like { size = \"1GiB\", mount = \"/data\" }",
+    ) {
         let name_ok = check_name(sink, volume.key_span.clone(), "volume", &volume.key);
         let what = format!("volume `{}` of component `{component}`", volume.key);
         let f = Fields::new(sink, fields, &what, &["size", "mount"]);
@@ -395,91 +403,4 @@ fn volumes(sink: &mut Sink, entry: &Entry, component: &str) -> BTreeMap<String, 
         }
     }
     out
-}
-
-/// The gateway: its port, its address, and the input it exposes.
-fn gateway(sink: &mut Sink, entry: &Entry, draft: &Draft) -> Option<DraftGateway> {
-    let table = read::table(sink, entry, "a table like { port = 8080 }")?;
-    let what = format!("the gateway of component `{}`", draft.name);
-    let f = Fields::new(sink, table, &what, &["port", "input", "address"]);
-    let at = entry.key_span.clone();
-    let port_entry = f.get("port");
-    let port = match port_entry {
-        Some(e) => read::integer(sink, e, "a port", 1, 65535).and_then(|p| u16::try_from(p).ok()),
-        None => {
-            sink.error_help(
-                at.clone(),
-                format!("{what} has no `port`; expected the port to listen on"),
-                "write it like `gateway = { port = 8080 }`",
-            );
-            None
-        }
-    };
-    let address = match f.get("address") {
-        Some(e) => read::string(sink, e, "an IP address, like \"0.0.0.0\"").and_then(|a| {
-            a.parse::<IpAddr>()
-                .map_err(|_| {
-                    sink.error(
-                        e.value_span(),
-                        format!("invalid `address` \"{a}\": expected an IP address, like \"0.0.0.0\" or \"127.0.0.1\""),
-                    )
-                })
-                .ok()
-        }),
-        None => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-    };
-    let input = gateway_input(sink, &f, draft, &what, &at);
-    let (port, port_at) = (port?, port_entry.map(Entry::value_span).unwrap_or(at.clone()));
-    if port < 1024 {
-        sink.warning(
-            port_at.clone(),
-            format!("port {port} is privileged: listening on it needs root or the CAP_NET_BIND_SERVICE capability"),
-            "use a port of 1024 or more, like 8080",
-        );
-    }
-    Some(DraftGateway {
-        input,
-        address: address?,
-        port,
-        port_at,
-    })
-}
-
-fn gateway_input(sink: &mut Sink, f: &Fields<'_>, draft: &Draft, what: &str, at: &Span) -> Option<String> {
-    let names: Vec<&String> = draft.inputs.keys().collect();
-    match f.get("input") {
-        Some(e) => {
-            let name = read::string(sink, e, "the name of one of the component's inputs")?;
-            if draft.inputs.contains_key(name) {
-                return Some(name.to_owned());
-            }
-            let message = format!("{what} exposes input `{name}`, which does not exist");
-            let help = if names.is_empty() {
-                format!("component `{}` declares no inputs", draft.name)
-            } else {
-                format!("the inputs of component `{}` are {}", draft.name, read::list(&names))
-            };
-            sink.error_help(e.value_span(), message, help);
-            None
-        }
-        None => match names.as_slice() {
-            [only] => Some((*only).clone()),
-            [] => {
-                sink.error_help(
-                    at.clone(),
-                    format!("{what} has no input to expose: the component declares no inputs"),
-                    "declare one, like `inputs = { http = { protocol = \"http\" } }`",
-                );
-                None
-            }
-            several => {
-                sink.error_help(
-                    at.clone(),
-                    format!("{what} needs an `input`: the component has inputs {}", read::list(several)),
-                    format!("name the one to expose, like `input = \"{}\"`", several[0]),
-                );
-                None
-            }
-        },
-    }
 }

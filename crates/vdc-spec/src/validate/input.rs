@@ -8,14 +8,22 @@ use crate::diagnostic::Sink;
 use crate::model::*;
 use crate::raw::{Entry, Value};
 
-const HEALTH_EXPECTED: &str = "a path like \"/healthz\", \"tcp\", or a table like { path = \"/healthz\", interval = \"1s\" }";
+const HEALTH_EXPECTED: &str =
+    "a path like \"/healthz\", \"tcp\", or a table like { path = \"/healthz\", interval = \"1s\" }";
 
 /// Reads `inputs = { name = { protocol = ..., health = ... } }`. Inputs with
 /// invalid names are reported and left out.
-pub(super) fn inputs(sink: &mut Sink, entry: &Entry, component: &str) -> BTreeMap<String, DraftInput> {
+pub(super) fn inputs(
+    sink: &mut Sink,
+    entry: &Entry,
+    component: &str,
+) -> BTreeMap<String, DraftInput> {
     let mut out = BTreeMap::new();
-    let Some(table) = read::table(sink, entry, "a table like { http = { protocol = \"http\" } }")
-    else {
+    let Some(table) = read::table(
+        sink,
+        entry,
+        "a table like { http = { protocol = \"http\" } }",
+    ) else {
         return out;
     };
     let expected = "a table like { protocol = \"http\", health = \"/healthz\" }";
@@ -85,12 +93,17 @@ fn health(sink: &mut Sink, entry: &Entry, protocol: Option<Protocol>, what: &str
                     out.probe = Probe::Http { path };
                 }
             }
-            for (key, slot) in [("interval", &mut out.interval), ("timeout", &mut out.timeout)] {
+            for (key, slot) in [
+                ("interval", &mut out.interval),
+                ("timeout", &mut out.timeout),
+            ] {
                 let Some(e) = f.get(key) else { continue };
                 match read::duration(sink, e) {
                     Some(d) if d.is_zero() => sink.error(
                         e.value_span(),
-                        format!("`{key}` is zero; expected a duration of at least 1ms, like \"1s\""),
+                        format!(
+                            "`{key}` is zero; expected a duration of at least 1ms, like \"1s\""
+                        ),
                     ),
                     Some(d) => *slot = d,
                     None => {}
@@ -121,7 +134,9 @@ fn http_path(
     if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         sink.error(
             at,
-            format!("invalid health check \"{path}\": expected a path like \"/healthz\", or \"tcp\""),
+            format!(
+                "invalid health check \"{path}\": expected a path like \"/healthz\", or \"tcp\""
+            ),
         );
         return None;
     }

@@ -30,7 +30,10 @@ impl<'a> Fields<'a> {
                 .join(", ");
             sink.error_maybe_help(
                 entry.key_span.clone(),
-                format!("unknown field `{}` in {what}; expected one of {list}", entry.key),
+                format!(
+                    "unknown field `{}` in {what}; expected one of {list}",
+                    entry.key
+                ),
                 closest(&entry.key, known.iter().copied()).map(|k| format!("did you mean `{k}`?")),
             );
         }
@@ -78,7 +81,13 @@ pub(super) fn table<'a>(sink: &mut Sink, entry: &'a Entry, expected: &str) -> Op
 
 /// An integer in `min..=max`; `expected` says what it counts ("a replica
 /// count").
-pub(super) fn integer(sink: &mut Sink, entry: &Entry, expected: &str, min: i64, max: i64) -> Option<i64> {
+pub(super) fn integer(
+    sink: &mut Sink,
+    entry: &Entry,
+    expected: &str,
+    min: i64,
+    max: i64,
+) -> Option<i64> {
     match entry.node.value {
         Value::Integer(n) if (min..=max).contains(&n) => Some(n),
         Value::Integer(n) => {
@@ -106,7 +115,11 @@ pub(super) fn u32_field(sink: &mut Sink, entry: &Entry, expected: &str, min: u32
 }
 
 /// An array of strings, each element's span kept.
-pub(super) fn strings<'a>(sink: &mut Sink, entry: &'a Entry, expected: &str) -> Option<Vec<(&'a str, Span)>> {
+pub(super) fn strings<'a>(
+    sink: &mut Sink,
+    entry: &'a Entry,
+    expected: &str,
+) -> Option<Vec<(&'a str, Span)>> {
     let Value::Array(items) = &entry.node.value else {
         wrong_type(sink, entry, expected);
         return None;
@@ -155,7 +168,11 @@ pub(super) fn cpu(sink: &mut Sink, entry: &Entry) -> Option<MilliCpu> {
         Value::Integer(n) => units::cpu_from_cores(*n as f64),
         Value::Float(f) => units::cpu_from_cores(*f),
         _ => {
-            wrong_type(sink, entry, "a number of cores like 0.5, or millicores like \"500m\"");
+            wrong_type(
+                sink,
+                entry,
+                "a number of cores like 0.5, or millicores like \"500m\"",
+            );
             return None;
         }
     };
@@ -168,7 +185,10 @@ pub(super) fn duration(sink: &mut Sink, entry: &Entry) -> Option<Duration> {
         Value::Integer(n) => {
             sink.error_help(
                 entry.value_span(),
-                format!("wrong type for `{}`: expected a duration like \"5s\", found integer", entry.key),
+                format!(
+                    "wrong type for `{}`: expected a duration like \"5s\", found integer",
+                    entry.key
+                ),
                 format!("durations need a unit: \"{n}s\" or \"{n}ms\""),
             );
             return None;
@@ -204,7 +224,10 @@ pub(super) fn named_tables<'a>(
 
 /// The candidate closest to `word` by edit distance, when it is close enough
 /// to be a likely typo.
-pub(crate) fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
     candidates
         .map(|c| (edit_distance(word, c), c))

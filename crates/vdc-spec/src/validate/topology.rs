@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use super::read;
 use super::Draft;
-use crate::diagnostic::{Sink, Span};
 use crate::diagnostic::LineIndex;
+use crate::diagnostic::{Sink, Span};
 use crate::model::{ComponentSpec, Protocol};
 
 /// A link that leads to an existing input: `from` and `to` index the drafts.
@@ -38,7 +38,10 @@ fn links<'a>(sink: &mut Sink, drafts: &'a [Draft]) -> Vec<Edge<'a>> {
         for link in &draft.links {
             let what = format!("link `{}` of component `{}`", link.name, draft.name);
             let at = link.target_at.clone();
-            let parts = link.target.split_once('.').filter(|(_, input)| !input.contains('.'));
+            let parts = link
+                .target
+                .split_once('.')
+                .filter(|(_, input)| !input.contains('.'));
             let Some((component, input)) = parts else {
                 let help = by_name
                     .get(link.target.as_str())
@@ -56,7 +59,10 @@ fn links<'a>(sink: &mut Sink, drafts: &'a [Draft]) -> Vec<Edge<'a>> {
             };
             let Some(&to) = by_name.get(component) else {
                 let help = match read::closest(component, names.iter().copied()) {
-                    Some(near) => format!("did you mean `{near}`? the components are {}", read::list(&names)),
+                    Some(near) => format!(
+                        "did you mean `{near}`? the components are {}",
+                        read::list(&names)
+                    ),
                     None => format!("the components are {}", read::list(&names)),
                 };
                 sink.error_help(
@@ -79,7 +85,10 @@ fn links<'a>(sink: &mut Sink, drafts: &'a [Draft]) -> Vec<Edge<'a>> {
                 let help = if inputs.is_empty() {
                     format!("component `{component}` declares no inputs")
                 } else {
-                    format!("the inputs of component `{component}` are {}", read::list(&inputs))
+                    format!(
+                        "the inputs of component `{component}` are {}",
+                        read::list(&inputs)
+                    )
                 };
                 sink.error_help(
                     at,
@@ -137,7 +146,9 @@ fn cycles(sink: &mut Sink, drafts: &[Draft], edges: &[Edge<'_>]) {
         if seen[start] || !reach[start][start] {
             continue;
         }
-        let group: Vec<usize> = (0..n).filter(|&j| reach[start][j] && reach[j][start]).collect();
+        let group: Vec<usize> = (0..n)
+            .filter(|&j| reach[start][j] && reach[j][start])
+            .collect();
         for &j in &group {
             seen[j] = true;
         }
@@ -219,7 +230,11 @@ fn gateways(sink: &mut Sink, drafts: &[Draft], source: &str) {
     let mut taken: Vec<(&Draft, IpAddr, u16, Span)> = Vec::new();
     let mut gws: Vec<(&Draft, IpAddr, u16, Span)> = drafts
         .iter()
-        .filter_map(|d| d.gateway.as_ref().map(|g| (d, g.address, g.port, g.port_at.clone())))
+        .filter_map(|d| {
+            d.gateway
+                .as_ref()
+                .map(|g| (d, g.address, g.port, g.port_at.clone()))
+        })
         .collect();
     gws.sort_by_key(|g| g.3.start);
     for (draft, address, port, at) in gws {
@@ -238,7 +253,10 @@ fn gateways(sink: &mut Sink, drafts: &[Draft], source: &str) {
             sink.error_help(
                 at.clone(),
                 message,
-                format!("gateways listen on the node's address; give component `{}` another port", draft.name),
+                format!(
+                    "gateways listen on the node's address; give component `{}` another port",
+                    draft.name
+                ),
             );
         }
         taken.push((draft, address, port, at));

@@ -37,7 +37,15 @@ pub async fn ps(client: &Client, app: Option<&str>, format: Format) -> anyhow::R
 pub fn ps_table(list: &[InstanceStatus]) -> Table {
     let now = now_ms();
     let mut t = Table::new(&[
-        "INSTANCE", "COMPONENT", "NODE", "STATE", "PID", "ADDRESS", "RESTARTS", "UPTIME", "ISOLATION",
+        "INSTANCE",
+        "COMPONENT",
+        "NODE",
+        "STATE",
+        "PID",
+        "ADDRESS",
+        "RESTARTS",
+        "UPTIME",
+        "ISOLATION",
     ]);
     for s in list {
         let mut state = s.state.to_string();

@@ -8,7 +8,12 @@ use vdc_model::InstanceStatus;
 use crate::client::{url_path_escape, Client};
 use crate::exit::{fail, Code};
 
-pub async fn run(client: &Client, target: &str, follow: bool, tail: Option<usize>) -> anyhow::Result<()> {
+pub async fn run(
+    client: &Client,
+    target: &str,
+    follow: bool,
+    tail: Option<usize>,
+) -> anyhow::Result<()> {
     let parts: Vec<&str> = target.split('/').collect();
     let (app, component, index) = match parts[..] {
         [app, component] => (app, component, None),
@@ -32,7 +37,10 @@ pub async fn run(client: &Client, target: &str, follow: bool, tail: Option<usize
         indexes = vec![i.to_owned()];
     }
     if indexes.is_empty() {
-        return Err(fail(Code::Failure, format!("{app} has no instances of component `{component}`")));
+        return Err(fail(
+            Code::Failure,
+            format!("{app} has no instances of component `{component}`"),
+        ));
     }
     let prefix = indexes.len() > 1;
     let mut tasks = Vec::new();
@@ -48,7 +56,9 @@ pub async fn run(client: &Client, target: &str, follow: bool, tail: Option<usize
         }
         let label = prefix.then(|| format!("{component}/{i} | "));
         let client = client.clone();
-        tasks.push(tokio::spawn(async move { copy(&client, &path, label).await }));
+        tasks.push(tokio::spawn(
+            async move { copy(&client, &path, label).await },
+        ));
     }
     for task in tasks {
         task.await??;

@@ -18,7 +18,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate { file } => validate::run(&file, cli.output),
         Command::Apps => list::apps(&client, cli.output).await,
         Command::Ps { app } => list::ps(&client, app.as_deref(), cli.output).await,
-        Command::Logs { target, follow, tail } => logs::run(&client, &target, follow, tail).await,
+        Command::Logs {
+            target,
+            follow,
+            tail,
+        } => logs::run(&client, &target, follow, tail).await,
         Command::Down { app, no_wait } => down(&client, &app, !no_wait).await,
         Command::Server(args) => match args.action {
             None => server::foreground(&cli.addr, &args.opts).await,
@@ -46,7 +50,12 @@ pub async fn down(client: &Client, app: &str, wait: bool) -> anyhow::Result<()> 
                     );
                 }
             }
-            Err(e) if e.downcast_ref::<crate::client::ApiError>().is_some_and(|a| a.status == 404) => break,
+            Err(e)
+                if e.downcast_ref::<crate::client::ApiError>()
+                    .is_some_and(|a| a.status == 404) =>
+            {
+                break
+            }
             Err(e) => return Err(e),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -22,7 +22,9 @@ pub fn api_addr(addr: &str, opts: &ServerOpts) -> anyhow::Result<SocketAddr> {
     addr.trim_start_matches("http://")
         .trim_end_matches('/')
         .parse()
-        .with_context(|| format!("`{addr}` is not an address a server can listen on (expected IP:PORT)"))
+        .with_context(|| {
+            format!("`{addr}` is not an address a server can listen on (expected IP:PORT)")
+        })
 }
 
 fn config(addr: &str, opts: &ServerOpts) -> anyhow::Result<ServerConfig> {
@@ -90,7 +92,11 @@ impl Embedded {
 }
 
 /// Starts `vdc server` as a background process and waits until it answers.
-pub async fn start_background(client: &Client, addr: &str, opts: &ServerOpts) -> anyhow::Result<()> {
+pub async fn start_background(
+    client: &Client,
+    addr: &str,
+    opts: &ServerOpts,
+) -> anyhow::Result<()> {
     let config = config(addr, opts)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
@@ -116,7 +122,9 @@ pub async fn start_background(client: &Client, addr: &str, opts: &ServerOpts) ->
     if let Some(name) = &opts.node_name {
         command.arg("--node-name").arg(name);
     }
-    let mut child = command.spawn().context("cannot start a background server")?;
+    let mut child = command
+        .spawn()
+        .context("cannot start a background server")?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         if client.is_up().await {
@@ -124,7 +132,11 @@ pub async fn start_background(client: &Client, addr: &str, opts: &ServerOpts) ->
         }
         if let Some(status) = child.try_wait()? {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             return Err(fail(
                 Code::Failure,
                 format!(

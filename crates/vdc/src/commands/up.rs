@@ -73,14 +73,21 @@ async fn launch(
             Err(e) => e,
         })?;
     if submitted.changed {
-        eprintln!("{app}: revision {} submitted to {}", submitted.revision, client.addr());
+        eprintln!(
+            "{app}: revision {} submitted to {}",
+            submitted.revision,
+            client.addr()
+        );
     } else {
         eprintln!("{app}: unchanged (revision {})", submitted.revision);
     }
 
+    // One signal watch for the whole command, so no signal falls between two.
+    let interrupt = interrupted();
+    tokio::pin!(interrupt);
     let detail = tokio::select! {
         r = wait_ready(client, app, Duration::from_secs(args.timeout)) => r?,
-        _ = tokio::signal::ctrl_c() => return Err(fail(Code::Failure, "interrupted")),
+        _ = &mut interrupt => return Err(fail(Code::Failure, "interrupted")),
     };
     eprintln!("{app} is ready in {:.2}s", started.elapsed().as_secs_f64());
     for gateway in &detail.summary.gateways {
@@ -94,7 +101,7 @@ async fn launch(
     } else {
         eprintln!("press Ctrl-C to take {app} down and stop the server");
     }
-    live(client, app).await
+    live(client, app, interrupt).await
 }
 
 /// Polls the app until every instance is ready, printing each change.
@@ -152,14 +159,18 @@ async fn wait_ready(client: &Client, app: &str, timeout: Duration) -> anyhow::Re
 
 /// A live view until Ctrl-C: a redrawn table on a terminal, a line per
 /// change otherwise.
-async fn live(client: &Client, app: &str) -> anyhow::Result<()> {
+async fn live(
+    client: &Client,
+    app: &str,
+    mut interrupt: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> anyhow::Result<()> {
     let path = format!("/v1/apps/{}", url_path_escape(app));
     let tty = std::io::stdout().is_terminal();
     let mut last: BTreeMap<String, (String, u32)> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut interrupt => return Ok(()),
             _ = tick.tick() => {}
         }
         let detail: AppDetail = match client.get(&path).await {
@@ -192,5 +203,22 @@ async fn live(client: &Client, app: &str) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+}
+
+/// Resolves on Ctrl-C, SIGTERM or SIGHUP: each means "take the app down".
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
     }
 }

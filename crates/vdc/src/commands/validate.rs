@@ -18,9 +18,14 @@ pub struct Loaded {
 /// Reads and validates `file`; on errors prints them (rendered with the
 /// source line) and returns an error with the invalid-spec exit code.
 pub fn load(file: &Path, format: Format) -> anyhow::Result<Loaded> {
-    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let absolute = std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
-    let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let absolute =
+        std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
+    let base_dir = absolute
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
     let name = file.display().to_string();
     match vdc_spec::parse(&source, &name, &base_dir) {
         Ok(validated) => {
@@ -37,7 +42,11 @@ pub fn load(file: &Path, format: Format) -> anyhow::Result<Loaded> {
             })
         }
         Err(diagnostics) => {
-            let errors = diagnostics.0.iter().filter(|d| d.severity == vdc_spec::Severity::Error).count();
+            let errors = diagnostics
+                .0
+                .iter()
+                .filter(|d| d.severity == vdc_spec::Severity::Error)
+                .count();
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&diagnostics.0)?),
                 Format::Table => {

@@ -1,0 +1,337 @@
+//! The HTTP proxy: per-request balancing, streaming, errors, passive health,
+//! live reconfiguration, least-outstanding.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use vdc_dataplane::{Backends, DataPlane, DataPlaneConfig, Endpoint, Protocol};
+
+use crate::support::{
+    any_port, dead_addr, dies_on_second_request, endpoints, eventually, http_backend, listening,
+    spec, streamed, Backend, Client,
+};
+
+async fn three_backends(delay_of_last: Duration) -> [Backend; 3] {
+    [
+        http_backend("shop/web/0", Duration::ZERO).await,
+        http_backend("shop/web/1", Duration::ZERO).await,
+        http_backend("shop/web/2", delay_of_last).await,
+    ]
+}
+
+/// Sends `n` GETs one after another on `client`; counts answers by body.
+async fn tally(client: &mut Client, n: usize) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for i in 0..n {
+        let (status, body) = client
+            .get("/")
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+        *counts.entry(body).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_keepalive_connection_spreads_over_all_replicas() {
+    let webs = three_backends(Duration::ZERO).await;
+    let (data_plane, backends, addr) = listening(Protocol::Http, &webs).await;
+
+    let mut client = Client::connect(addr).await;
+    let counts = tally(&mut client, 300).await;
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&n| n >= 50), "{counts:?}");
+
+    let served: u64 = backends
+        .endpoint_stats()
+        .iter()
+        .map(|(_, s)| s.served)
+        .sum();
+    assert_eq!(served, 300);
+    let listeners = data_plane.listeners();
+    assert!(
+        eventually(|| data_plane.listeners()[0].stats.responses_2xx == 300).await,
+        "{listeners:?}"
+    );
+    let stats = data_plane.listeners()[0].stats;
+    assert_eq!(stats.connections_total, 1);
+    assert_eq!(stats.requests, 300);
+    assert!(stats.bytes_in > 0 && stats.bytes_out > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_and_response_bodies_stream_through() {
+    let webs = [http_backend("shop/web/0", Duration::ZERO).await];
+    let (_data_plane, _backends, addr) = listening(Protocol::Http, &webs).await;
+    let mut client = Client::connect(addr).await;
+
+    let (chunks, body) = streamed();
+    let request = Request::post("/echo")
+        .header("host", "shop.example")
+        .body(body)
+        .expect("a valid request");
+    chunks
+        .send(Bytes::from_static(b"hello "))
+        .await
+        .expect("first chunk");
+    let response = client.send(request).await.expect("response head");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+
+    // The first chunk comes back before the second is sent: nothing on the
+    // way waits for the whole body.
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first chunk echoed while the request is still open")
+        .expect("a frame")
+        .expect("no error");
+    assert_eq!(first.into_data().ok(), Some(Bytes::from_static(b"hello ")));
+
+    chunks
+        .send(Bytes::from_static(b"world"))
+        .await
+        .expect("second chunk");
+    drop(chunks);
+    let rest = body.collect().await.expect("rest of the body").to_bytes();
+    assert_eq!(rest, Bytes::from_static(b"world"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_set_answers_503_naming_the_target() {
+    let (data_plane, _backends, addr) = listening(Protocol::Http, &[]).await;
+    let mut client = Client::connect(addr).await;
+    let (status, body) = client.get("/").await.expect("an answer");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "no ready instance for shop/web.in\n");
+    // The connection stays usable.
+    let (status, _) = client.get("/").await.expect("a second answer");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let stats = data_plane.listeners()[0].stats;
+    assert_eq!((stats.responses_5xx, stats.errors_no_backend), (2, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_tries_failing_answers_502_naming_the_cause() {
+    let (_data_plane, backends, addr) = listening(Protocol::Http, &[]).await;
+    backends.set(vec![Endpoint {
+        instance: "shop/web/0".into(),
+        addr: dead_addr().await,
+    }]);
+    let mut client = Client::connect(addr).await;
+    let (status, body) = client.get("/").await.expect("an answer");
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(
+        body.starts_with("cannot connect to shop/web/0 at 127.0.0.1:"),
+        "{body}"
+    );
+    assert!(body.contains("refused"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_times_out_with_504() {
+    let slow = [http_backend("shop/web/0", Duration::from_secs(2)).await];
+    let set = Backends::new("shop/web.in");
+    set.set(endpoints(&slow));
+    let data_plane = DataPlane::with_config(DataPlaneConfig {
+        response_timeout: Duration::from_millis(200),
+        ..DataPlaneConfig::default()
+    });
+    let addr = data_plane
+        .bind(
+            "shop/lb.out",
+            any_port(),
+            spec("shop/lb.out", Protocol::Http, &set),
+        )
+        .await
+        .expect("bind");
+    let mut client = Client::connect(addr).await;
+    let (status, body) = client.get("/").await.expect("an answer");
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(body.contains("did not answer within 200ms"), "{body}");
+    assert_eq!(data_plane.listeners()[0].stats.errors_timeout, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backend_loses_no_requests() {
+    let [web0, web1, web2] = three_backends(Duration::ZERO).await;
+    let killed = web2.endpoint();
+    let webs = [web0, web1];
+    let set = Backends::new("shop/web.in");
+    let mut all = endpoints(&webs);
+    all.push(killed.clone());
+    set.set(all);
+    let data_plane = DataPlane::new();
+    let addr = data_plane
+        .bind(
+            "shop/lb.out",
+            any_port(),
+            spec("shop/lb.out", Protocol::Http, &set),
+        )
+        .await
+        .expect("bind");
+
+    // Warm up so every endpoint has pooled connections, then kill one the
+    // hard way: its listener and open connections vanish, and the agent
+    // has not noticed yet (the set still lists it).
+    let mut client = Client::connect(addr).await;
+    let warm = tally(&mut client, 30).await;
+    assert!(warm.contains_key(&killed.instance), "{warm:?}");
+    web2.kill().await;
+
+    let mut failures = 0;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..200 {
+        match client.get("/").await {
+            Ok((StatusCode::OK, body)) => *counts.entry(body).or_default() += 1,
+            _ => failures += 1,
+        }
+    }
+    assert_eq!(failures, 0, "{counts:?}");
+    assert!(!counts.contains_key(&killed.instance), "{counts:?}");
+    let stats = set.endpoint_stats();
+    let dead = stats.iter().find(|(e, _)| *e == killed).map(|(_, s)| *s);
+    assert!(
+        dead.is_some_and(|s| s.ejected && s.failures >= 1),
+        "{stats:?}"
+    );
+    let listener = data_plane.listeners()[0].stats;
+    assert!(listener.retries >= 1, "{listener:?}");
+    assert_eq!(listener.responses_5xx, 0, "{listener:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_safe_request_lost_on_a_reused_connection_is_sent_again() {
+    let flaky = [dies_on_second_request("shop/web/0").await];
+    let (data_plane, _set, addr) = listening(Protocol::Http, &flaky).await;
+    let mut client = Client::connect(addr).await;
+    // The first GET leaves a pooled connection; the second goes out on it,
+    // is swallowed, and is sent again on a new connection.
+    for i in 0..2 {
+        let (status, body) = client.get("/").await.expect("an answer");
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "ok"),
+            "request {i}"
+        );
+    }
+    // A request with a body is not sent twice: the client hears of it.
+    let request = Request::post("/")
+        .header("host", "shop.example")
+        .body(crate::support::full("order #1"))
+        .expect("a valid request");
+    let response = client.send(request).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let stats = data_plane.listeners()[0].stats;
+    assert_eq!((stats.requests, stats.errors_reset), (3, 1), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_swaps_backends_live_without_rebinding() {
+    let [web0, web1, web2] = three_backends(Duration::ZERO).await;
+    let (data_plane, set, addr) = listening(Protocol::Http, std::slice::from_ref(&web0)).await;
+    let mut client = Client::connect(addr).await;
+    assert_eq!(tally(&mut client, 10).await.get("shop/web/0"), Some(&10));
+
+    set.set(vec![web1.endpoint(), web2.endpoint()]);
+    let counts = tally(&mut client, 40).await;
+    assert!(!counts.contains_key("shop/web/0"), "{counts:?}");
+    assert_eq!(counts.len(), 2, "{counts:?}");
+
+    let listeners = data_plane.listeners();
+    assert_eq!(listeners.len(), 1);
+    assert_eq!(
+        (listeners[0].addr, listeners[0].stats.connections_total),
+        (addr, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_the_same_key_again_replaces_the_spec_in_place() {
+    let [web0, web1, _web2] = three_backends(Duration::ZERO).await;
+    let (data_plane, _set, addr) = listening(Protocol::Http, std::slice::from_ref(&web0)).await;
+    let mut client = Client::connect(addr).await;
+    assert_eq!(client.get("/").await.expect("answer").1, "shop/web/0");
+
+    let other = Backends::new("shop/api.in");
+    other.set(vec![web1.endpoint()]);
+    let again = data_plane
+        .bind(
+            "shop/lb.out",
+            addr,
+            spec("shop/lb.out", Protocol::Http, &other),
+        )
+        .await
+        .expect("rebind");
+    assert_eq!(again, addr);
+    // Same client connection, new target.
+    assert_eq!(client.get("/").await.expect("answer").1, "shop/web/1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_are_rewritten_for_the_upstream_hop() {
+    let webs = [http_backend("shop/web/0", Duration::ZERO).await];
+    let (_data_plane, _set, addr) = listening(Protocol::Http, &webs).await;
+    let mut client = Client::connect(addr).await;
+    let request = Request::get("/headers")
+        .header("host", "shop.example")
+        .header("connection", "x-hop")
+        .header("x-hop", "1")
+        .header("x-end", "2")
+        .body(crate::support::empty())
+        .expect("a valid request");
+    let response = client.send(request).await.expect("response");
+    assert_eq!(response.headers()["x-backend"], "shop/web/0");
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let seen = String::from_utf8_lossy(&body);
+    assert!(seen.contains("host: shop.example\n"), "{seen}");
+    assert!(seen.contains("x-end: 2\n"), "{seen}");
+    assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
+    assert!(
+        !seen.contains("x-hop") && !seen.contains("connection"),
+        "{seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_backend_gets_markedly_fewer_concurrent_requests() {
+    let webs = three_backends(Duration::from_millis(200)).await;
+    let (_data_plane, _set, addr) = listening(Protocol::Http, &webs).await;
+
+    // 100 requests arriving over about as long as the slow backend takes to
+    // answer one, so they overlap: a balancer that looks at outstanding
+    // requests sees the slow one's pile up and sends elsewhere. (A burst in
+    // which all arrive before any is answered cannot be told apart by load.)
+    let mut requests = Vec::new();
+    for _ in 0..100 {
+        requests.push(tokio::spawn(async move {
+            let mut client = Client::connect(addr).await;
+            client.get("/").await.expect("an answer")
+        }));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for request in requests {
+        let (status, body) = request.await.expect("request task");
+        assert_eq!(status, StatusCode::OK);
+        *counts.entry(body).or_default() += 1;
+    }
+    let slow = counts.get("shop/web/2").copied().unwrap_or(0);
+    let fast = counts
+        .get("shop/web/0")
+        .copied()
+        .unwrap_or(0)
+        .min(counts.get("shop/web/1").copied().unwrap_or(0));
+    assert!(
+        slow * 2 < fast,
+        "slow got {slow}, the faster {fast} at least: {counts:?}"
+    );
+}

@@ -1,0 +1,357 @@
+//! Mistakes inside one component: appliances, commands, environment,
+//! inputs and volumes.
+
+use expect_test::expect;
+
+use super::check;
+
+// === appliances ===
+
+#[test]
+fn appliances() {
+    check(
+        r#"
+app = "shop"
+[components.a]
+appliance = "container"
+command = ["a"]
+[components.b]
+appliance = "vm"
+command = ["b"]
+[components.c]
+appliance = "proces"
+command = ["c"]
+[components.d]
+appliance = "container"
+"#,
+        expect![[r#"
+            error: appliance `container` is not supported yet; expected `process` or `builtin:http-lb`
+             --> shop.toml:4:13
+              |
+            4 | appliance = "container"
+              |             ^^^^^^^^^^^
+
+            error: appliance `vm` is not supported yet; expected `process` or `builtin:http-lb`
+             --> shop.toml:7:13
+              |
+            7 | appliance = "vm"
+              |             ^^^^
+
+            error: unknown appliance `proces`; expected `process` or `builtin:http-lb`
+              --> shop.toml:10:13
+               |
+            10 | appliance = "proces"
+               |             ^^^^^^^^
+               = help: did you mean `process`?
+
+            error: appliance `container` is not supported yet; expected `process` or `builtin:http-lb`
+              --> shop.toml:13:13
+               |
+            13 | appliance = "container"
+               |             ^^^^^^^^^^^
+        "#]],
+    );
+}
+
+#[test]
+fn builtin_forbids_process_fields() {
+    check(
+        r#"
+app = "shop"
+[components.lb]
+appliance = "builtin:http-lb"
+command = ["haproxy"]
+inputs = { http = { protocol = "http" } }
+env = { A = "b" }
+workdir = "."
+volumes = { data = {} }
+resources = { cpu = 1 }
+links = { backend = "web.http" }
+[components.web]
+command = ["web"]
+inputs = { http = { protocol = "http" } }
+"#,
+        expect![[r#"
+            error: `command` is not allowed on a `builtin:http-lb` component: the data plane serves it, no process is started
+             --> shop.toml:5:1
+              |
+            5 | command = ["haproxy"]
+              | ^^^^^^^
+
+            error: `inputs` is not allowed on a `builtin:http-lb` component: it has one implicit input, `http`
+             --> shop.toml:6:1
+              |
+            6 | inputs = { http = { protocol = "http" } }
+              | ^^^^^^
+
+            error: `env` is not allowed on a `builtin:http-lb` component: the data plane serves it, no process is started
+             --> shop.toml:7:1
+              |
+            7 | env = { A = "b" }
+              | ^^^
+
+            error: `workdir` is not allowed on a `builtin:http-lb` component: the data plane serves it, no process is started
+             --> shop.toml:8:1
+              |
+            8 | workdir = "."
+              | ^^^^^^^
+
+            error: `volumes` is not allowed on a `builtin:http-lb` component: the data plane serves it and keeps no data
+             --> shop.toml:9:1
+              |
+            9 | volumes = { data = {} }
+              | ^^^^^^^
+
+            error: `resources` is not allowed on a `builtin:http-lb` component: the data plane serves it and reserves nothing for it
+              --> shop.toml:10:1
+               |
+            10 | resources = { cpu = 1 }
+               | ^^^^^^^^^
+        "#]],
+    );
+}
+
+#[test]
+fn builtin_links() {
+    check(
+        r#"
+app = "shop"
+[components.nolinks]
+appliance = "builtin:http-lb"
+[components.extra]
+appliance = "builtin:http-lb"
+links = { backend = "web.http", metrics = "web.http" }
+[components.tcp]
+appliance = "builtin:http-lb"
+links = { backend = "db.kv" }
+[components.web]
+command = ["web"]
+inputs = { http = { protocol = "http" } }
+[components.db]
+command = ["db"]
+inputs = { kv = { protocol = "tcp" } }
+"#,
+        expect![[r#"
+            error: component `nolinks` has no link `backend`; expected the input it balances
+             --> shop.toml:3:13
+              |
+            3 | [components.nolinks]
+              |             ^^^^^^^
+              = help: add a line like `links = { backend = "web.http" }`
+
+            error: link `metrics` is not allowed on a `builtin:http-lb` component: its only link is `backend`
+             --> shop.toml:7:33
+              |
+            7 | links = { backend = "web.http", metrics = "web.http" }
+              |                                 ^^^^^^^
+
+            error: link `backend` of component `tcp` points to input `kv` of component `db`, which has protocol `tcp`; expected an `http` input for `builtin:http-lb` to balance
+              --> shop.toml:10:21
+               |
+            10 | links = { backend = "db.kv" }
+               |                     ^^^^^^^
+        "#]],
+    );
+}
+
+// === processes ===
+
+#[test]
+fn commands() {
+    check(
+        r#"
+app = "shop"
+[components.missing]
+replicas = 1
+[components.empty]
+command = []
+[components.blank]
+command = ["", "x"]
+[components.mixed]
+command = ["web", 8080]
+"#,
+        expect![[r#"
+            error: component `missing` has no `command`; expected the program to run and its arguments
+             --> shop.toml:3:13
+              |
+            3 | [components.missing]
+              |             ^^^^^^^
+              = help: add a line like `command = ["python3", "web.py"]`, or set an `appliance`
+
+            error: `command` is empty; expected the program to run and its arguments
+             --> shop.toml:6:11
+              |
+            6 | command = []
+              |           ^
+              = help: write it like `command = ["python3", "web.py"]`
+
+            error: the program in `command` is empty; expected a program name or path
+             --> shop.toml:8:12
+              |
+            8 | command = ["", "x"]
+              |            ^^
+
+            error: wrong type for element 2 of `command`: expected a string, found integer
+              --> shop.toml:10:19
+               |
+            10 | command = ["web", 8080]
+               |                   ^^^^
+        "#]],
+    );
+}
+
+#[test]
+fn env_names() {
+    check(
+        r#"
+app = "shop"
+[components.web]
+command = ["web"]
+env = { my-var = "1", 9LIVES = "x", VDC_TOKEN = "t", PORT = "80", GOOD_ONE = "ok" }
+"#,
+        expect![[r#"
+            error: invalid environment variable name `my-var`: expected letters, digits and `_`, not starting with a digit
+             --> shop.toml:5:9
+              |
+            5 | env = { my-var = "1", 9LIVES = "x", VDC_TOKEN = "t", PORT = "80", GOOD_ONE = "ok" }
+              |         ^^^^^^
+              = help: did you mean `MY_VAR`?
+
+            error: invalid environment variable name `9LIVES`: expected letters, digits and `_`, not starting with a digit
+             --> shop.toml:5:23
+              |
+            5 | env = { my-var = "1", 9LIVES = "x", VDC_TOKEN = "t", PORT = "80", GOOD_ONE = "ok" }
+              |                       ^^^^^^
+
+            error: environment variable `VDC_TOKEN` is reserved: vdc sets the `VDC_` variables itself
+             --> shop.toml:5:37
+              |
+            5 | env = { my-var = "1", 9LIVES = "x", VDC_TOKEN = "t", PORT = "80", GOOD_ONE = "ok" }
+              |                                     ^^^^^^^^^
+
+            error: environment variable `PORT` is reserved: vdc sets it to the port the instance listens on
+             --> shop.toml:5:54
+              |
+            5 | env = { my-var = "1", 9LIVES = "x", VDC_TOKEN = "t", PORT = "80", GOOD_ONE = "ok" }
+              |                                                      ^^^^
+        "#]],
+    );
+}
+
+#[test]
+fn workdir_empty() {
+    check(
+        r#"
+app = "shop"
+[components.web]
+command = ["web"]
+workdir = ""
+"#,
+        expect![[r#"
+            error: `workdir` is empty; expected a directory, like "."
+             --> shop.toml:5:11
+              |
+            5 | workdir = ""
+              |           ^^
+        "#]],
+    );
+}
+
+// === inputs ===
+
+#[test]
+fn protocols_and_health() {
+    check(
+        r#"
+app = "shop"
+[components.web]
+command = ["web"]
+inputs.noproto = {}
+inputs.udp = { protocol = "udp" }
+inputs.kv = { protocol = "tcp", health = "/healthz" }
+inputs.rel = { protocol = "http", health = "healthz" }
+inputs.num = { protocol = "http", health = 5 }
+inputs.zero = { protocol = "http", health = { path = "/h", failures = 0 } }
+"#,
+        expect![[r#"
+            error: input `noproto` of component `web` has no `protocol`; expected `tcp` or `http`
+             --> shop.toml:5:8
+              |
+            5 | inputs.noproto = {}
+              |        ^^^^^^^
+              = help: add `protocol = "http"` or `protocol = "tcp"`
+
+            error: unknown protocol `udp`; expected `tcp` or `http`
+             --> shop.toml:6:27
+              |
+            6 | inputs.udp = { protocol = "udp" }
+              |                           ^^^^^
+
+            error: input `kv` of component `web` has protocol `tcp`, so its health check cannot be an HTTP request
+             --> shop.toml:7:42
+              |
+            7 | inputs.kv = { protocol = "tcp", health = "/healthz" }
+              |                                          ^^^^^^^^^^
+              = help: use `health = "tcp"`, or set `protocol = "http"`
+
+            error: invalid health check "healthz": expected a path like "/healthz", or "tcp"
+             --> shop.toml:8:44
+              |
+            8 | inputs.rel = { protocol = "http", health = "healthz" }
+              |                                            ^^^^^^^^^
+
+            error: wrong type for `health`: expected a path like "/healthz", "tcp", or a table like { path = "/healthz", interval = "1s" }, found integer
+             --> shop.toml:9:44
+              |
+            9 | inputs.num = { protocol = "http", health = 5 }
+              |                                            ^
+
+            error: `failures` is 0; expected a number of failures of 1 or more
+              --> shop.toml:10:71
+               |
+            10 | inputs.zero = { protocol = "http", health = { path = "/h", failures = 0 } }
+               |                                                                       ^
+        "#]],
+    );
+}
+
+#[test]
+fn volumes() {
+    check(
+        r#"
+app = "shop"
+[components.web]
+command = ["web"]
+volumes.a = { mount = "data" }
+volumes.b = { mount = "/data" }
+volumes.c = { mount = "/data", size = "1GB" }
+volumes.d = { sise = "1GiB" }
+"#,
+        expect![[r#"
+            error: `mount` of volume `a` of component `web` is "data"; expected an absolute path, like "/data"
+             --> shop.toml:5:23
+              |
+            5 | volumes.a = { mount = "data" }
+              |                       ^^^^^^
+
+            error: `/data` is already the mount of volume `b`; expected one volume per path
+             --> shop.toml:7:23
+              |
+            7 | volumes.c = { mount = "/data", size = "1GB" }
+              |                       ^^^^^^^
+
+            error: invalid `size`: "1GB" is not a valid memory size: vdc uses binary units; did you mean "1GiB"?
+             --> shop.toml:7:39
+              |
+            7 | volumes.c = { mount = "/data", size = "1GB" }
+              |                                       ^^^^^
+
+            error: unknown field `sise` in volume `d` of component `web`; expected one of `size`, `mount`
+             --> shop.toml:8:15
+              |
+            8 | volumes.d = { sise = "1GiB" }
+              |               ^^^^
+              = help: did you mean `size`?
+        "#]],
+    );
+}

@@ -1,0 +1,285 @@
+//! A harness for end-to-end tests: a real `vdc server` in a temporary data
+//! directory on a free port, driven through the real `vdc` binary.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vdc");
+
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .canonicalize()
+        .expect("examples dir")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Fails the test with a clear message when a tool the test needs is missing
+/// (CI installs every one of them; a test never skips silently).
+pub fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed: run .ci/run (or apt-get install it) before these tests"
+    );
+}
+
+/// A vdc server and its data directory, stopped and removed on drop.
+pub struct Vdc {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    server: Option<Child>,
+}
+
+impl Vdc {
+    /// A data directory and address, no server yet.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            addr: format!("127.0.0.1:{}", free_port()),
+            server: None,
+        }
+    }
+
+    /// Starts `vdc server` and waits until it answers.
+    pub fn start() -> Self {
+        let mut vdc = Self::new();
+        vdc.spawn_server();
+        vdc
+    }
+
+    /// Starts `vdc server` on this data directory and address.
+    pub fn spawn_server(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.out"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["server", "--api", &self.addr, "--data-dir"])
+            .arg(self.data_dir())
+            .env("VDC_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+        self.wait_up();
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.is_up() {
+            assert!(
+                Instant::now() < deadline,
+                "server at {} did not come up: {}",
+                self.addr,
+                self.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        std::net::TcpStream::connect(&self.addr).is_ok()
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.out")).unwrap_or_default()
+    }
+
+    /// Runs `vdc --addr ADDR ARGS...` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--addr")
+            .arg(&self.addr)
+            .args(args)
+            .env("VDC_DATA_DIR", self.data_dir())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "vdc {args:?} failed ({}):\nstdout: {}\nstderr: {}\nserver: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.server_log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Writes a copy of an example whose gateways use free ports and whose
+    /// commands point at the examples directory. Returns the file and the
+    /// gateway ports in the order they appear.
+    pub fn example(&self, name: &str) -> (PathBuf, Vec<u16>) {
+        let examples = examples_dir();
+        let mut text = std::fs::read_to_string(examples.join(name)).unwrap();
+        for dir in ["shop/", "stack/"] {
+            text = text.replace(
+                &format!("\"{dir}"),
+                &format!("\"{}/{dir}", examples.display()),
+            );
+        }
+        let key = "gateway = { port = ";
+        let mut ports = Vec::new();
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(pos) = rest.find(key) {
+            out.push_str(&rest[..pos + key.len()]);
+            let after = &rest[pos + key.len()..];
+            let digits = after
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len());
+            let port = free_port();
+            ports.push(port);
+            out.push_str(&port.to_string());
+            rest = &after[digits..];
+        }
+        out.push_str(rest);
+        let text = out;
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        (path, ports)
+    }
+
+    /// `vdc ps APP -o json`.
+    pub fn instances(&self, app: &str) -> Vec<Value> {
+        let out = self.ok(&["ps", app, "-o", "json"]);
+        serde_json::from_str::<Vec<Value>>(&out).unwrap()
+    }
+
+    pub fn pid_of(&self, app: &str, instance: &str) -> Option<i32> {
+        self.instances(app)
+            .iter()
+            .find(|i| instance_name(i) == instance)
+            .and_then(|i| i["pid"].as_i64())
+            .map(|p| p as i32)
+    }
+
+    /// Waits until `check` holds on the app's instances.
+    pub fn wait_instances(
+        &self,
+        app: &str,
+        what: &str,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let list = self.instances(app);
+            if check(&list) {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {list:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (SIGTERM) and waits for it to exit.
+    pub fn stop_server(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.server.take()?;
+        signal(child.id() as i32, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Vdc {
+    fn drop(&mut self) {
+        self.stop_server();
+        // A server started by `up -d` in this data directory.
+        if self.is_up() {
+            let _ = self.run(&["server", "stop"]);
+        }
+    }
+}
+
+pub fn instance_name(v: &Value) -> String {
+    let id = &v["id"];
+    format!(
+        "{}/{}/{}",
+        id["app"].as_str().unwrap_or_default(),
+        id["component"].as_str().unwrap_or_default(),
+        id["index"]
+    )
+}
+
+pub fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+pub fn alive(pid: i32) -> bool {
+    // A zombie is as good as gone: it only waits for its parent to reap it.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Every process whose command line mentions `needle`.
+pub fn processes_matching(needle: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) && alive(pid) {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+/// A keep-alive HTTP client for the gateway.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}

@@ -136,7 +136,7 @@ pub(crate) fn detail(
             let s = stats
                 .iter()
                 .find(|l| l.key == b.plan.key)
-                .map(|l| l.stats.clone())
+                .map(|l| l.stats)
                 .unwrap_or_default();
             ListenerStatus {
                 key: b.plan.key.clone(),

@@ -7,9 +7,13 @@ use async_trait::async_trait;
 
 use crate::{Bucket, Entry, Store, StoreError};
 
+/// Entries by bucket and key.
+type Entries = BTreeMap<(Bucket, String), Entry>;
+
 #[derive(Debug, Default)]
 pub struct MemStore {
-    inner: Mutex<(u64, BTreeMap<(Bucket, String), Entry>)>,
+    /// The last revision handed out, and the entries.
+    inner: Mutex<(u64, Entries)>,
 }
 
 impl MemStore {
@@ -17,7 +21,7 @@ impl MemStore {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut u64, &mut BTreeMap<(Bucket, String), Entry>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut u64, &mut Entries) -> T) -> T {
         // A poisoned lock only means a test panicked mid-write; the map is
         // still consistent because every write is a single insert.
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,5 +1,7 @@
 //! End to end: the shop example on a real server, through the real CLI.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

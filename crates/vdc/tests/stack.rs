@@ -3,6 +3,8 @@
 //! in redis. `.ci/run` installs nginx and redis; without them these tests
 //! fail with a message saying so.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

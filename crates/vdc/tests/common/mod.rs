@@ -1,7 +1,7 @@
 //! A harness for end-to-end tests: a real `vdc server` in a temporary data
 //! directory on a free port, driven through the real `vdc` binary.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

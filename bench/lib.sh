@@ -1,0 +1,241 @@
+# Shared helpers for the benchmark scripts; sourced, not run.
+#
+# Provides: $ROOT (the repository), $VDC (the vdc binary, built if missing),
+# $BENCH_TMP (a temporary directory removed on exit), free ports, copies of
+# app specs on free ports, starting and stopping vdc servers, and reading
+# wrk's output. Every server a script starts is stopped on exit.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+
+# --- the binary ---------------------------------------------------------
+
+VDC="${VDC:-$ROOT/target/release/vdc}"
+case "$VDC" in /*) ;; *) VDC="$PWD/$VDC" ;; esac
+if [[ ! -x "$VDC" ]]; then
+    if [[ "$VDC" == "$ROOT/target/release/vdc" ]]; then
+        echo "building $VDC (cargo build --release -p vdc)…" >&2
+        (cd "$ROOT" && cargo build --release -p vdc) >&2
+    else
+        echo "error: VDC=$VDC is not an executable file" >&2
+        exit 1
+    fi
+fi
+
+need() {
+    local tool
+    for tool in "$@"; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "error: this benchmark needs \`$tool\` (on Debian: apt-get install $tool)" >&2
+            exit 1
+        fi
+    done
+}
+need python3
+
+# --- cleanup ------------------------------------------------------------
+
+BENCH_TMP="$(mktemp -d "${TMPDIR:-/tmp}/vdc-bench.XXXXXX")"
+declare -a SERVER_ADDRS=()   # API addresses of servers this script started
+declare -a OWN_PIDS=()       # other processes this script started (haproxy…)
+
+cleanup() {
+    local status=$?
+    set +e
+    local pid addr
+    for pid in "${OWN_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    for addr in "${SERVER_ADDRS[@]}"; do
+        stop_server "$addr" >/dev/null 2>&1
+    done
+    rm -rf "$BENCH_TMP"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- ports and specs ----------------------------------------------------
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# spec_copy SPEC PORT DIR: copies the app spec SPEC into DIR with its gateway
+# on 127.0.0.1:PORT instead of the port written in the file, and links the
+# files next to SPEC into DIR so that relative commands still resolve.
+# Prints the path of the copy.
+spec_copy() {
+    local spec="$1" port="$2" dir="$3" entry
+    mkdir -p "$dir"
+    for entry in "$(dirname "$spec")"/*; do
+        [[ "$entry" == "$spec" ]] && continue
+        ln -s "$entry" "$dir/$(basename "$entry")"
+    done
+    local out="$dir/$(basename "$spec")"
+    sed -E "s/^gateway = \\{ port = [0-9]+( *,[^}]*)? \\}/gateway = { port = $port, address = \"127.0.0.1\" }/" \
+        "$spec" >"$out"
+    if ! grep -q "port = $port, address" "$out"; then
+        echo "error: no \`gateway = { port = … }\` line to rewrite in $spec" >&2
+        exit 1
+    fi
+    echo "$out"
+}
+
+# --- servers ------------------------------------------------------------
+
+# api_get ADDR PATH: GET http://ADDR/PATH from the vdc API.
+api_get() {
+    python3 - "$1" "$2" <<'PY'
+import sys, urllib.request
+with urllib.request.urlopen(f"http://{sys.argv[1]}{sys.argv[2]}", timeout=5) as r:
+    sys.stdout.write(r.read().decode())
+PY
+}
+
+# server_pid ADDR: the pid of the vdc server answering at ADDR.
+server_pid() {
+    api_get "$1" /v1/health | python3 -c 'import json, sys; print(json.load(sys.stdin)["pid"])'
+}
+
+# up_detached ADDR DATA_DIR SPEC [PIN...]: `vdc up SPEC -d` against ADDR,
+# starting a background server there if none answers. Registers ADDR for
+# cleanup first, so an interrupted run leaves nothing behind.
+up_detached() {
+    local addr="$1" data="$2" spec="$3"
+    shift 3
+    SERVER_ADDRS+=("$addr")
+    "$@" "$VDC" --addr "$addr" up "$spec" -d --data-dir "$data"
+}
+
+# stop_server ADDR: `vdc server stop`, then, if the server process is still
+# there after 30s, kill it (it is one this script started).
+stop_server() {
+    local addr="$1" pid=""
+    pid="$(server_pid "$addr" 2>/dev/null)" || pid=""
+    timeout 90 "$VDC" --addr "$addr" server stop || true
+    if [[ -n "$pid" ]]; then
+        local i
+        for ((i = 0; i < 300; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "warning: the vdc server (pid $pid) was still running 30s after \`vdc server stop\`; killing it" >&2
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+    fi
+    local kept=()
+    local a
+    for a in "${SERVER_ADDRS[@]}"; do [[ "$a" != "$addr" ]] && kept+=("$a"); done
+    SERVER_ADDRS=("${kept[@]+"${kept[@]}"}")
+}
+
+# process_tree PID: PID and all its descendants, one "pid starttime comm"
+# per line (the start time tells a live process from a reused pid).
+process_tree() {
+    python3 - "$1" <<'PY'
+import os, sys
+root = int(sys.argv[1])
+children, info = {}, {}
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    try:
+        with open(f"/proc/{d}/stat") as f:
+            stat = f.read()
+    except OSError:
+        continue
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    pid, ppid, start = int(d), int(fields[1]), fields[19]
+    children.setdefault(ppid, []).append(pid)
+    info[pid] = (start, comm)
+todo = [root]
+while todo:
+    pid = todo.pop()
+    if pid in info:
+        print(pid, info[pid][0], info[pid][1].replace(" ", "_"))
+        todo.extend(children.get(pid, []))
+PY
+}
+
+# still_alive FILE: the lines of FILE (from process_tree) whose process still
+# runs (same pid and start time).
+still_alive() {
+    local pid start comm now
+    while read -r pid start comm; do
+        [[ -r "/proc/$pid/stat" ]] || continue
+        now="$(sed -E 's/^.*\) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $20}')" || continue
+        [[ "$now" == "$start" ]] && echo "$pid $comm"
+    done <"$1"
+    return 0
+}
+
+# cgroup_dirs TREE_FILE: the cgroup directories (leaf and parent) of the
+# processes listed in TREE_FILE other than the first (the server), one a line.
+cgroup_dirs() {
+    tail -n +2 "$1" | while read -r pid _; do cat "/proc/$pid/cgroup" 2>/dev/null || true; done |
+        python3 -c '
+import os, sys
+dirs = set()
+for line in sys.stdin:
+    _, controllers, path = line.rstrip("\n").split(":", 2)
+    if path == "/" or not path.startswith("/"):
+        continue
+    base = "/sys/fs/cgroup" + ("/" + controllers.replace("name=", "") if controllers else "")
+    leaf = base + path
+    for d in (leaf, os.path.dirname(leaf)):
+        if d != base and os.path.isdir(d):
+            dirs.add(d)
+print("\n".join(sorted(dirs)))'
+}
+
+# --- numbers --------------------------------------------------------------
+
+# stats: reads numbers, one a line; prints "median min max".
+stats() {
+    python3 -c '
+import statistics, sys
+xs = [float(x) for x in sys.stdin.read().split()]
+print(statistics.median(xs), min(xs), max(xs))'
+}
+
+# median: reads numbers, one a line; prints their median.
+median() {
+    python3 -c '
+import statistics, sys
+print(statistics.median([float(x) for x in sys.stdin.read().split()]))'
+}
+
+# wrk_parse FILE: prints "rps p50_ms p99_ms errors" from wrk --latency output.
+# errors counts socket errors and non-2xx/3xx responses.
+wrk_parse() {
+    python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(v):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v)
+    n, unit = float(m.group(1)), m.group(2)
+    return n * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+errors = 0
+m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+if m:
+    errors += int(m.group(1))
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+if m:
+    errors += sum(int(g) for g in m.groups())
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors}")
+PY
+}
+
+machine() {
+    local cpu
+    cpu="$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+    echo "machine: $(nproc) CPUs ($cpu), Linux $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "vdc: $VDC ($("$VDC" --version 2>/dev/null || echo unknown version))"
+}

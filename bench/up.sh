@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Time to launch: how long `vdc up examples/shop.toml -d` takes with no server
+# running, from the command until it returns. That includes starting the
+# background server, submitting the app, starting the database and three
+# Python web servers, and waiting until every instance passes its health
+# check. Target: 1 s.
+#
+#   bench/up.sh                 # 10 runs
+#   RUNS=3 bench/up.sh          # fewer
+#   VDC=path/to/vdc bench/up.sh # another binary
+#
+# Each run uses a fresh data directory and a free API port, and the example's
+# gateway is moved from port 8080 to a free port on 127.0.0.1 (the only change
+# to the file). After each run `vdc server stop` stops the server, and the
+# script checks that no process the server started is left.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RUNS="${RUNS:-10}"
+TARGET_S=1.0
+SPEC="$ROOT/examples/shop.toml"
+
+machine
+echo "measuring: vdc up examples/shop.toml -d, no server running, $RUNS runs"
+echo
+
+times="$BENCH_TMP/times"
+: >"$times"
+leftovers=0
+printf '%4s  %9s  %12s  %10s  %s\n' run "total (s)" "ready in (s)" processes "left after stop"
+for ((run = 1; run <= RUNS; run++)); do
+    dir="$BENCH_TMP/run$run"
+    mkdir -p "$dir"
+    spec="$(spec_copy "$SPEC" "$(free_port)" "$dir/spec")"
+    addr="127.0.0.1:$(free_port)"
+
+    start_ns=$(date +%s%N)
+    up_detached "$addr" "$dir/data" "$spec" >"$dir/up.out" 2>"$dir/up.err"
+    end_ns=$(date +%s%N)
+    total=$(python3 -c "print(f'{($end_ns - $start_ns) / 1e9:.3f}')")
+    echo "$total" >>"$times"
+    # vdc's own figure: from submitting the app until it is ready.
+    ready="$(sed -nE 's/^shop is ready in ([0-9.]+)s$/\1/p' "$dir/up.err")"
+
+    process_tree "$(server_pid "$addr")" >"$dir/tree"
+    procs=$(wc -l <"$dir/tree")
+    stop_server "$addr" >/dev/null
+    left="$(still_alive "$dir/tree")"
+    if [[ -n "$left" ]]; then
+        leftovers=$((leftovers + 1))
+        left_text="$(echo "$left" | tr '\n' ' ')"
+        # Give them a moment, then remove what this run started.
+        sleep 5
+        still="$(still_alive "$dir/tree")"
+        if [[ -n "$still" ]]; then
+            left_text="$left_text(still there after 5s: killed)"
+            echo "$still" | while read -r pid _; do kill -9 "$pid" 2>/dev/null || true; done
+        fi
+    else
+        left_text="none"
+    fi
+    printf '%4d  %9s  %12s  %10s  %s\n' "$run" "$total" "${ready:-?}" "$procs" "$left_text"
+done
+
+read -r med min max < <(stats <"$times")
+echo
+python3 - "$med" "$min" "$max" "$TARGET_S" <<'PY'
+import sys
+med, lo, hi, target = map(float, sys.argv[1:])
+print(f"median {med:.3f}s  min {lo:.3f}s  max {hi:.3f}s")
+verdict = "within" if med <= target else "over"
+print(f"ratio to the {target:g}s target: {med / target:.2f}x (median, {verdict} target)")
+PY
+echo "processes counted: the server and everything it started (1 server + db + 3 web)"
+if ((leftovers == 0)); then
+    echo "left running after \`vdc server stop\`: nothing, in all $RUNS runs"
+else
+    echo "left running after \`vdc server stop\`: something in $leftovers of $RUNS runs (see above)"
+fi

@@ -109,19 +109,27 @@ up_detached() {
     "$@" "$VDC" --addr "$addr" up "$spec" -d --data-dir "$data"
 }
 
-# stop_server ADDR: `vdc server stop`, then, if the server process is still
-# there after 30s, kill it (it is one this script started).
+# running PID: true while PID runs (a zombie, exited but not yet reaped by
+# its parent, counts as exited).
+running() {
+    local state
+    state="$(sed -E 's/^.*\) //' "/proc/$1/stat" 2>/dev/null | awk '{print $1}')" || return 1
+    [[ -n "$state" && "$state" != Z ]]
+}
+
+# stop_server ADDR: `vdc server stop`, then wait until the server process has
+# exited; if it is still there after 30s, kill it (it is one this script started).
 stop_server() {
     local addr="$1" pid=""
     pid="$(server_pid "$addr" 2>/dev/null)" || pid=""
     timeout 90 "$VDC" --addr "$addr" server stop || true
     if [[ -n "$pid" ]]; then
         local i
-        for ((i = 0; i < 300; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
+        for ((i = 0; i < 1500; i++)); do
+            running "$pid" || break
+            sleep 0.02
         done
-        if kill -0 "$pid" 2>/dev/null; then
+        if running "$pid"; then
             echo "warning: the vdc server (pid $pid) was still running 30s after \`vdc server stop\`; killing it" >&2
             kill -9 "$pid" 2>/dev/null || true
         fi
@@ -162,18 +170,18 @@ PY
 }
 
 # still_alive FILE: the lines of FILE (from process_tree) whose process still
-# runs (same pid and start time).
+# runs (same pid and start time, not a zombie).
 still_alive() {
     local pid start comm now
     while read -r pid start comm; do
-        [[ -r "/proc/$pid/stat" ]] || continue
+        running "$pid" || continue
         now="$(sed -E 's/^.*\) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $20}')" || continue
         [[ "$now" == "$start" ]] && echo "$pid $comm"
     done <"$1"
     return 0
 }
 
-# cgroup_dirs TREE_FILE: the cgroup directories (leaf and parent) of the
+# cgroup_dirs TREE_FILE: the vdc cgroup directories (leaf and parent) of the
 # processes listed in TREE_FILE other than the first (the server), one a line.
 cgroup_dirs() {
     tail -n +2 "$1" | while read -r pid _; do cat "/proc/$pid/cgroup" 2>/dev/null || true; done |
@@ -182,12 +190,12 @@ import os, sys
 dirs = set()
 for line in sys.stdin:
     _, controllers, path = line.rstrip("\n").split(":", 2)
-    if path == "/" or not path.startswith("/"):
+    if "/vdc-" not in path:
         continue
     base = "/sys/fs/cgroup" + ("/" + controllers.replace("name=", "") if controllers else "")
     leaf = base + path
     for d in (leaf, os.path.dirname(leaf)):
-        if d != base and os.path.isdir(d):
+        if "/vdc-" in d and os.path.isdir(d):
             dirs.add(d)
 print("\n".join(sorted(dirs)))'
 }
@@ -199,7 +207,7 @@ stats() {
     python3 -c '
 import statistics, sys
 xs = [float(x) for x in sys.stdin.read().split()]
-print(statistics.median(xs), min(xs), max(xs))'
+print(f"{statistics.median(xs):.3f} {min(xs):.3f} {max(xs):.3f}")'
 }
 
 # median: reads numbers, one a line; prints their median.

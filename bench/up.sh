@@ -25,9 +25,12 @@ echo "measuring: vdc up examples/shop.toml -d, no server running, $RUNS runs"
 echo
 
 times="$BENCH_TMP/times"
+stops="$BENCH_TMP/stops"
 : >"$times"
+: >"$stops"
 leftovers=0
-printf '%4s  %9s  %12s  %10s  %s\n' run "total (s)" "ready in (s)" processes "left after stop"
+cgroups_left=0
+printf '%4s  %9s  %12s  %9s  %8s  %s\n' run "total (s)" "ready in (s)" processes "stop (s)" "left after stop"
 for ((run = 1; run <= RUNS; run++)); do
     dir="$BENCH_TMP/run$run"
     mkdir -p "$dir"
@@ -43,9 +46,18 @@ for ((run = 1; run <= RUNS; run++)); do
     ready="$(sed -nE 's/^shop is ready in ([0-9.]+)s$/\1/p' "$dir/up.err")"
 
     process_tree "$(server_pid "$addr")" >"$dir/tree"
+    cgroup_dirs "$dir/tree" >"$dir/cgroups"
     procs=$(wc -l <"$dir/tree")
+
+    # `vdc server stop`, until the server process has exited.
+    start_ns=$(date +%s%N)
     stop_server "$addr" >/dev/null
+    end_ns=$(date +%s%N)
+    stop_s=$(python3 -c "print(f'{($end_ns - $start_ns) / 1e9:.2f}')")
+    echo "$stop_s" >>"$stops"
+
     left="$(still_alive "$dir/tree")"
+    left_text=""
     if [[ -n "$left" ]]; then
         leftovers=$((leftovers + 1))
         left_text="$(echo "$left" | tr '\n' ' ')"
@@ -53,13 +65,19 @@ for ((run = 1; run <= RUNS; run++)); do
         sleep 5
         still="$(still_alive "$dir/tree")"
         if [[ -n "$still" ]]; then
-            left_text="$left_text(still there after 5s: killed)"
+            left_text="$left_text(still there after 5s: killed) "
             echo "$still" | while read -r pid _; do kill -9 "$pid" 2>/dev/null || true; done
         fi
-    else
-        left_text="none"
     fi
-    printf '%4d  %9s  %12s  %10s  %s\n' "$run" "$total" "${ready:-?}" "$procs" "$left_text"
+    cg_left=0
+    while read -r cg; do
+        [[ -n "$cg" && -d "$cg" ]] && cg_left=$((cg_left + 1))
+    done <"$dir/cgroups"
+    if ((cg_left > 0)); then
+        cgroups_left=$((cgroups_left + 1))
+        left_text="$left_text$cg_left of $(wc -l <"$dir/cgroups") cgroup dirs"
+    fi
+    printf '%4d  %9s  %12s  %9s  %8s  %s\n' "$run" "$total" "${ready:-?}" "$procs" "$stop_s" "${left_text:-nothing}"
 done
 
 read -r med min max < <(stats <"$times")
@@ -71,9 +89,16 @@ print(f"median {med:.3f}s  min {lo:.3f}s  max {hi:.3f}s")
 verdict = "within" if med <= target else "over"
 print(f"ratio to the {target:g}s target: {med / target:.2f}x (median, {verdict} target)")
 PY
-echo "processes counted: the server and everything it started (1 server + db + 3 web)"
+read -r smed smin smax < <(stats <"$stops")
+echo "vdc server stop (until the server process exits): median ${smed}s, max ${smax}s"
+echo "processes: the server and everything it started (server + db + 3 web)"
 if ((leftovers == 0)); then
-    echo "left running after \`vdc server stop\`: nothing, in all $RUNS runs"
+    echo "processes left after \`vdc server stop\`: none, in all $RUNS runs"
 else
-    echo "left running after \`vdc server stop\`: something in $leftovers of $RUNS runs (see above)"
+    echo "processes left after \`vdc server stop\`: some, in $leftovers of $RUNS runs (see above)"
+fi
+if ((cgroups_left == 0)); then
+    echo "cgroup directories left after \`vdc server stop\`: none, in all $RUNS runs"
+else
+    echo "cgroup directories left after \`vdc server stop\`: some, in $cgroups_left of $RUNS runs"
 fi

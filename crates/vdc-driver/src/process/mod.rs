@@ -67,7 +67,7 @@ impl ProcessDriver {
             cgroups: Some(cgroups.version()),
             warning,
         };
-        tracing::info!(?isolation, "process driver");
+        tracing::info!(version = ?cgroups.version(), "instances get a cgroup each");
         ProcessDriver {
             cgroups: Some(cgroups),
             isolation,
@@ -75,8 +75,8 @@ impl ProcessDriver {
     }
 
     fn process_groups_only(reason: &str) -> ProcessDriver {
+        // The caller reports `isolation.warning`, once.
         let isolation = Isolation::process_group_only(reason);
-        tracing::info!(?isolation, "process driver");
         ProcessDriver {
             cgroups: None,
             isolation,

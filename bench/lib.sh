@@ -11,7 +11,11 @@ BENCH="$ROOT/bench"
 # --- the binary ---------------------------------------------------------
 
 VDC="${VDC:-$ROOT/target/release/vdc}"
-case "$VDC" in /*) ;; *) VDC="$PWD/$VDC" ;; esac
+case "$VDC" in
+    /*) ;;
+    */*) VDC="$PWD/$VDC" ;;
+    *) VDC="$(command -v "$VDC" || echo "$VDC")" ;;
+esac
 if [[ ! -x "$VDC" ]]; then
     if [[ "$VDC" == "$ROOT/target/release/vdc" ]]; then
         echo "building $VDC (cargo build --release -p vdc)…" >&2
@@ -67,7 +71,8 @@ free_port() {
 # files next to SPEC into DIR so that relative commands still resolve.
 # Prints the path of the copy.
 spec_copy() {
-    local spec="$1" port="$2" dir="$3" entry
+    local spec port="$2" dir="$3" entry
+    spec="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
     mkdir -p "$dir"
     for entry in "$(dirname "$spec")"/*; do
         [[ "$entry" == "$spec" ]] && continue
@@ -241,9 +246,63 @@ print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors}")
 PY
 }
 
+# listen_overflows: the kernel's count of connections dropped because a
+# listen queue was full (all sockets; a dropped SYN is retried after 1 s).
+listen_overflows() {
+    awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "ListenOverflows") c = i; h = 1 } else print $c }' /proc/net/netstat
+}
+
+# throttled_ms PID...: total time the CPU controller held back the cgroups
+# of these processes (their CPU limit was used up), in milliseconds.
+throttled_ms() {
+    python3 - "$@" <<'PY'
+import sys
+total = 0.0
+for pid in sys.argv[1:]:
+    try:
+        lines = open(f"/proc/{pid}/cgroup").read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            stat, key, scale = f"/sys/fs/cgroup{path}/cpu.stat", "throttled_usec", 1e-3
+        elif "cpu" in controllers.split(","):
+            stat, key, scale = f"/sys/fs/cgroup/{controllers}{path}/cpu.stat", "throttled_time", 1e-6
+        else:
+            continue
+        try:
+            for row in open(stat):
+                k, v = row.split()
+                if k == key:
+                    total += int(v) * scale
+        except OSError:
+            pass
+print(f"{total:.0f}")
+PY
+}
+
+# cpu_busy: how busy the machine's CPUs are over one second, in percent of
+# all CPUs, before a benchmark starts.
+cpu_busy() {
+    python3 -c '
+import time
+def sample():
+    f = open("/proc/stat").readline().split()[1:]
+    v = list(map(int, f))
+    return sum(v), v[3] + v[4]
+t0, i0 = sample(); time.sleep(1); t1, i1 = sample()
+print(round(100 * (1 - (i1 - i0) / max(1, t1 - t0))))'
+}
+
 machine() {
-    local cpu
+    local cpu busy
     cpu="$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
     echo "machine: $(nproc) CPUs ($cpu), Linux $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "vdc: $VDC ($("$VDC" --version 2>/dev/null || echo unknown version))"
+    busy="$(cpu_busy)"
+    echo "CPU busy before starting: $busy% (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    if ((busy > 10)); then
+        echo "warning: other processes keep the CPUs $busy% busy: expect noisy figures"
+    fi
 }

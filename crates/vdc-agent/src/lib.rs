@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod collect;
 mod env;
 mod probe;
 mod supervisor;
@@ -28,6 +29,7 @@ use vdc_model::{InstanceId, InstanceState, InstanceStatus, Isolation, NodeInfo};
 use vdc_spec::{AppName, ComponentName, ComponentSpec, Protocol, TenantName, TerminalName};
 use vdc_store::InstanceRecord;
 
+pub use collect::Collected;
 pub use wiring::{ListenerBinding, WiringError};
 
 /// How an agent is set up.
@@ -78,6 +80,9 @@ struct Inner {
     targets: Mutex<BTreeMap<TargetKey, Backends>>,
     listeners: Mutex<BTreeMap<String, ListenerBinding>>,
     changes: broadcast::Sender<InstanceStatus>,
+    /// Cumulative counters at the previous collection, per listener and per
+    /// endpoint, to turn them into per-second deltas.
+    collected: Mutex<collect::Previous>,
 }
 
 type TargetKey = (AppName, ComponentName, TerminalName);
@@ -86,6 +91,17 @@ type TargetKey = (AppName, ComponentName, TerminalName);
 struct Slot {
     record: InstanceRecord,
     stop: CancellationToken,
+    tenant: TenantName,
+    /// The two latest readings of its kernel accounting, for rates.
+    usage: Option<UsageReading>,
+    previous_usage: Option<UsageReading>,
+}
+
+/// One reading of an instance's resource use and when it was taken.
+#[derive(Clone, Copy, Debug)]
+struct UsageReading {
+    usage: vdc_driver::Usage,
+    at: std::time::Instant,
 }
 
 // === impl Agent ===
@@ -108,6 +124,7 @@ impl Agent {
                 targets: Mutex::new(BTreeMap::new()),
                 listeners: Mutex::new(BTreeMap::new()),
                 changes,
+                collected: Mutex::new(collect::Previous::default()),
             }),
         }
     }
@@ -182,6 +199,9 @@ impl Agent {
                     cgroup_name: None,
                 },
                 stop: stop.clone(),
+                tenant: request.tenant.clone(),
+                usage: None,
+                previous_usage: None,
             },
         );
         drop(instances);
@@ -267,6 +287,17 @@ impl Inner {
             self.refresh_backends(&status.id.app, &status.id.component);
         }
         let _ = self.changes.send(status);
+    }
+
+    /// Keeps the latest kernel accounting reading of an instance.
+    fn record_usage(&self, id: &InstanceId, usage: vdc_driver::Usage) {
+        if let Some(slot) = lock(&self.instances).get_mut(id) {
+            slot.previous_usage = slot.usage.take();
+            slot.usage = Some(UsageReading {
+                usage,
+                at: std::time::Instant::now(),
+            });
+        }
     }
 
     /// Forgets a stopped instance.

@@ -22,6 +22,8 @@ const STARTING_PROBE_CAP: Duration = Duration::from_millis(200);
 /// How long a starting instance may fail its probes before the failure is
 /// reported in its status.
 const QUIET_START: Duration = Duration::from_secs(2);
+/// How often an instance's kernel accounting is read.
+const USAGE_EVERY: Duration = Duration::from_secs(1);
 /// A process that stayed up this long is considered healthy again: its next
 /// crash restarts it without delay.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
@@ -206,6 +208,11 @@ async fn watch(
         ready = true;
         inner.update(id, |r| r.status.state = InstanceState::Ready);
     }
+    // A deadline rather than a fresh sleep per loop, so the accounting
+    // ticks do not postpone the probes.
+    let mut next_probe = Instant::now() + delay;
+    let mut accounting = tokio::time::interval(USAGE_EVERY);
+    accounting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -214,7 +221,14 @@ async fn watch(
                 return Ended::Stopped;
             }
             info = handle.wait() => return Ended::Exited(info),
-            _ = sleep(delay), if !checks.is_empty() => {}
+            _ = accounting.tick() => {
+                match handle.usage() {
+                    Ok(usage) => inner.record_usage(id, usage),
+                    Err(e) => tracing::debug!(instance = %id, "cannot read resource usage: {e}"),
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(next_probe), if !checks.is_empty() => {}
         }
         let mut failed = None;
         for (name, addr, health) in &checks {
@@ -223,6 +237,7 @@ async fn watch(
                 break;
             }
         }
+        let probed = Instant::now();
         match failed {
             None => {
                 failures = 0;
@@ -261,6 +276,7 @@ async fn watch(
                 }
             }
         }
+        next_probe = probed + delay;
     }
 }
 

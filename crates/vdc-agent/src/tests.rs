@@ -271,6 +271,7 @@ async fn a_link_forwards_only_to_ready_instances() {
     let h = harness();
     let plan = ListenerPlan {
         key: "app/client.echo".into(),
+        tenant: TenantName::default_tenant(),
         app: name("app"),
         kind: ListenerKind::Link {
             component: name("client"),

@@ -137,3 +137,74 @@ pub struct ListenerStatus {
 
 /// `GET /v1/instances[?app=APP]` lists [`InstanceStatus`] as is.
 pub type InstanceList = Vec<InstanceStatus>;
+
+// === telemetry views ===
+
+/// `GET /v1/apps/{app}/topology`: the app as a graph with live numbers,
+/// averaged over the last `seconds` seconds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Topology {
+    pub app: String,
+    pub tenant: String,
+    pub state: AppState,
+    pub seconds: u64,
+    pub components: Vec<TopologyComponent>,
+    /// Links and gateways, with their traffic.
+    pub links: Vec<TopologyLink>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TopologyComponent {
+    pub name: String,
+    pub appliance: String,
+    pub desired: u32,
+    pub ready: u32,
+    pub restarts: u32,
+    /// Traffic into the component: every link and gateway leading to it.
+    pub requests_per_s: f64,
+    pub errors_per_s: f64,
+    pub connections_active: u64,
+    /// Latency of the busiest link or gateway leading to the component.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Sum over its instances; 100 is one core.
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    pub instances: Vec<TopologyInstance>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TopologyInstance {
+    pub id: String,
+    pub state: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    /// Requests (HTTP) or connections (TCP) it served per second.
+    pub requests_per_s: f64,
+    pub errors_per_s: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TopologyLink {
+    /// `link` or `gateway`.
+    pub kind: String,
+    /// The calling component (for a gateway: the component declaring it).
+    pub from: String,
+    /// The link's name, or `gateway`.
+    pub link: String,
+    /// `component.input` the traffic goes to.
+    pub to: String,
+    pub protocol: String,
+    pub address: String,
+    pub requests_per_s: f64,
+    pub errors_per_s: f64,
+    pub connections_per_s: f64,
+    pub connections_active: u64,
+    pub bytes_in_per_s: f64,
+    pub bytes_out_per_s: f64,
+    pub latency: Option<vdc_telemetry::Latency>,
+}

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::pool::IdlePool;
+use crate::stats::{EndpointMeasurement, EndpointMeasurements};
 
 /// How long an endpoint is left out after its first failed connect. Each
 /// further failure in a row doubles it, up to [`EJECT_MAX`].
@@ -75,6 +76,8 @@ pub(crate) struct EndpointState {
     ejected_until: AtomicU64,
     /// Idle HTTP connections to this endpoint, shared by every listener.
     pub(crate) pool: IdlePool,
+    /// Requests, responses and latencies of this endpoint.
+    measurements: EndpointMeasurements,
 }
 
 /// A claim on an endpoint for one request or connection: counts as load
@@ -154,6 +157,17 @@ impl Backends {
             .load()
             .iter()
             .map(|s| (s.endpoint.clone(), s.stats(now)))
+            .collect()
+    }
+
+    /// Each endpoint's measurements since the previous take: cumulative
+    /// counters, and the latencies recorded since.
+    pub fn take_measurements(&self) -> Vec<(Endpoint, EndpointMeasurement)> {
+        self.inner
+            .set
+            .load()
+            .iter()
+            .map(|s| (s.endpoint.clone(), s.measurements.take()))
             .collect()
     }
 
@@ -239,6 +253,7 @@ impl EndpointState {
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             pool: IdlePool::default(),
+            measurements: EndpointMeasurements::default(),
         }
     }
 
@@ -274,6 +289,10 @@ impl Lease {
 
     pub(crate) fn pool(&self) -> &IdlePool {
         &self.state.pool
+    }
+
+    pub(crate) fn measurements(&self) -> &EndpointMeasurements {
+        &self.state.measurements
     }
 
     /// A connect succeeded: the endpoint is healthy again.

@@ -123,6 +123,7 @@ async fn proxy(
             shared.counters.record(&Outcome {
                 kind: OutcomeKind::Request,
                 endpoint: error.endpoint(),
+                per_endpoint: None,
                 status: Some(status.as_u16()),
                 error: Some(error.class()),
                 timings: Timings {

@@ -36,6 +36,6 @@ mod tcp;
 pub use balance::{Backends, Endpoint, EndpointStats};
 pub use connect::{Binder, Connector, HostBinder, TcpConnector};
 pub use error::{DataPlaneError, ErrorClass};
-pub use listener::{DataPlane, DataPlaneConfig, ListenerInfo, ProxySpec};
-pub use stats::ListenerStats;
+pub use listener::{DataPlane, DataPlaneConfig, ListenerInfo, ListenerMeasurement, ProxySpec};
+pub use stats::{EndpointMeasurement, ListenerStats, Measurement};
 pub use vdc_spec::Protocol;

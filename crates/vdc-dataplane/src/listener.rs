@@ -21,7 +21,7 @@ use vdc_spec::Protocol;
 use crate::balance::Backends;
 use crate::connect::{Binder, Connector, HostBinder, TcpConnector};
 use crate::error::DataPlaneError;
-use crate::stats::{Counters, CountingIo, ListenerStats};
+use crate::stats::{Counters, CountingIo, ListenerStats, Measurement};
 use crate::{http, tcp};
 
 /// How long to pause accepting after an error such as running out of file
@@ -55,6 +55,9 @@ pub struct DataPlaneConfig {
     /// When `bind` moves a key to another address, how long the old
     /// listener's connections get to finish. Default 5 s.
     pub rebind_grace: Duration,
+    /// Whether latencies are recorded into histograms (counters always
+    /// are). Default on; off only to measure what measuring costs.
+    pub measure: bool,
 }
 
 /// One listener as seen from outside.
@@ -64,6 +67,15 @@ pub struct ListenerInfo {
     pub addr: SocketAddr,
     pub protocol: Protocol,
     pub stats: ListenerStats,
+}
+
+/// What one listener measured: see [`DataPlane::take_measurements`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerMeasurement {
+    pub key: String,
+    pub addr: SocketAddr,
+    pub protocol: Protocol,
+    pub measurement: Measurement,
 }
 
 /// Owns the node's listeners. Cheap to clone; clones share the listeners.
@@ -117,6 +129,7 @@ impl Default for DataPlaneConfig {
             connect_attempts: 3,
             header_read_timeout: Duration::from_secs(30),
             rebind_grace: Duration::from_secs(5),
+            measure: true,
         }
     }
 }
@@ -199,7 +212,7 @@ impl DataPlane {
         let shared = Arc::new(ListenerShared {
             key: key.to_owned(),
             spec: ArcSwap::from_pointee(spec),
-            counters: Arc::default(),
+            counters: Arc::new(Counters::new(self.inner.config.measure)),
             config: Arc::clone(&self.inner.config),
         });
         let (control, control_rx) = watch::channel(Control::Serve);
@@ -283,6 +296,23 @@ impl DataPlane {
             .collect();
         infos.sort_by(|a, b| a.key.cmp(&b.key));
         infos
+    }
+
+    /// Every listener's counters, and the latencies recorded since the
+    /// previous call: the per-second input of the telemetry collector.
+    pub fn take_measurements(&self) -> Vec<ListenerMeasurement> {
+        let mut out: Vec<ListenerMeasurement> = self
+            .lock()
+            .iter()
+            .map(|(key, listener)| ListenerMeasurement {
+                key: key.clone(),
+                addr: listener.addr,
+                protocol: listener.shared.spec.load().protocol,
+                measurement: listener.shared.counters.take(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
     }
 
     /// Unbinds every listener with `grace`, all at once; later binds fail.

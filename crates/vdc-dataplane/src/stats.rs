@@ -17,6 +17,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use vdc_telemetry::{Histogram, LatencyHistogram};
+
 use crate::balance::Endpoint;
 use crate::error::ErrorClass;
 
@@ -63,6 +65,8 @@ pub(crate) struct Outcome<'a> {
     pub kind: OutcomeKind,
     /// The endpoint that served it (or last failed it), if any.
     pub endpoint: Option<&'a Endpoint>,
+    /// That endpoint's own measurements, when it was reached.
+    pub per_endpoint: Option<&'a EndpointMeasurements>,
     /// The status the client got (HTTP only).
     pub status: Option<u16>,
     /// Why it could not be served, if it could not.
@@ -87,9 +91,61 @@ pub(crate) trait Recorder: Send + Sync {
     fn record(&self, outcome: &Outcome<'_>);
 }
 
+/// Latency histograms of one listener or endpoint. Recording is a handful
+/// of relaxed atomic adds: no lock, no allocation.
+#[derive(Default)]
+pub(crate) struct Latencies {
+    /// HTTP: until the response head; TCP: how long the connection lasted.
+    head: LatencyHistogram,
+    /// HTTP: until the last byte of the response.
+    total: LatencyHistogram,
+    /// Until an upstream connection was ready.
+    connect: LatencyHistogram,
+}
+
+/// What one listener measured since the previous take: its cumulative
+/// counters and the latencies of the requests and connections that ended
+/// since.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Measurement {
+    pub stats: ListenerStats,
+    /// HTTP: time to the response head. TCP: connection duration.
+    pub head: Histogram,
+    /// HTTP: time to the last byte (empty for TCP).
+    pub total: Histogram,
+    /// Time until an upstream connection was ready.
+    pub connect: Histogram,
+}
+
+/// The same for one endpoint (a target instance), across every listener
+/// leading to it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndpointMeasurement {
+    /// Requests and connections that reached the endpoint (cumulative).
+    pub served: u64,
+    /// Responses by status class 1xx..5xx (cumulative).
+    pub responses: [u64; 5],
+    /// Exchanges that broke after reaching it (cumulative).
+    pub errors: u64,
+    pub head: Histogram,
+    pub total: Histogram,
+}
+
+/// The live form of [`EndpointMeasurement`], kept in each endpoint's state.
+#[derive(Default)]
+pub(crate) struct EndpointMeasurements {
+    served: AtomicU64,
+    responses: [AtomicU64; 5],
+    errors: AtomicU64,
+    latencies: Latencies,
+}
+
 /// The live counters behind [`ListenerStats`].
 #[derive(Default)]
 pub(crate) struct Counters {
+    /// Whether latencies are recorded (counters always are).
+    measure: bool,
+    latencies: Latencies,
     connections_total: AtomicU64,
     connections_active: AtomicU64,
     requests: AtomicU64,
@@ -111,7 +167,60 @@ pub(crate) struct CountingIo<T> {
 
 // === impl Counters ===
 
+impl std::fmt::Debug for EndpointMeasurements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointMeasurements")
+            .field("served", &self.served.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Latencies {
+    fn record(&self, timings: &Timings) {
+        if let Some(head) = timings.head {
+            self.head.record(head);
+            self.total.record(timings.total);
+        } else {
+            // A TCP connection: its whole life is its latency.
+            self.head.record(timings.total);
+        }
+        if let Some(upstream) = timings.upstream {
+            self.connect.record(upstream);
+        }
+    }
+}
+
+impl EndpointMeasurements {
+    pub(crate) fn take(&self) -> EndpointMeasurement {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        EndpointMeasurement {
+            served: get(&self.served),
+            responses: std::array::from_fn(|i| get(&self.responses[i])),
+            errors: get(&self.errors),
+            head: self.latencies.head.take(),
+            total: self.latencies.total.take(),
+        }
+    }
+}
+
 impl Counters {
+    pub(crate) fn new(measure: bool) -> Self {
+        Counters {
+            measure,
+            ..Counters::default()
+        }
+    }
+
+    /// The counters now and the latencies recorded since the last take.
+    pub(crate) fn take(&self) -> Measurement {
+        Measurement {
+            stats: self.snapshot(),
+            head: self.latencies.head.take(),
+            total: self.latencies.total.take(),
+            connect: self.latencies.connect.take(),
+        }
+    }
+
     pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenConnection {
         self.connections_total.fetch_add(1, Ordering::Relaxed);
         self.connections_active.fetch_add(1, Ordering::Relaxed);
@@ -172,6 +281,27 @@ impl Recorder for Counters {
         }
         if let Some(error) = outcome.error {
             self.errors[error.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        if !self.measure {
+            return;
+        }
+        // Only exchanges that got an answer have a latency worth comparing;
+        // failures are counted above by cause.
+        let answered = outcome.error.is_none() && outcome.status.is_none_or(|s| s < 502 || s > 504);
+        if answered {
+            self.latencies.record(&outcome.timings);
+        }
+        if let Some(endpoint) = outcome.per_endpoint {
+            endpoint.served.fetch_add(1, Ordering::Relaxed);
+            if let Some(status) = outcome.status {
+                let class = usize::from(status / 100).clamp(1, 5) - 1;
+                endpoint.responses[class].fetch_add(1, Ordering::Relaxed);
+            }
+            if outcome.error.is_some() {
+                endpoint.errors.fetch_add(1, Ordering::Relaxed);
+            } else {
+                endpoint.latencies.record(&outcome.timings);
+            }
         }
     }
 }

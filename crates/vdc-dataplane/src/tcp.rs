@@ -34,6 +34,7 @@ where
             shared.counters.record(&Outcome {
                 kind: OutcomeKind::Connection,
                 endpoint: error.endpoint(),
+                per_endpoint: None,
                 status: None,
                 error: Some(error.class()),
                 timings: Timings {
@@ -64,6 +65,7 @@ where
     shared.counters.record(&Outcome {
         kind: OutcomeKind::Connection,
         endpoint: Some(lease.endpoint()),
+        per_endpoint: Some(lease.measurements()),
         status: None,
         error: None,
         timings: Timings {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{DriverError, ExitInfo, Isolation, LaunchSpec, Leftover};
+use crate::{DriverError, ExitInfo, Isolation, LaunchSpec, Leftover, Usage};
 
 /// Runs instances of one appliance kind on this node.
 ///
@@ -47,8 +47,30 @@ pub trait InstanceHandle: Send + Sync {
     fn start_ticks(&self) -> Option<u64>;
 
     /// The instance's cgroup directories (one per v1 hierarchy, one on v2);
-    /// empty without cgroups. Read them for CPU and memory accounting.
+    /// empty without cgroups. [`usage`](InstanceHandle::usage) reads them.
     fn cgroup_paths(&self) -> Vec<PathBuf>;
+
+    /// Reads the instance's resource usage now.
+    ///
+    /// With a cgroup it comes from the cgroup files and covers every process
+    /// of the instance, including exited children and those that left the
+    /// process group; the totals only grow. Without, it is summed from
+    /// `/proc` over the processes now in the instance's process group, which
+    /// misses children that exited unless a member of the group waited for
+    /// them, and drops the main process's share once it has been reaped: see
+    /// [`UsageSource::Proc`](crate::UsageSource::Proc).
+    ///
+    /// Cheap enough to call every second: with a cgroup about ten reads of
+    /// small cgroupfs files; without, one read of `/proc/<pid>/stat` per
+    /// process on the node. It does not block on anything but those reads.
+    ///
+    /// [`memory_peak_bytes`](Usage::memory_peak_bytes) never decreases from
+    /// one call to the next. After [`stop`](InstanceHandle::stop) it returns
+    /// the totals read while stopping — the cgroup's final ones, just before
+    /// it was removed; without a cgroup, those read before the processes
+    /// were signalled — with no memory or tasks in use. Fails when the cgroup
+    /// cannot be read, for example because another agent removed it.
+    fn usage(&self) -> Result<Usage, DriverError>;
 
     /// Waits for the main process to exit. Cancel-safe: it can be polled in
     /// `select!` repeatedly, and returns the same answer once it has one.

@@ -5,6 +5,8 @@
 //! handle whose `wait` blocks until the test decides the instance exits, and
 //! `stop` ends it as a process that obeys SIGTERM would. Everything is
 //! recorded, and pids are deterministic (1000, 1001, ... in start order).
+//! An instance's usage is zero until the test sets it with
+//! [`FakeControl::set_usage`] (or [`FakeDriver::set_usage`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -43,7 +45,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{Driver, DriverError, ExitInfo, InstanceHandle, Isolation, LaunchSpec, Leftover};
+use crate::{
+    CgroupVersion, Driver, DriverError, ExitInfo, InstanceHandle, Isolation, LaunchSpec, Leftover,
+    Usage, UsageSource,
+};
 
 /// The first pid handed out.
 const FIRST_PID: u32 = 1000;
@@ -74,11 +79,13 @@ pub struct FakeStop {
     pub grace: Duration,
 }
 
-/// Lets a test end one fake instance, independently of its handle.
+/// Lets a test end one fake instance and set its usage, independently of
+/// its handle.
 #[derive(Clone, Debug)]
 pub struct FakeControl {
     pid: u32,
     exit: Arc<watch::Sender<Option<ExitInfo>>>,
+    usage: Arc<Mutex<Usage>>,
 }
 
 #[derive(Debug)]
@@ -121,7 +128,7 @@ impl FakeDriver {
     /// A fake that reports full isolation (cgroup v2, no warning).
     pub fn new() -> FakeDriver {
         FakeDriver::with_isolation(Isolation {
-            cgroups: Some(crate::CgroupVersion::V2),
+            cgroups: Some(CgroupVersion::V2),
             warning: None,
         })
     }
@@ -185,6 +192,12 @@ impl FakeDriver {
         self.control(instance).is_some_and(|c| c.exit(info))
     }
 
+    /// Sets the usage that the latest start of `instance` reports from now
+    /// on. Returns false when there is no such instance.
+    pub fn set_usage(&self, instance: &str, usage: Usage) -> bool {
+        self.control(instance).map(|c| c.set_usage(usage)).is_some()
+    }
+
     /// Makes every later start of `program` fail with a "not found"
     /// [`DriverError::Spawn`], as a missing binary would.
     pub fn fail_program(&self, program: &str) {
@@ -241,9 +254,18 @@ impl Driver for FakeDriver {
             }
             let pid = state.next_pid;
             state.next_pid += 1;
+            let source = match self.isolation.cgroups {
+                Some(CgroupVersion::V1) => UsageSource::CgroupV1,
+                Some(CgroupVersion::V2) => UsageSource::CgroupV2,
+                None => UsageSource::Proc,
+            };
             let control = FakeControl {
                 pid,
                 exit: Arc::new(sender),
+                usage: Arc::new(Mutex::new(Usage {
+                    source,
+                    ..Usage::default()
+                })),
             };
             state.starts.push(FakeStart {
                 spec: spec.clone(),
@@ -298,6 +320,19 @@ impl FakeControl {
     pub fn has_exited(&self) -> bool {
         self.exit.borrow().is_some()
     }
+
+    /// Sets what [`InstanceHandle::usage`] returns from now on (until the
+    /// handle is stopped, after which memory and pids read 0, as they do for
+    /// a real instance). Nothing is checked: a test may make totals go down.
+    pub fn set_usage(&self, usage: Usage) {
+        *self.usage.lock().unwrap_or_else(PoisonError::into_inner) = usage;
+    }
+
+    /// The usage last set, initially zero with the source matching the
+    /// driver's isolation.
+    pub fn usage(&self) -> Usage {
+        *self.usage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 // === impl FakeInstance ===
@@ -315,6 +350,14 @@ impl InstanceHandle for FakeInstance {
 
     fn cgroup_paths(&self) -> Vec<PathBuf> {
         Vec::new()
+    }
+
+    fn usage(&self) -> Result<Usage, DriverError> {
+        let usage = self.control.usage();
+        Ok(match self.stopped {
+            Some(_) => usage.stopped(),
+            None => usage,
+        })
     }
 
     async fn wait(&mut self) -> ExitInfo {

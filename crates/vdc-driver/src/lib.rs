@@ -17,6 +17,11 @@
 //! - call [`InstanceHandle::stop`] after [`InstanceHandle::wait`] returns too:
 //!   waiting only reaps the main process, while stop also ends the processes
 //!   it left behind and removes the cgroup. Dropping a handle stops nothing;
+//! - sample [`InstanceHandle::usage`] as often as it needs (each call reads
+//!   about ten cgroup files, or scans `/proc` without cgroups) and compute
+//!   rates from the differences; without cgroups the totals can drop (see
+//!   [`UsageSource::Proc`]). After `stop` the handle keeps returning the
+//!   instance's final totals;
 //! - not run as pid 1 without an init (such as `tini`) when instances may
 //!   leave orphans: nobody else would reap them.
 
@@ -31,6 +36,7 @@ mod isolation;
 mod process;
 mod procfs;
 mod spec;
+mod usage;
 
 pub use crate::driver::{Driver, InstanceHandle};
 pub use crate::error::DriverError;
@@ -38,3 +44,4 @@ pub use crate::exit::ExitInfo;
 pub use crate::isolation::{CgroupVersion, Isolation};
 pub use crate::process::ProcessDriver;
 pub use crate::spec::{LaunchSpec, Leftover, Limits};
+pub use crate::usage::{Usage, UsageSource};

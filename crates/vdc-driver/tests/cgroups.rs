@@ -10,29 +10,10 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{gone_soon, is_running, read_pid, sh};
+use common::{cgroup_driver, gone_soon, is_running, read_pid, sh};
 use vdc_driver::{CgroupVersion, Driver, ExitInfo, Leftover, Limits, ProcessDriver};
 
 const GRACE: Duration = Duration::from_secs(5);
-
-/// The driver with cgroups, or `None` after printing why the test is skipped.
-fn cgroup_driver() -> Option<ProcessDriver> {
-    let driver = ProcessDriver::detect();
-    match driver.isolation().cgroups {
-        Some(_) => Some(driver),
-        None => {
-            println!(
-                "skipped: this test needs cgroups ({})",
-                driver
-                    .isolation()
-                    .warning
-                    .as_deref()
-                    .unwrap_or("unavailable")
-            );
-            None
-        }
-    }
-}
 
 fn read(dir: &Path, file: &str) -> Option<String> {
     fs::read_to_string(dir.join(file))
@@ -178,20 +159,7 @@ async fn exceeding_the_memory_limit_is_reported_as_oom() {
     let Some(driver) = cgroup_driver() else {
         return;
     };
-    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .map(str::to_owned)
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|path| {
-                std::env::split_paths(&path)
-                    .map(|d| d.join("python3"))
-                    .find(|p| p.exists())
-                    .map(|p| p.display().to_string())
-            })
-        });
-    let Some(python) = python else {
-        println!("skipped: this test needs python3");
+    let Some(python) = common::python3() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 use vdc_model::AppRecord;
-use vdc_spec::{AppName, Appliance, ComponentName, LinkTarget, Protocol, TerminalName};
+use vdc_spec::{AppName, Appliance, ComponentName, LinkTarget, Protocol, TenantName, TerminalName};
 
 /// What a listener is for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,7 @@ pub struct ListenerPlan {
     /// Unique per app and terminal, stable across revisions: `shop/web.db`,
     /// `shop/lb:gateway`.
     pub key: String,
+    pub tenant: TenantName,
     pub app: AppName,
     pub kind: ListenerKind,
     pub protocol: Protocol,
@@ -65,6 +66,7 @@ pub fn wiring(apps: &[AppRecord]) -> Vec<ListenerPlan> {
                     };
                     plans.push(ListenerPlan {
                         key: format!("{name}/{}.{link}", component.name),
+                        tenant: app.spec.tenant.clone(),
                         app: name.clone(),
                         kind: ListenerKind::Link {
                             component: component.name.clone(),
@@ -97,6 +99,7 @@ pub fn wiring(apps: &[AppRecord]) -> Vec<ListenerPlan> {
             };
             plans.push(ListenerPlan {
                 key: format!("{name}/{}:gateway", component.name),
+                tenant: app.spec.tenant.clone(),
                 app: name.clone(),
                 kind: ListenerKind::Gateway {
                     component: component.name.clone(),

@@ -30,14 +30,16 @@ pub(crate) fn router(control: ControlPlane) -> Router {
         .route("/v1/instances", get(list_instances))
         .route("/v1/logs/{app}/{component}/{index}", get(logs))
         .route("/v1/shutdown", post(shutdown))
+        .merge(crate::streams::router())
         .with_state(control)
 }
 
 // === errors ===
 
 #[derive(Debug)]
-enum ApiError {
+pub(crate) enum ApiError {
     NotFound(String),
+    BadRequest(String),
     Invalid(Vec<Diagnostic>),
     Conflict(String),
     Internal(String),
@@ -52,6 +54,13 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
+            ApiError::BadRequest(error) => (
+                StatusCode::BAD_REQUEST,
+                ErrorBody {
+                    error,
+                    diagnostics: vec![],
+                },
+            ),
             ApiError::NotFound(error) => (
                 StatusCode::NOT_FOUND,
                 ErrorBody {
@@ -124,7 +133,10 @@ async fn show_app(
     Ok(Json(status::detail(&control, &record, &instances)))
 }
 
-async fn find_app(control: &ControlPlane, app: &str) -> Result<(AppRecord, u64), ApiError> {
+pub(crate) async fn find_app(
+    control: &ControlPlane,
+    app: &str,
+) -> Result<(AppRecord, u64), ApiError> {
     control
         .store()
         .app(app)
@@ -179,6 +191,29 @@ async fn submit(
         {
             Ok(_) => {
                 control.wake();
+                let changed: Vec<&str> = record
+                    .component_revisions
+                    .iter()
+                    .filter(|(_, rev)| **rev == record.revision)
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                control.telemetry().event(
+                    vdc_telemetry::EventKind::SpecApplied,
+                    record.spec.tenant.as_str(),
+                    &name,
+                    None,
+                    None,
+                    format!(
+                        "revision {} from {}; components new or changed: {}",
+                        record.revision,
+                        record.file,
+                        if changed.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            changed.join(", ")
+                        }
+                    ),
+                );
                 let status = if previous.is_some() {
                     StatusCode::OK
                 } else {
@@ -281,6 +316,14 @@ async fn down(
         match control.store().put_app(&record, Some(revision)).await {
             Ok(_) => {
                 control.wake();
+                control.telemetry().event(
+                    vdc_telemetry::EventKind::AppDown,
+                    record.spec.tenant.as_str(),
+                    &app,
+                    None,
+                    None,
+                    "down requested: stopping every instance",
+                );
                 return Ok(StatusCode::ACCEPTED);
             }
             Err(StoreError::Conflict { .. }) => continue,

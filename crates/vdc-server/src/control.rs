@@ -11,7 +11,10 @@ use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use vdc_agent::{Agent, ListenerBinding, StartInstance};
-use vdc_model::{AppRecord, InstanceState, InstanceStatus};
+use vdc_model::{AppRecord, InstanceId, InstanceState, InstanceStatus};
+use vdc_telemetry::EventKind;
+
+use crate::telemetry::Telemetry;
 use vdc_reconciler::{Action, ListenerKind};
 use vdc_store::{InstanceRecord, StateStore, StoreError};
 
@@ -30,6 +33,11 @@ impl std::fmt::Debug for ControlPlane {
 struct Inner {
     store: StateStore,
     agent: Agent,
+    telemetry: Telemetry,
+    /// The last state seen per instance, to turn status changes into events.
+    last_seen: Mutex<BTreeMap<InstanceId, InstanceState>>,
+    /// App name -> tenant, as of the last pass.
+    tenants: Mutex<BTreeMap<String, String>>,
     data_dir: PathBuf,
     api: SocketAddr,
     wake: Notify,
@@ -52,6 +60,9 @@ impl ControlPlane {
             inner: Arc::new(Inner {
                 store,
                 agent,
+                telemetry: Telemetry::new(),
+                last_seen: Mutex::new(BTreeMap::new()),
+                tenants: Mutex::new(BTreeMap::new()),
                 data_dir,
                 api,
                 wake: Notify::new(),
@@ -70,6 +81,18 @@ impl ControlPlane {
         &self.inner.agent
     }
 
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
+    }
+
+    /// The tenant owning `app`, as of the last pass.
+    pub fn tenant_of(&self, app: &str) -> String {
+        lock(&self.inner.tenants)
+            .get(app)
+            .cloned()
+            .unwrap_or_else(|| "default".to_owned())
+    }
+
     pub fn data_dir(&self) -> &PathBuf {
         &self.inner.data_dir
     }
@@ -84,6 +107,11 @@ impl ControlPlane {
 
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutdown.is_cancelled()
+    }
+
+    /// Resolves when the server starts shutting down: streams end then.
+    pub async fn shutting_down(&self) {
+        self.inner.shutdown.cancelled().await;
     }
 
     /// Asks the loop for a pass now (after a submission or a `down`).
@@ -131,8 +159,54 @@ impl ControlPlane {
         }
     }
 
+    /// Turns a status change into a lifecycle event.
+    fn announce(&self, status: &InstanceStatus) {
+        let before = lock(&self.inner.last_seen).insert(status.id.clone(), status.state);
+        if status.state == InstanceState::Stopped {
+            lock(&self.inner.last_seen).remove(&status.id);
+        }
+        if before == Some(status.state) {
+            return;
+        }
+        let why = |default: &str| status.message.clone().unwrap_or_else(|| default.to_owned());
+        let (kind, reason) = match status.state {
+            InstanceState::Starting if status.restarts > 0 => (
+                EventKind::InstanceRestarted,
+                format!(
+                    "restart {} (pid {}) after it {}",
+                    status.restarts,
+                    status.pid.unwrap_or(0),
+                    status.last_exit.as_deref().unwrap_or("exited")
+                ),
+            ),
+            InstanceState::Starting => (
+                EventKind::InstanceStarted,
+                format!("pid {} on node {}", status.pid.unwrap_or(0), status.node),
+            ),
+            InstanceState::Ready if before == Some(InstanceState::Unhealthy) => (
+                EventKind::HealthChanged,
+                "health checks pass again".to_owned(),
+            ),
+            InstanceState::Ready => (EventKind::InstanceReady, "health checks pass".to_owned()),
+            InstanceState::Unhealthy => (EventKind::InstanceUnhealthy, why("health checks fail")),
+            InstanceState::Backoff => (EventKind::InstanceExited, why("exited")),
+            InstanceState::Stopped => (EventKind::InstanceStopped, "stopped".to_owned()),
+            InstanceState::Pending | InstanceState::Stopping => return,
+        };
+        let app = status.id.app.as_str();
+        self.inner.telemetry.event(
+            kind,
+            &self.tenant_of(app),
+            app,
+            Some(status.id.component.as_str()),
+            Some(&status.id.to_string()),
+            reason,
+        );
+    }
+
     /// Records what the node runs, so a restarted server can clean up.
     async fn persist(&self, status: InstanceStatus) {
+        self.announce(&status);
         let result = if status.state == InstanceState::Stopped {
             self.inner
                 .store
@@ -180,6 +254,10 @@ impl ControlPlane {
         let store = &self.inner.store;
         let agent = &self.inner.agent;
         let apps = store.apps().await?;
+        *lock(&self.inner.tenants) = apps
+            .iter()
+            .map(|a| (a.spec.name.to_string(), a.spec.tenant.to_string()))
+            .collect();
 
         // Wiring first: instances need their link addresses in their
         // environment when they start.
@@ -235,6 +313,14 @@ impl ControlPlane {
                         continue;
                     };
                     if let Some(request) = start_request(app, &bindings, instance, revision) {
+                        self.inner.telemetry.event(
+                            EventKind::Placement,
+                            app.spec.tenant.as_str(),
+                            app.spec.name.as_str(),
+                            Some(request.id.component.as_str()),
+                            Some(&request.id.to_string()),
+                            format!("placed on node {} (revision {revision})", agent.node().id),
+                        );
                         agent.start(request);
                     }
                 }
@@ -252,7 +338,17 @@ impl ControlPlane {
                 }
                 Action::Forget { app } => {
                     tracing::info!(%app, "app taken down");
+                    let tenant = self.tenant_of(app.as_str());
                     store.delete_app(app.as_str()).await?;
+                    self.inner.telemetry.forget_app(app.as_str());
+                    self.inner.telemetry.event(
+                        EventKind::AppDown,
+                        &tenant,
+                        app.as_str(),
+                        None,
+                        None,
+                        "every instance stopped; the app is forgotten",
+                    );
                 }
             }
         }

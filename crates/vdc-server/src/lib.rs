@@ -11,6 +11,8 @@ mod api;
 mod control;
 mod node;
 mod status;
+mod streams;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use vdc_driver::{Driver, Leftover, ProcessDriver};
 use vdc_store::{RedbStore, StateStore};
 
 pub use control::ControlPlane;
+pub use telemetry::Telemetry;
 pub use tokio_util::sync::CancellationToken;
 
 /// How a server is set up.
@@ -130,6 +133,12 @@ impl Server {
     pub async fn run(self) -> Result<(), ServerError> {
         let control = self.control.clone();
         let loop_task = tokio::spawn(control.clone().run());
+        let collector = tokio::spawn(
+            control
+                .telemetry()
+                .clone()
+                .run_collector(control.agent().clone(), self.shutdown.clone()),
+        );
         // The API stays up until every instance has stopped, so a client
         // that waits for it to go away (`vdc server stop`) knows they are
         // gone.
@@ -140,6 +149,7 @@ impl Server {
             async move {
                 token.cancelled().await;
                 let _ = loop_task.await;
+                let _ = collector.await;
                 control.agent().shutdown(Duration::from_secs(10)).await;
                 control.persist_all().await;
                 stopped.cancel();

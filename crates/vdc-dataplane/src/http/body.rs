@@ -163,6 +163,7 @@ impl Finish {
         self.shared.counters.record(&Outcome {
             kind: OutcomeKind::Request,
             endpoint: Some(self.lease.endpoint()),
+            per_endpoint: Some(self.lease.measurements()),
             status: Some(self.status.as_u16()),
             error,
             timings: Timings {

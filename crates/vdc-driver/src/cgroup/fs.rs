@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::usage::{self, V1Dirs};
 use super::{CgroupError, CgroupName, Cgroups, OomCounter};
-use crate::{CgroupVersion, Limits};
+use crate::{CgroupVersion, Limits, Usage};
 
 /// Where cgroup filesystems are mounted on every distribution we know.
 pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
@@ -18,9 +19,13 @@ pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
 const LIMIT_CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
 
 /// v1 hierarchies the leaf is created in: the limit controllers, plus
-/// `cpuacct` for CPU accounting and `freezer` so that tools can pause an
-/// instance as a whole.
-const V1_CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "pids", "freezer"];
+/// `cpuacct` and `blkio` for CPU and block I/O accounting and `freezer` so
+/// that tools can pause an instance as a whole. Any of them may be absent.
+const V1_CONTROLLERS: [&str; 6] = ["cpu", "cpuacct", "memory", "pids", "freezer", "blkio"];
+
+/// v2 controllers enabled for the leaf: the limit controllers, plus `io`,
+/// without which the leaf has no `io.stat`.
+const V2_CONTROLLERS: [&str; 4] = ["cpu", "memory", "pids", "io"];
 
 /// The CFS period used for CPU limits: 100 ms, the kernel's default.
 const CPU_PERIOD_US: u64 = 100_000;
@@ -41,8 +46,8 @@ enum Layout {
     },
     V2 {
         root: PathBuf,
-        /// Limit controllers available and enabled in the root's
-        /// `cgroup.subtree_control`.
+        /// Controllers among [`V2_CONTROLLERS`] available and enabled in the
+        /// root's `cgroup.subtree_control`.
         controllers: Vec<&'static str>,
     },
 }
@@ -65,7 +70,9 @@ impl FsCgroups {
     /// Finds a cgroup filesystem at `root`: v2 when `root/cgroup.controllers`
     /// exists (a unified hierarchy mounted elsewhere, as in hybrid setups, is
     /// ignored since its controllers are held by v1), else v1 when any of the
-    /// controllers has a hierarchy at `root/<controller>`.
+    /// controllers has a hierarchy at `root/<controller>`, or in a directory
+    /// named after all its co-mounted controllers such as `root/cpu,cpuacct`
+    /// (usually with symlinks `cpu` and `cpuacct` to it, but not always).
     ///
     /// On v2 this enables the limit controllers in the root's
     /// `cgroup.subtree_control`, which every leaf needs; controllers that
@@ -74,24 +81,45 @@ impl FsCgroups {
         if root.join("cgroup.controllers").is_file() {
             return Some(FsCgroups::v2_at(root));
         }
+        let mut candidates: Vec<PathBuf> = V1_CONTROLLERS.iter().map(|c| root.join(c)).collect();
+        let mut co_mounted: Vec<PathBuf> = fs::read_dir(root)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| Some(e.ok()?.path()))
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().contains(','))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        co_mounted.sort();
+        candidates.extend(co_mounted);
         let mut hierarchies: Vec<(PathBuf, Hierarchy)> = Vec::new();
-        for controller in V1_CONTROLLERS {
-            let mount = root.join(controller);
+        for mount in candidates {
             if !mount.join("cgroup.procs").is_file() {
                 continue;
             }
             // Distributions often co-mount cpu and cpuacct and symlink both
-            // names to it; one directory must only be created once.
+            // names to it; one directory must only be created once. Its real
+            // name tells which controllers it holds.
             let key = fs::canonicalize(&mount).unwrap_or_else(|_| mount.clone());
+            let controllers: Vec<&'static str> = V1_CONTROLLERS
+                .into_iter()
+                .filter(|c| named_after(&mount, c) || named_after(&key, c) || has_marker(&key, c))
+                .collect();
+            if controllers.is_empty() {
+                continue;
+            }
             match hierarchies.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, h)) => h.controllers.push(controller),
-                None => hierarchies.push((
-                    key,
-                    Hierarchy {
-                        mount,
-                        controllers: vec![controller],
-                    },
-                )),
+                Some((_, h)) => {
+                    for c in controllers {
+                        if !h.controllers.contains(&c) {
+                            h.controllers.push(c);
+                        }
+                    }
+                }
+                None => hierarchies.push((key, Hierarchy { mount, controllers })),
             }
         }
         if hierarchies.is_empty() {
@@ -106,7 +134,7 @@ impl FsCgroups {
 
     fn v2_at(root: &Path) -> FsCgroups {
         let available = read_words(&root.join("cgroup.controllers")).unwrap_or_default();
-        let wanted: Vec<&'static str> = LIMIT_CONTROLLERS
+        let wanted: Vec<&'static str> = V2_CONTROLLERS
             .into_iter()
             .filter(|c| available.iter().any(|a| a == c))
             .collect();
@@ -171,7 +199,11 @@ impl FsCgroups {
                     created.push(dir);
                 }
             }
-            self.write_limits(name, limits)
+            self.write_limits(name, limits)?;
+            if let (Layout::V1 { .. }, Some(blkio)) = (&self.layout, self.dir_for(name, "blkio")) {
+                usage::activate_blkio_accounting(&blkio, Path::new(usage::SYS_BLOCK));
+            }
+            Ok(())
         })();
         if result.is_err() {
             // Nothing half-applied: a failed start leaves no cgroup behind.
@@ -350,6 +382,31 @@ impl Cgroups for FsCgroups {
         }
     }
 
+    fn usage(&self, name: &CgroupName) -> Result<Usage, CgroupError> {
+        let paths = self.paths(name);
+        if !paths.iter().any(|p| p.is_dir()) {
+            let path = paths
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| name.as_str().into());
+            return Err(CgroupError::new(
+                path,
+                io::Error::new(io::ErrorKind::NotFound, "the cgroup does not exist"),
+            ));
+        }
+        match &self.layout {
+            Layout::V1 { .. } => usage::read_v1(&V1Dirs {
+                cpu: self.dir_for(name, "cpu"),
+                cpuacct: self.dir_for(name, "cpuacct"),
+                memory: self.dir_for(name, "memory"),
+                pids: self.dir_for(name, "pids"),
+                blkio: self.dir_for(name, "blkio"),
+                all: paths,
+            }),
+            Layout::V2 { root, .. } => usage::read_v2(&name.under(root)),
+        }
+    }
+
     fn remove(&self, name: &CgroupName) -> Result<(), CgroupError> {
         let mut first_error = None;
         for dir in self.paths(name) {
@@ -388,10 +445,30 @@ fn make_dir(dir: &Path) -> Result<bool, CgroupError> {
     }
 }
 
+/// True when `path`'s last component names `controller`, alone or among
+/// co-mounted ones ("cpu,cpuacct").
+fn named_after(path: &Path, controller: &str) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().split(',').any(|c| c == controller))
+}
+
+/// True when the hierarchy at `mount` has a file only `controller` makes, for
+/// hierarchies mounted under another name (cpuacct co-mounted at `cpu`).
+fn has_marker(mount: &Path, controller: &str) -> bool {
+    let marker = match controller {
+        "cpu" => "cpu.shares",
+        "cpuacct" => "cpuacct.stat",
+        "memory" => "memory.usage_in_bytes",
+        "blkio" => "blkio.reset_stats",
+        _ => return false,
+    };
+    mount.join(marker).is_file()
+}
+
 /// Writes a control file in one `write`, as the kernel expects. The file must
 /// exist: cgroupfs does not allow creating files, and a missing one means
 /// the controller is not there.
-fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
+pub(super) fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
     fs::OpenOptions::new()
         .write(true)
         .truncate(true)

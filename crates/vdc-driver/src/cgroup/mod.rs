@@ -8,6 +8,7 @@
 
 mod fs;
 mod name;
+mod usage;
 
 use std::fmt;
 use std::io;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 
 pub use self::fs::{FsCgroups, DEFAULT_ROOT};
 pub use self::name::{CgroupName, InvalidCgroupName};
-use crate::{CgroupVersion, Limits};
+use crate::{CgroupVersion, Limits, Usage};
 
 /// The cgroup operations the process driver needs, for one leaf at a time.
 pub trait Cgroups: Send + Sync + fmt::Debug {
@@ -54,6 +55,13 @@ pub trait Cgroups: Send + Sync + fmt::Debug {
 
     /// The leaf's out-of-memory counter, to compare before and after a death.
     fn oom_counter(&self, name: &CgroupName) -> Option<OomCounter>;
+
+    /// The leaf's resource usage, from its accounting files: totals over
+    /// every process that ever ran in it, exited ones included. Controllers
+    /// or files the node lacks read as 0. Fails when the leaf does not exist
+    /// (or a file that exists cannot be read). About ten small reads of
+    /// cgroupfs, which do not block.
+    fn usage(&self, name: &CgroupName) -> Result<Usage, CgroupError>;
 
     /// One attempt to remove the leaf directories, and the parent when that
     /// leaves it empty. Fails with `EBUSY` while processes remain; a leaf

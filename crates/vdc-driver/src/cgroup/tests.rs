@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::*;
 
-const V1: [&str; 5] = ["cpu", "cpuacct", "memory", "pids", "freezer"];
+const V1: [&str; 6] = ["cpu", "cpuacct", "memory", "pids", "freezer", "blkio"];
 
 fn touch(path: &Path, content: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -164,7 +164,7 @@ fn v2_enables_controllers_down_to_the_leaf_and_writes_limits() {
     assert!(cgroups.missing_controllers().is_empty());
     assert_eq!(
         read(&root.join("cgroup.subtree_control")),
-        "+cpu +memory +pids"
+        "+cpu +memory +pids +io"
     );
 
     let leaf = name("vdc-t/shop.db.0");
@@ -178,7 +178,7 @@ fn v2_enables_controllers_down_to_the_leaf_and_writes_limits() {
     assert_eq!(cgroups.paths(&leaf), std::slice::from_ref(&dir));
     assert_eq!(
         read(&root.join("vdc-t/cgroup.subtree_control")),
-        "+cpu +memory +pids"
+        "+cpu +memory +pids +io"
     );
     assert_eq!(read(&dir.join("cpu.max")), "150000 100000");
     assert_eq!(read(&dir.join("memory.max")), "1073741824");

@@ -155,3 +155,50 @@ fn isolation_is_what_the_test_asked_for() {
     assert_eq!(driver.isolation(), &warned);
     assert_eq!(FakeDriver::new().isolation().warning, None);
 }
+
+#[tokio::test]
+async fn usage_is_what_the_test_sets_and_stop_empties_it() {
+    let driver = FakeDriver::new();
+    let mut handle = driver.start(&spec("shop/web/0", "web")).await.unwrap();
+    assert_eq!(
+        handle.usage().unwrap(),
+        Usage {
+            source: UsageSource::CgroupV2,
+            ..Usage::default()
+        }
+    );
+    let usage = Usage {
+        source: UsageSource::CgroupV2,
+        cpu_user_us: 1_000_000,
+        memory_bytes: 64 << 20,
+        memory_peak_bytes: 80 << 20,
+        pids: 2,
+        ..Usage::default()
+    };
+    let control = driver.control("shop/web/0").unwrap();
+    control.set_usage(usage);
+    assert_eq!(handle.usage().unwrap(), usage);
+    assert_eq!(control.usage(), usage);
+    let later = Usage {
+        cpu_user_us: 2_000_000,
+        ..usage
+    };
+    assert!(driver.set_usage("shop/web/0", later));
+    assert!(!driver.set_usage("shop/db/0", later));
+    assert_eq!(handle.usage().unwrap(), later);
+
+    // Like a real instance: the totals stay, nothing is held any more.
+    handle.stop(Duration::from_secs(1)).await;
+    assert_eq!(
+        handle.usage().unwrap(),
+        Usage {
+            memory_bytes: 0,
+            pids: 0,
+            ..later
+        }
+    );
+
+    let driver = FakeDriver::with_isolation(Isolation::process_group_only("not running as root"));
+    let handle = driver.start(&spec("shop/web/0", "web")).await.unwrap();
+    assert_eq!(handle.usage().unwrap().source, UsageSource::Proc);
+}

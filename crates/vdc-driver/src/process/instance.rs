@@ -1,6 +1,8 @@
 //! A running instance of the process driver.
 
+use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,7 +12,7 @@ use tokio::time::{sleep, timeout, timeout_at, Instant};
 
 use super::tree::{Tree, KILL_TIMEOUT, POLL};
 use crate::cgroup::OomCounter;
-use crate::{ExitInfo, InstanceHandle};
+use crate::{procfs, DriverError, ExitInfo, InstanceHandle, Usage};
 
 /// How long `stop` waits for the main process after SIGKILL before it
 /// reports it as killed anyway, so a process stuck in the kernel cannot hang
@@ -27,6 +29,12 @@ pub(crate) struct ProcessInstance {
     pub cgroup_paths: Vec<PathBuf>,
     /// The cgroup's OOM counter at start, to tell at exit whether it rose.
     pub oom_baseline: Option<OomCounter>,
+    /// The highest memory peak reported so far, so that the peak never goes
+    /// down: v2 kernels before 5.19 have no `memory.peak`, and the /proc
+    /// peak of a group shrinks when its largest process exits.
+    pub peak_seen: AtomicU64,
+    /// The totals read while stopping, returned by `usage` afterwards.
+    pub final_usage: Option<Usage>,
     /// Set once the main process has been reaped.
     pub exited: Option<ExitInfo>,
     /// Set when we sent SIGKILL before the main process exited: then a SIGKILL
@@ -53,6 +61,22 @@ impl ProcessInstance {
             .is_some_and(|now| now.rose_since(self.oom_baseline))
     }
 
+    /// Reads the usage from the cgroup, or from /proc for the process group.
+    fn read_usage(&self) -> Result<Usage, DriverError> {
+        let mut usage = match &self.tree.cgroup {
+            Some((cgroups, name)) => cgroups.usage(name).map_err(|e| DriverError::Io {
+                instance: self.instance.clone(),
+                action: format!("read the usage in {}", e.path.display()),
+                source: e.source,
+            })?,
+            None => procfs::group_usage(self.tree.group()),
+        };
+        let peak = usage.memory_peak_bytes.max(usage.memory_bytes);
+        let before = self.peak_seen.fetch_max(peak, Ordering::Relaxed);
+        usage.memory_peak_bytes = peak.max(before);
+        Ok(usage)
+    }
+
     /// Sleeps for one poll interval, reaping the main process meanwhile if it
     /// exits (a zombie main would otherwise look alive to the group check).
     async fn pause(&mut self) {
@@ -76,6 +100,21 @@ impl InstanceHandle for ProcessInstance {
 
     fn cgroup_paths(&self) -> Vec<PathBuf> {
         self.cgroup_paths.clone()
+    }
+
+    fn usage(&self) -> Result<Usage, DriverError> {
+        match self.final_usage {
+            Some(usage) => Ok(usage),
+            None if self.stopped.is_some() => Err(DriverError::Io {
+                instance: self.instance.clone(),
+                action: "read the usage".into(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the instance is stopped and its final usage could not be read",
+                ),
+            }),
+            None => self.read_usage(),
+        }
     }
 
     async fn wait(&mut self) -> ExitInfo {
@@ -106,6 +145,9 @@ impl InstanceHandle for ProcessInstance {
             return info.clone();
         }
         let deadline = Instant::now() + grace;
+        // Without a cgroup the totals leave with the processes, so the last
+        // ones are those read before they are asked to exit.
+        let before = self.tree.cgroup.is_none().then(|| self.read_usage());
         // SIGTERM everyone, even when the main process is already gone:
         // children it left behind deserve the same grace.
         self.tree.signal(Signal::SIGTERM);
@@ -139,6 +181,13 @@ impl InstanceHandle for ProcessInstance {
                 ExitInfo::signal(libc::SIGKILL)
             }
         };
+        // Everything is dead now, so the cgroup's totals are final.
+        match before.unwrap_or_else(|| self.read_usage()) {
+            Ok(usage) => self.final_usage = Some(usage.stopped()),
+            Err(e) => {
+                tracing::warn!(instance = %self.instance, error = %e, "cannot read the final usage");
+            }
+        }
         if let Err(e) = self.tree.remove_cgroup().await {
             tracing::warn!(instance = %self.instance, error = %e, "cannot remove the cgroup");
         }

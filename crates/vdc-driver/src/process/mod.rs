@@ -6,6 +6,7 @@ mod launch;
 mod tree;
 
 use std::io;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -193,6 +194,8 @@ impl Driver for ProcessDriver {
             },
             cgroup_paths,
             oom_baseline,
+            peak_seen: AtomicU64::new(0),
+            final_usage: None,
             exited: None,
             sigkill_sent: false,
             stopped: None,

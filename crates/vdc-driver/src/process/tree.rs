@@ -90,7 +90,7 @@ impl Tree {
     /// the leader reaped, a new process may get the pid and lead a group of
     /// its own; a live process with that pid but another start time is that
     /// case. Its absence means any group left is ours.
-    fn group(&self) -> Option<i32> {
+    pub fn group(&self) -> Option<i32> {
         let pgid = self.pgid.filter(|&p| is_safe_target(p))?;
         let Ok(pid) = u32::try_from(pgid) else {
             return None;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use vdc_driver::{LaunchSpec, Limits};
+use vdc_driver::{Driver, LaunchSpec, Limits, ProcessDriver};
 
 /// A spec running `sh -c script` in `dir`, logging to `dir/logs/out.log`,
 /// with a cgroup name unique to this test process.
@@ -108,4 +108,43 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
     fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
     path
+}
+
+/// The driver with cgroups, or `None` after printing why the test is skipped.
+pub fn cgroup_driver() -> Option<ProcessDriver> {
+    let driver = ProcessDriver::detect();
+    match driver.isolation().cgroups {
+        Some(_) => Some(driver),
+        None => {
+            println!(
+                "skipped: this test needs cgroups ({})",
+                driver
+                    .isolation()
+                    .warning
+                    .as_deref()
+                    .unwrap_or("unavailable")
+            );
+            None
+        }
+    }
+}
+
+/// The path of python3, or `None` after printing that the test is skipped.
+pub fn python3() -> Option<String> {
+    let found = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .map(str::to_owned)
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join("python3"))
+                    .find(|p| p.exists())
+                    .map(|p| p.display().to_string())
+            })
+        });
+    if found.is_none() {
+        println!("skipped: this test needs python3");
+    }
+    found
 }

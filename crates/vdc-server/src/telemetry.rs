@@ -1,0 +1,165 @@
+//! The telemetry hub: collects what the node measured once a second, keeps
+//! recent history and cumulative counters, and publishes every sample and
+//! event on the bus for subscribers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+use vdc_agent::Agent;
+use vdc_telemetry::{Bus, Event, EventKind, Exposition, LocalBus, Message, Topic, Window};
+
+/// Seconds of history kept for one-shot views (stats, topology).
+const WINDOW_SECONDS: usize = 60;
+/// Events kept for `vdc events` without `-f`.
+const EVENTS_KEPT: usize = 1000;
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    bus: LocalBus,
+    state: Mutex<State>,
+}
+
+struct State {
+    window: Window,
+    exposition: Exposition,
+    events: VecDeque<Event>,
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                bus: LocalBus::new(),
+                state: Mutex::new(State {
+                    window: Window::new(WINDOW_SECONDS),
+                    exposition: Exposition::new(),
+                    events: VecDeque::new(),
+                }),
+            }),
+        }
+    }
+
+    pub fn bus(&self) -> &LocalBus {
+        &self.inner.bus
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records and publishes a lifecycle event.
+    pub fn event(
+        &self,
+        kind: EventKind,
+        tenant: &str,
+        app: &str,
+        component: Option<&str>,
+        instance: Option<&str>,
+        reason: impl Into<String>,
+    ) {
+        let event = Event {
+            ts_ms: now_ms(),
+            kind,
+            tenant: tenant.to_owned(),
+            app: app.to_owned(),
+            component: component.map(str::to_owned),
+            instance: instance.map(str::to_owned),
+            reason: reason.into(),
+        };
+        tracing::debug!(?event.kind, app, instance, "{}", event.reason);
+        {
+            let mut state = self.state();
+            if state.events.len() == EVENTS_KEPT {
+                state.events.pop_front();
+            }
+            state.events.push_back(event.clone());
+        }
+        self.inner.bus.publish(Topic::Events, Message::Event(event));
+    }
+
+    /// The most recent events, oldest first, that `keep` accepts.
+    pub fn recent_events(&self, keep: impl Fn(&Event) -> bool, limit: usize) -> Vec<Event> {
+        let state = self.state();
+        let matching: Vec<&Event> = state.events.iter().filter(|e| keep(e)).collect();
+        matching[matching.len().saturating_sub(limit)..]
+            .iter()
+            .map(|e| (*e).clone())
+            .collect()
+    }
+
+    /// Runs `f` with the recent history.
+    pub fn with_window<T>(&self, f: impl FnOnce(&Window) -> T) -> T {
+        f(&self.state().window)
+    }
+
+    /// Prometheus text for everything, or one tenant.
+    pub fn prometheus(&self, tenant: Option<&str>) -> String {
+        self.state().exposition.render(tenant)
+    }
+
+    /// Drops the history of an app that is gone.
+    pub fn forget_app(&self, app: &str) {
+        let mut state = self.state();
+        state.window.forget_app(app);
+        state.exposition.forget_app(app);
+    }
+
+    /// Collects once a second, just after each second ends, until shutdown.
+    pub async fn run_collector(self, agent: Agent, shutdown: CancellationToken) {
+        loop {
+            // Wake a few milliseconds into the next second so the second
+            // being stamped is over.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let into = Duration::from_nanos(u64::from(now.subsec_nanos()));
+            let wait = Duration::from_secs(1).saturating_sub(into) + Duration::from_millis(5);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let ts = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                .saturating_sub(1);
+            let collected = agent.collect(ts);
+            {
+                let mut state = self.state();
+                for c in &collected {
+                    state
+                        .window
+                        .push_with_histogram(&c.message, c.histogram.as_ref());
+                    state.exposition.observe(&c.message, c.histogram.as_ref());
+                }
+            }
+            for c in collected {
+                self.inner.bus.publish(Topic::Metrics, c.message);
+            }
+        }
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

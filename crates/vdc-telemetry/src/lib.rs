@@ -1,0 +1,40 @@
+//! Telemetry: what vdc measures about traffic and instances, and the
+//! machinery that carries it to subscribers, with no sockets.
+//!
+//! The data plane records every request and connection into a
+//! [`LatencyHistogram`] (and atomic counters of its own) on the hot path. A
+//! collector takes per-second snapshots ([`LatencyHistogram::take`]), builds
+//! [`TrafficSample`]s and [`ResourceSample`]s tagged with tenant, app,
+//! component, link and instance, and publishes them as [`Message`]s on a
+//! [`Bus`]; subscribers receive them (push). A [`Window`] keeps the last
+//! seconds for one-shot queries, and an [`Exposition`] renders cumulative
+//! Prometheus text.
+//!
+//! Code map:
+//! - `hist`: the lock-free histogram, its owned snapshot, latency summaries;
+//! - `model`: tags, samples, events, messages: the wire format of streams;
+//! - `bus`: the `Bus` trait, `LocalBus`, bounded subscriptions and filters;
+//! - `window`: recent history and rates over the last seconds;
+//! - `prom`: the Prometheus text exposition.
+//!
+//! **Architecture invariant:** `LatencyHistogram::record` allocates nothing,
+//! takes no lock and makes no syscall; publishing never waits for a
+//! subscriber (a slow one loses messages and is told how many).
+
+#![forbid(unsafe_code)]
+
+mod bus;
+mod hist;
+mod model;
+mod prom;
+#[cfg(test)]
+mod testutil;
+mod window;
+
+pub use bus::{Bus, Delivery, Filter, LocalBus, Subscription, Topic};
+pub use hist::{Histogram, HistogramError, Latency, LatencyHistogram, BUCKETS, MAX_TRACKABLE_US};
+pub use model::{
+    Event, EventKind, Message, ResourceSample, SeriesKind, Tags, Traffic, TrafficSample,
+};
+pub use prom::{escape_label, Exposition, LATENCY_BOUNDS_US};
+pub use window::{Rate, ResourceUsage, SeriesRate, Window};

@@ -116,9 +116,9 @@ measure() {
             ((${#WATCH_PIDS[@]})) && throttled="  cpu-throttled $(($(throttled_ms "${WATCH_PIDS[@]}") - throttled)) ms"
             line="$(wrk_parse "$out")"
             echo "$line" >>"$BENCH_TMP/$case.$label.runs"
-            read -r rps p50 p99 errors <<<"$line"
-            printf '  run %d  %-8s %9s req/s  p50 %8s ms  p99 %8s ms  errors %s  listen-queue drops %s%s\n' \
-                "$rep" "$label" "$rps" "$p50" "$p99" "$errors" "$((after - before))" "$throttled"
+            read -r rps p50 p99 errors timeouts <<<"$line"
+            printf '  run %d  %-8s %9s req/s  p50 %8s ms  p99 %8s ms  errors %s  timeouts %s  listen-queue drops %s%s\n' \
+                "$rep" "$label" "$rps" "$p50" "$p99" "$errors" "$timeouts" "$((after - before))" "$throttled"
         done
     done
 }
@@ -135,14 +135,15 @@ for label in labels:
     rows = [list(map(float, l.split())) for l in open(f"{tmp}/{case}.{label}.runs") if l.strip()]
     med[label] = [statistics.median(col) for col in zip(*rows)]
     med[label][3] = sum(r[3] for r in rows)
+    med[label][4] = sum(r[4] for r in rows)
 b = med[base]
-print(f"  {'target':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  {'rps / ' + base:>14} {'p50 added':>10} {'p99 added':>10}  errors")
+print(f"  {'target':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  {'rps / ' + base:>14} {'p50 added':>10} {'p99 added':>10}  errors/timeouts (all runs)")
 for label in labels:
-    rps, p50, p99, errors = med[label]
+    rps, p50, p99, errors, timeouts = med[label]
     ratio = f"{rps / b[0]:.2f}x" if label != base else "1.00x"
     add50 = f"{p50 - b[1]:+.3f}" if label != base else ""
     add99 = f"{p99 - b[2]:+.3f}" if label != base else ""
-    print(f"  {label:<12} {rps:>9.0f} {p50:>8.3f} {p99:>8.3f}  {ratio:>14} {add50:>10} {add99:>10}  {errors:.0f}")
+    print(f"  {label:<12} {rps:>9.0f} {p50:>8.3f} {p99:>8.3f}  {ratio:>14} {add50:>10} {add99:>10}  {errors:.0f}/{timeouts:.0f}")
 if "haproxy" in med and "gateway" in med:
     print(f"  vdc gateway vs haproxy: {med['gateway'][0] / med['haproxy'][0]:.2f}x the requests/s, "
           f"p50 {med['gateway'][1] - med['haproxy'][1]:+.3f} ms, p99 {med['gateway'][2] - med['haproxy'][2]:+.3f} ms")

@@ -222,8 +222,9 @@ import statistics, sys
 print(statistics.median([float(x) for x in sys.stdin.read().split()]))'
 }
 
-# wrk_parse FILE: prints "rps p50_ms p99_ms errors" from wrk --latency output.
-# errors counts socket errors and non-2xx/3xx responses.
+# wrk_parse FILE: prints "rps p50_ms p99_ms errors timeouts" from wrk
+# --latency output. errors counts non-2xx/3xx responses and connect, read and
+# write errors; timeouts, requests that got no answer within wrk's 2 s.
 wrk_parse() {
     python3 - "$1" <<'PY'
 import re, sys
@@ -235,14 +236,15 @@ def ms(v):
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
 p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
-errors = 0
+errors = timeouts = 0
 m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
 if m:
     errors += int(m.group(1))
 m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
 if m:
-    errors += sum(int(g) for g in m.groups())
-print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors}")
+    errors += int(m.group(1)) + int(m.group(2)) + int(m.group(3))
+    timeouts = int(m.group(4))
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors} {timeouts}")
 PY
 }
 

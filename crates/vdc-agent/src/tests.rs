@@ -285,7 +285,7 @@ async fn a_link_forwards_only_to_ready_instances() {
     };
     let (bindings, errors) = h
         .agent
-        .apply_wiring(&[plan.clone()], &BTreeMap::new())
+        .apply_wiring(std::slice::from_ref(&plan), &BTreeMap::new())
         .await;
     assert!(errors.is_empty(), "{errors:?}");
     let link: SocketAddr = bindings[0].address;
@@ -310,7 +310,7 @@ async fn a_link_forwards_only_to_ready_instances() {
     // known address is reused after a restart of the agent.
     let (again, _) = h
         .agent
-        .apply_wiring(&[plan.clone()], &BTreeMap::new())
+        .apply_wiring(std::slice::from_ref(&plan), &BTreeMap::new())
         .await;
     assert_eq!(again[0].address, link);
     let (none, _) = h.agent.apply_wiring(&[], &BTreeMap::new()).await;

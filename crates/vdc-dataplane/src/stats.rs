@@ -287,7 +287,8 @@ impl Recorder for Counters {
         }
         // Only exchanges that got an answer have a latency worth comparing;
         // failures are counted above by cause.
-        let answered = outcome.error.is_none() && outcome.status.is_none_or(|s| s < 502 || s > 504);
+        let answered =
+            outcome.error.is_none() && outcome.status.is_none_or(|s| !(502..=504).contains(&s));
         if answered {
             self.latencies.record(&outcome.timings);
         }

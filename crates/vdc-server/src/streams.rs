@@ -242,7 +242,7 @@ async fn topology(
             connections_active: r.rate.traffic.connections_active,
             bytes_in_per_s: r.rate.bytes_in_per_s,
             bytes_out_per_s: r.rate.bytes_out_per_s,
-            latency: r.rate.latency,
+            latency: r.rate.latency.filter(|l| l.count > 0),
         })
         .collect();
 
@@ -291,8 +291,14 @@ async fn topology(
                         }),
                         errors_per_s: served
                             .map_or(0.0, |r| r.rate.errors_per_s + r.rate.responses_5xx_per_s),
-                        p50_ms: served.and_then(|r| r.rate.latency).map(|l| l.p50_ms),
-                        p99_ms: served.and_then(|r| r.rate.latency).map(|l| l.p99_ms),
+                        p50_ms: served
+                            .and_then(|r| r.rate.latency)
+                            .filter(|l| l.count > 0)
+                            .map(|l| l.p50_ms),
+                        p99_ms: served
+                            .and_then(|r| r.rate.latency)
+                            .filter(|l| l.count > 0)
+                            .map(|l| l.p99_ms),
                     }
                 })
                 .collect();

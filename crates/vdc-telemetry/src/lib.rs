@@ -10,6 +10,38 @@
 //! seconds for one-shot queries, and an [`Exposition`] renders cumulative
 //! Prometheus text.
 //!
+//! ```
+//! use std::time::Duration;
+//! use vdc_telemetry::*;
+//!
+//! // On the request path.
+//! let head = LatencyHistogram::new();
+//! head.record(Duration::from_micros(1_200));
+//!
+//! // Once a second, in the collector.
+//! let bus = LocalBus::new();
+//! let mut shop = bus.subscribe(Topic::Metrics, Filter::all().with_app("shop"), 1024);
+//! let hist = head.take();
+//! let sample = TrafficSample {
+//!     ts: 1_700_000_000,
+//!     kind: SeriesKind::Link,
+//!     tags: Tags::new("acme", "shop", "web").with_link("db").with_target("db.kv"),
+//!     protocol: "http".into(),
+//!     traffic: Traffic { requests: 1, responses_2xx: 1, ..Traffic::default() },
+//!     latency: Some(hist.summary()),
+//!     latency_total: None,
+//!     connect: None,
+//! };
+//! let mut metrics = Exposition::new();
+//! metrics.observe(&Message::Traffic(sample.clone()), Some(&hist));
+//! bus.publish(Topic::Metrics, Message::Traffic(sample));
+//!
+//! // A subscriber.
+//! let Some(Message::Traffic(got)) = shop.try_recv() else { panic!("nothing received") };
+//! assert_eq!(got.latency.map(|l| l.p50_ms), Some(1.2));
+//! assert!(metrics.render(Some("acme")).contains("vdc_requests_total{tenant=\"acme\""));
+//! ```
+//!
 //! Code map:
 //! - `hist`: the lock-free histogram, its owned snapshot, latency summaries;
 //! - `model`: tags, samples, events, messages: the wire format of streams;

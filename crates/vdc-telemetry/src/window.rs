@@ -16,7 +16,11 @@ use crate::model::{Message, ResourceSample, SeriesKind, Tags, Traffic, TrafficSa
 // === types ===
 
 /// The last N seconds of traffic and resource samples, per series.
-#[derive(Clone, Debug)]
+///
+/// Serializes as its samples (with their histograms), so a server can keep
+/// its recent history across a restart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "WindowRepr", from = "WindowRepr")]
 pub struct Window {
     seconds: u64,
     /// The newest second seen: the window's clock.
@@ -28,11 +32,28 @@ pub struct Window {
     resources: BTreeMap<Tags, VecDeque<ResourceSample>>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct TrafficEntry {
     sample: TrafficSample,
     /// The histogram behind `sample.latency`, when the publisher had it.
     hist: Option<Histogram>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WindowRepr {
+    seconds: u64,
+    #[serde(default)]
+    newest: Option<u64>,
+    #[serde(default)]
+    since: Option<u64>,
+    samples: Vec<WindowSample>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WindowSample {
+    message: Message,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    histogram: Option<Histogram>,
 }
 
 /// Traffic of one series over the last seconds.
@@ -262,7 +283,7 @@ impl Window {
 
     /// The oldest second kept when the newest is `newest`.
     fn oldest_kept(&self, newest: u64) -> u64 {
-        (newest + 1).saturating_sub(self.seconds)
+        newest.saturating_sub(self.seconds - 1)
     }
 
     fn prune(&mut self, newest: u64) {
@@ -287,10 +308,10 @@ impl Window {
     fn period(&self, seconds: usize) -> Option<(u64, u64, u64)> {
         let until = self.newest?;
         let seconds = (seconds as u64).clamp(1, self.seconds);
-        let start = (until + 1)
-            .saturating_sub(seconds)
+        let start = until
+            .saturating_sub(seconds - 1)
             .max(self.since.unwrap_or(until));
-        Some((start, until, until + 1 - start))
+        Some((start, until, (until - start).saturating_add(1)))
     }
 
     fn rate(&self, series: &VecDeque<TrafficEntry>, seconds: usize) -> Option<Rate> {
@@ -317,6 +338,41 @@ impl Window {
             latency,
             latency_exact,
         })
+    }
+}
+
+// === impl WindowRepr ===
+
+impl From<Window> for WindowRepr {
+    fn from(w: Window) -> Self {
+        let traffic = w.traffic.into_values().flatten().map(|e| WindowSample {
+            message: Message::Traffic(e.sample),
+            histogram: e.hist,
+        });
+        let resources = w.resources.into_values().flatten().map(|s| WindowSample {
+            message: Message::Resources(s),
+            histogram: None,
+        });
+        WindowRepr {
+            seconds: w.seconds,
+            newest: w.newest,
+            since: w.since,
+            samples: traffic.chain(resources).collect(),
+        }
+    }
+}
+
+impl From<WindowRepr> for Window {
+    fn from(repr: WindowRepr) -> Self {
+        let mut w = Window::new(usize::try_from(repr.seconds).unwrap_or(usize::MAX));
+        // The clock first, so that pushing prunes as it did before.
+        w.newest = repr.newest;
+        w.since = repr.since;
+        for s in &repr.samples {
+            w.push_with_histogram(&s.message, s.histogram.as_ref());
+        }
+        w.since = repr.since.or(w.since);
+        w
     }
 }
 
@@ -351,7 +407,7 @@ fn merged_latency(entries: &[&TrafficEntry]) -> (Option<Latency>, bool) {
     let mut out = Latency::default();
     let mut sum_ms = 0.0;
     for l in with_latency.iter().filter_map(|e| e.sample.latency) {
-        out.count += l.count;
+        out.count = out.count.saturating_add(l.count);
         out.p50_ms = out.p50_ms.max(l.p50_ms);
         out.p90_ms = out.p90_ms.max(l.p90_ms);
         out.p99_ms = out.p99_ms.max(l.p99_ms);

@@ -65,6 +65,29 @@ pub enum Command {
     },
     /// Run the control plane and a local agent in the foreground, or stop one.
     Server(ServerArgs),
+    /// Lifecycle events (instances started, ready, exited; specs applied; placements).
+    Events {
+        /// Only this app's events.
+        app: Option<String>,
+        /// Keep printing events as they happen.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many past events to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// A one-shot snapshot of an app's traffic and resource use.
+    Stats {
+        app: String,
+        /// Seconds to average rates over.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// A live view of apps, refreshed every second (q or Ctrl-C quits, s changes the sort).
+    Top {
+        /// Only this app.
+        app: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,11 @@
 //! One module per command.
 
+mod events;
 mod list;
 mod logs;
 mod server;
+mod stats;
+mod top;
 mod up;
 mod validate;
 
@@ -24,6 +27,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tail,
         } => logs::run(&client, &target, follow, tail).await,
         Command::Down { app, no_wait } => down(&client, &app, !no_wait).await,
+        Command::Events { app, follow, limit } => {
+            events::run(&client, app.as_deref(), follow, limit, cli.output).await
+        }
+        Command::Stats { app, seconds } => stats::run(&client, &app, seconds, cli.output).await,
+        Command::Top { app } => top::run(&client, app.as_deref()).await,
         Command::Server(args) => match args.action {
             None => server::foreground(&cli.addr, &args.opts).await,
             Some(ServerAction::Stop) => server::stop(&client).await,

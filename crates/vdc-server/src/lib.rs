@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vdc_agent::{Agent, AgentConfig};
-use vdc_dataplane::DataPlane;
+use vdc_dataplane::{DataPlane, DataPlaneConfig};
 use vdc_driver::{Driver, Leftover, ProcessDriver};
 use vdc_store::{RedbStore, StateStore};
 
@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub api: SocketAddr,
     /// The node's name; defaults to the host name.
     pub node_name: Option<String>,
+    /// Whether the data plane records latencies (counters are always kept).
+    /// Off only to measure what measuring costs.
+    pub measure: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +113,10 @@ impl Server {
                 cgroup_prefix: node::cgroup_prefix(&data_dir),
             },
             driver,
-            DataPlane::new(),
+            DataPlane::with_config(DataPlaneConfig {
+                measure: config.measure,
+                ..DataPlaneConfig::default()
+            }),
         );
         let shutdown = CancellationToken::new();
         let control = ControlPlane::new(store, agent, data_dir, api_addr, shutdown.clone());

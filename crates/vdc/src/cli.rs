@@ -130,6 +130,10 @@ pub struct ServerOpts {
     /// This node's name [default: the host name].
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Do not record latency histograms (counters are still kept); only
+    /// useful to measure what measuring costs.
+    #[arg(long)]
+    pub no_measurements: bool,
 }
 
 impl Cli {

@@ -32,6 +32,7 @@ fn config(addr: &str, opts: &ServerOpts) -> anyhow::Result<ServerConfig> {
         data_dir: opts.data_dir(),
         api: api_addr(addr, opts)?,
         node_name: opts.node_name.clone(),
+        measure: !opts.no_measurements,
     })
 }
 
@@ -121,6 +122,9 @@ pub async fn start_background(
         .process_group(0);
     if let Some(name) = &opts.node_name {
         command.arg("--node-name").arg(name);
+    }
+    if opts.no_measurements {
+        command.arg("--no-measurements");
     }
     let mut child = command
         .spawn()

@@ -18,9 +18,10 @@
 #
 # Each figure is the median of REPS runs of `wrk -t1 -cCONNECTIONS -dDURATION
 # --latency`, taken in turn across the targets after a 2 s warm-up of each.
-# With taskset and at least 2 CPUs, wrk runs on CPU 0 and the vdc server, its
-# instances (and HAProxy) on CPU 1: the proxy and the backend share one core,
-# so every cycle the proxy spends is taken from the backend, as on a busy node.
+# With taskset and at least 2 CPUs, wrk runs on one CPU (CPU 0) and the vdc
+# server, its instances (and HAProxy) on another (CPU 1): the proxy and the
+# backend share one core, so every cycle the proxy spends is taken from the
+# backend, as on a busy node.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need wrk
@@ -34,12 +35,14 @@ for c in "${CASES[@]}"; do
     case "$c" in nginx | shop) ;; *) echo "error: unknown case \`$c\` (expected nginx or shop)" >&2; exit 2 ;; esac
 done
 
+# The first two CPUs this script may use: wrk on one, the servers on the other.
+read -r WRK_CPU SERVER_CPU < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[1] if len(c) > 1 else "")')
 WRK_PIN=()
 SERVER_PIN=()
-if command -v taskset >/dev/null 2>&1 && (($(nproc) >= 2)); then
-    WRK_PIN=(taskset -c 0)
-    SERVER_PIN=(taskset -c 1)
-    pinning="wrk pinned to CPU 0; vdc server, its instances and haproxy pinned to CPU 1 (taskset)"
+if command -v taskset >/dev/null 2>&1 && [[ -n "$SERVER_CPU" ]]; then
+    WRK_PIN=(taskset -c "$WRK_CPU")
+    SERVER_PIN=(taskset -c "$SERVER_CPU")
+    pinning="wrk pinned to CPU $WRK_CPU; vdc server, its instances and haproxy pinned to CPU $SERVER_CPU (taskset)"
 else
     pinning="not pinned (taskset missing or a single CPU): wrk and the servers share the CPUs"
 fi
@@ -78,24 +81,24 @@ PY
 }
 
 # pin_server ADDR: moves the server at ADDR, every process it started and
-# all their threads to CPU 1. Done once the app is ready, not by starting the
-# server under taskset: vdc sizes the node from the CPUs it may use, and on
-# one CPU the shop example (1.75 CPU reserved) would not fit.
+# all their threads to the servers' CPU. Done once the app is ready, not by
+# starting the server under taskset: vdc sizes the node from the CPUs it may
+# use, and on one CPU the shop example (1.75 CPU reserved) would not fit.
 pin_server() {
     [[ ${#SERVER_PIN[@]} -gt 0 ]] || return 0
     local pid
     process_tree "$(server_pid "$1")" >"$BENCH_TMP/pinned"
     while read -r pid _; do
-        taskset -a -cp 1 "$pid" >/dev/null
+        taskset -a -cp "$SERVER_CPU" "$pid" >/dev/null
     done <"$BENCH_TMP/pinned"
-    echo "pinned to CPU 1: $(awk '{print $3}' "$BENCH_TMP/pinned" | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
+    echo "pinned to CPU $SERVER_CPU: $(awk '{print $3}' "$BENCH_TMP/pinned" | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
 }
 
 # Instances whose CPU throttling is shown with each run (set per case).
 WATCH_PIDS=()
 
 # measure CASE LABEL=URL...: warm up, then REPS rounds over the targets.
-# Writes "$BENCH_TMP/CASE.LABEL.runs" with "rps p50 p99 errors" lines.
+# Writes "$BENCH_TMP/CASE.LABEL.runs" with "rps p50 p99 errors timeouts" lines.
 measure() {
     local case="$1" pair label url rep
     shift
@@ -151,6 +154,7 @@ PY
 }
 
 case_nginx() {
+    need nginx
     echo
     echo "== nginx: one nginx instance (128-byte static file), direct vs gateway =="
     local dir="$BENCH_TMP/nginx" gw_port addr spec backend
@@ -162,7 +166,7 @@ case_nginx() {
     pin_server "$addr"
     backend="$(instance_locator "$addr" gwbench nginx http)"
     local targets=("direct=http://$backend/" "gateway=http://127.0.0.1:$gw_port/")
-    local labels=(direct gateway)
+    local labels=(direct gateway) haproxy_pid=""
     if command -v haproxy >/dev/null 2>&1; then
         local hp_port
         hp_port="$(free_port)"
@@ -183,7 +187,8 @@ backend nginx
     server nginx $backend
 CFG
         "${SERVER_PIN[@]}" haproxy -f "$dir/haproxy.cfg" -db >"$dir/haproxy.log" 2>&1 &
-        OWN_PIDS+=($!)
+        haproxy_pid=$!
+        OWN_PIDS+=("$haproxy_pid")
         wait_listening "127.0.0.1:$hp_port"
         targets+=("haproxy=http://127.0.0.1:$hp_port/")
         labels+=(haproxy)
@@ -195,6 +200,11 @@ CFG
     measure nginx "${targets[@]}"
     echo
     report nginx direct "${labels[@]}"
+    if [[ -n "$haproxy_pid" ]]; then
+        kill "$haproxy_pid" 2>/dev/null || true
+        wait "$haproxy_pid" 2>/dev/null || true
+        OWN_PIDS=()
+    fi
     stop_server "$addr" >/dev/null
 }
 

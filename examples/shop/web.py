@@ -83,6 +83,9 @@ def db(command):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Head and body go out in separate writes: without this, each response
+    # waits for a delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         pass
@@ -133,6 +136,7 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     port = int(os.environ["PORT"])
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer((os.environ.get("VDC_HOST", "127.0.0.1"), port), Handler)
     server.daemon_threads = True
     print(f"web {INSTANCE}: listening on port {port}, database at {DB_HOST}:{DB_PORT}", flush=True)

@@ -18,7 +18,7 @@ use crate::{env, now_ms, probe, Inner, StartInstance};
 /// The first probes come quickly so a fast instance is ready in tens of
 /// milliseconds; the gap then doubles up to this cap until the first success.
 const FIRST_PROBE: Duration = Duration::from_millis(10);
-const STARTING_PROBE_CAP: Duration = Duration::from_millis(200);
+const STARTING_PROBE_CAP: Duration = Duration::from_millis(50);
 /// How long a starting instance may fail its probes before the failure is
 /// reported in its status.
 const QUIET_START: Duration = Duration::from_secs(2);

@@ -208,3 +208,75 @@ pub struct TopologyLink {
     pub bytes_out_per_s: f64,
     pub latency: Option<vdc_telemetry::Latency>,
 }
+
+// === tenants ===
+
+/// Limits as a person writes them: `cpu = "4"` or `"500m"`, `memory =
+/// "8GiB"`, `instances = 20`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    pub cpu: String,
+    pub memory: String,
+    pub instances: u32,
+}
+
+/// Prices as decimals of the currency unit, up to six places (`"0.0012"`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricesSpec {
+    #[serde(default)]
+    pub cpu_minute: Option<String>,
+    #[serde(default)]
+    pub gib_minute: Option<String>,
+    #[serde(default)]
+    pub burst_cpu_minute: Option<String>,
+    #[serde(default)]
+    pub burst_gib_minute: Option<String>,
+}
+
+/// `POST /v1/tenants`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub name: String,
+    #[serde(default)]
+    pub quota: Option<QuotaSpec>,
+    #[serde(default)]
+    pub burst: Option<QuotaSpec>,
+    #[serde(default)]
+    pub prices: Option<PricesSpec>,
+}
+
+/// `PUT /v1/tenants/{tenant}/quota`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetQuota {
+    #[serde(default)]
+    pub quota: Option<QuotaSpec>,
+    #[serde(default)]
+    pub burst: Option<QuotaSpec>,
+}
+
+/// A tenant as the API shows it (never its token).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TenantView {
+    pub name: String,
+    /// `None`: no limit.
+    pub quota: Option<vdc_model::Quota>,
+    pub burst: Option<vdc_model::Quota>,
+    pub prices: vdc_model::Prices,
+    /// What its apps reserve now.
+    pub reserved: vdc_model::Usage,
+    pub apps: u32,
+    pub created_at_ms: u64,
+    pub token_rotated_at_ms: u64,
+}
+
+/// The answer to creating a tenant or rotating its token: the only time the
+/// token is shown.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TenantToken {
+    pub tenant: TenantView,
+    pub token: String,
+}

@@ -9,7 +9,9 @@
 mod ids;
 mod instance;
 mod node;
+mod tenant;
 
 pub use ids::{InstanceId, InstanceIdError, Locator, NodeId};
 pub use instance::{InstanceState, InstanceStatus, Isolation};
 pub use node::{AppRecord, NodeInfo};
+pub use tenant::{Admission, Prices, Quota, Tenant, Usage};

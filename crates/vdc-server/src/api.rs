@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -20,7 +20,11 @@ use vdc_model::{AppRecord, InstanceId, InstanceStatus};
 use vdc_spec::Diagnostic;
 use vdc_store::StoreError;
 
+use crate::auth::Principal;
 use crate::{status, ControlPlane};
+
+/// The largest request body accepted (an app spec is a few KiB).
+const MAX_BODY: usize = 1 << 20;
 
 pub(crate) fn router(control: ControlPlane) -> Router {
     Router::new()
@@ -31,6 +35,12 @@ pub(crate) fn router(control: ControlPlane) -> Router {
         .route("/v1/logs/{app}/{component}/{index}", get(logs))
         .route("/v1/shutdown", post(shutdown))
         .merge(crate::streams::router())
+        .merge(crate::tenants::router())
+        .layer(axum::middleware::from_fn_with_state(
+            control.clone(),
+            crate::auth::authenticate,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(control)
 }
 
@@ -114,8 +124,12 @@ async fn health(State(control): State<ControlPlane>) -> Json<Health> {
     })
 }
 
-async fn list_apps(State(control): State<ControlPlane>) -> Result<Json<Vec<AppSummary>>, ApiError> {
-    let apps = control.store().apps().await?;
+async fn list_apps(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<AppSummary>>, ApiError> {
+    let mut apps = control.store().apps().await?;
+    apps.retain(|a| principal.sees(a.spec.tenant.as_str()));
     let instances = control.agent().instances();
     Ok(Json(
         apps.iter()
@@ -126,31 +140,43 @@ async fn list_apps(State(control): State<ControlPlane>) -> Result<Json<Vec<AppSu
 
 async fn show_app(
     State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
     Path(app): Path<String>,
 ) -> Result<Json<AppDetail>, ApiError> {
-    let (record, _) = find_app(&control, &app).await?;
+    let (record, _) = find_app(&control, &principal, &app).await?;
     let instances = control.agent().instances();
     Ok(Json(status::detail(&control, &record, &instances)))
 }
 
+/// An app the caller may see; 404 for one that does not exist and for one
+/// of another tenant alike.
 pub(crate) async fn find_app(
     control: &ControlPlane,
+    principal: &Principal,
     app: &str,
 ) -> Result<(AppRecord, u64), ApiError> {
     control
         .store()
         .app(app)
         .await?
+        .filter(|(record, _)| principal.sees(record.spec.tenant.as_str()))
         .ok_or_else(|| ApiError::NotFound(format!("no app named `{app}`")))
+}
+
+/// A 500 with a JSON body, for the middleware.
+pub(crate) fn internal(message: String) -> Response {
+    ApiError::Internal(message).into_response()
 }
 
 async fn submit(
     State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
     Json(request): Json<SubmitApp>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     let base_dir = PathBuf::from(&request.base_dir);
-    let validated = vdc_spec::parse(&request.source, &request.file, &base_dir)
+    let mut validated = vdc_spec::parse(&request.source, &request.file, &base_dir)
         .map_err(|d| ApiError::Invalid(d.0))?;
+    crate::tenants::claim(&principal, &request.source, &mut validated.spec)?;
     let name = validated.spec.name.to_string();
 
     // Compare-and-set so two concurrent submissions cannot both win.
@@ -159,6 +185,12 @@ async fn submit(
         check_gateways(&apps, &validated.spec)?;
         let previous = control.store().app(&name).await?;
         if let Some((p, _)) = &previous {
+            if p.spec.tenant != validated.spec.tenant {
+                // Say nothing about whose it is.
+                return Err(ApiError::Conflict(format!(
+                    "the app name `{name}` is not available: choose another"
+                )));
+            }
             if p.deleting {
                 return Err(ApiError::Conflict(format!(
                     "app `{name}` is being taken down; submit it again once `vdc down` has finished"
@@ -184,6 +216,7 @@ async fn submit(
             previous.as_ref().map(|(p, _)| p),
         );
         admit(&control, &apps, &record)?;
+        crate::tenants::admit_quota(&control, &apps, &record).await?;
         match control
             .store()
             .put_app(&record, previous.as_ref().map(|(_, rev)| *rev))
@@ -253,10 +286,17 @@ fn check_gateways(apps: &[AppRecord], spec: &vdc_spec::AppSpec) -> Result<(), Ap
                     && (theirs.1.address == mine.1.address
                         || theirs.1.address.is_unspecified()
                         || mine.1.address.is_unspecified());
-                if overlap {
+                if overlap && other.spec.tenant == spec.tenant {
                     return Err(ApiError::Conflict(format!(
                         "port {} of the gateway of component `{}` is already used by the gateway of `{}/{}`",
                         mine.1.port, mine.0.name, other.spec.name, theirs.0.name
+                    )));
+                }
+                if overlap {
+                    // Another tenant's: say that it is taken, not by whom.
+                    return Err(ApiError::Conflict(format!(
+                        "port {} of the gateway of component `{}` is already taken on this node",
+                        mine.1.port, mine.0.name
                     )));
                 }
             }
@@ -305,10 +345,11 @@ fn admit(control: &ControlPlane, apps: &[AppRecord], record: &AppRecord) -> Resu
 
 async fn down(
     State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
     Path(app): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     loop {
-        let (mut record, revision) = find_app(&control, &app).await?;
+        let (mut record, revision) = find_app(&control, &principal, &app).await?;
         if record.deleting {
             return Ok(StatusCode::ACCEPTED);
         }
@@ -339,10 +380,11 @@ struct InstancesQuery {
 
 async fn list_instances(
     State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
     Query(q): Query<InstancesQuery>,
 ) -> Result<Json<Vec<InstanceStatus>>, ApiError> {
     if let Some(app) = &q.app {
-        find_app(&control, app).await?;
+        find_app(&control, &principal, app).await?;
     }
     Ok(Json(
         control
@@ -350,6 +392,7 @@ async fn list_instances(
             .instances()
             .into_iter()
             .filter(|s| q.app.as_deref().is_none_or(|a| s.id.app.as_str() == a))
+            .filter(|s| principal.sees(&control.tenant_of(s.id.app.as_str())))
             .collect(),
     ))
 }
@@ -365,9 +408,11 @@ struct LogsQuery {
 /// An instance's log, optionally followed as it grows (like `tail -f`).
 async fn logs(
     State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
     Path((app, component, index)): Path<(String, String, String)>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
+    find_app(&control, &principal, &app).await?;
     let id: InstanceId = format!("{app}/{component}/{index}")
         .parse()
         .map_err(|e: vdc_model::InstanceIdError| ApiError::NotFound(e.to_string()))?;
@@ -443,9 +488,15 @@ async fn tail_offset(file: &mut tokio::fs::File, len: u64, n: usize) -> std::io:
     Ok(len - window)
 }
 
-async fn shutdown(State(control): State<ControlPlane>) -> StatusCode {
+async fn shutdown(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+) -> Result<StatusCode, ApiError> {
+    if !principal.is_admin() {
+        return Err(ApiError::NotFound("no such resource".to_owned()));
+    }
     control.shutdown();
-    StatusCode::ACCEPTED
+    Ok(StatusCode::ACCEPTED)
 }
 
 fn now_ms() -> u64 {

@@ -8,11 +8,13 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod auth;
 mod control;
 mod node;
 mod status;
 mod streams;
 mod telemetry;
+mod tenants;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ use vdc_dataplane::{DataPlane, DataPlaneConfig};
 use vdc_driver::{Driver, Leftover, ProcessDriver};
 use vdc_store::{RedbStore, StateStore};
 
+pub use auth::Principal;
 pub use control::ControlPlane;
 pub use telemetry::Telemetry;
 pub use tokio_util::sync::CancellationToken;
@@ -119,7 +122,9 @@ impl Server {
             }),
         );
         let shutdown = CancellationToken::new();
-        let control = ControlPlane::new(store, agent, data_dir, api_addr, shutdown.clone());
+        let control = ControlPlane::new(store, agent, data_dir.clone(), api_addr, shutdown.clone());
+        auth::bootstrap_admin(&control, &data_dir).await?;
+        tenants::bootstrap_default(&control).await?;
         Ok(Server {
             control,
             api_addr,

@@ -11,13 +11,14 @@ use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use vdc_api::{Topology, TopologyComponent, TopologyInstance, TopologyLink};
 use vdc_model::InstanceState;
 use vdc_telemetry::{Bus, Event, Filter, Message, SeriesKind, Subscription, Topic};
 
 use crate::api::{find_app, ApiError};
+use crate::auth::Principal;
 use crate::{status, ControlPlane};
 
 /// Messages a subscriber may fall behind by before it loses some (and is
@@ -69,34 +70,40 @@ impl StreamQuery {
 
 async fn stream_metrics(
     State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
     Query(q): Query<StreamQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    stream(control, Topic::Metrics, q, ws.ok()).await
+    stream(control, principal, Topic::Metrics, q, ws.ok()).await
 }
 
 async fn stream_events(
     State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
     Query(q): Query<StreamQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    stream(control, Topic::Events, q, ws.ok()).await
+    stream(control, principal, Topic::Events, q, ws.ok()).await
 }
 
 /// One subscriber: a WebSocket when the client asks to upgrade, else SSE.
 async fn stream(
     control: ControlPlane,
+    principal: Principal,
     topic: Topic,
     q: StreamQuery,
     ws: Option<WebSocketUpgrade>,
 ) -> Result<Response, ApiError> {
     if let Some(app) = &q.app {
-        find_app(&control, app).await?;
+        find_app(&control, &principal, app).await?;
     }
+    let mut filter = q.filter()?;
+    // A tenant's stream carries only that tenant's messages.
+    filter.tenant = principal.tenant().map(str::to_owned);
     let subscription = control
         .telemetry()
         .bus()
-        .subscribe(topic, q.filter()?, SUBSCRIBER_BUFFER);
+        .subscribe(topic, filter, SUBSCRIBER_BUFFER);
     let shutdown = control.clone();
     if let Some(ws) = ws {
         return Ok(ws.on_upgrade(move |socket| websocket(socket, subscription, shutdown)));
@@ -169,11 +176,15 @@ fn default_limit() -> usize {
 
 async fn recent_events(
     State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
+    if let Some(app) = &q.app {
+        find_app(&control, &principal, app).await?;
+    }
     let app = q.app.clone();
     Ok(Json(control.telemetry().recent_events(
-        |e| app.as_deref().is_none_or(|a| e.app == a),
+        |e| app.as_deref().is_none_or(|a| e.app == a) && principal.sees(&e.tenant),
         q.limit,
     )))
 }
@@ -190,10 +201,11 @@ fn default_seconds() -> usize {
 
 async fn topology(
     State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
     Path(app): Path<String>,
     Query(q): Query<TopologyQuery>,
 ) -> Result<Json<Topology>, ApiError> {
-    let (record, _) = find_app(&control, &app).await?;
+    let (record, _) = find_app(&control, &principal, &app).await?;
     let instances = control.agent().instances();
     let summary = status::summary(&control, &record, &instances);
     let seconds = q.seconds.clamp(1, 60);
@@ -354,10 +366,13 @@ fn listener_matches(
 }
 
 /// Prometheus text exposition format 0.0.4.
-async fn prometheus(State(control): State<ControlPlane>) -> Response {
+async fn prometheus(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        control.telemetry().prometheus(None),
+        control.telemetry().prometheus(principal.tenant()),
     )
         .into_response()
 }

@@ -28,16 +28,28 @@ pub enum Bucket {
     Instances,
     /// Stable link addresses, allocated once per link.
     Links,
+    /// One [`vdc_model::Tenant`] per tenant.
+    Tenants,
+    /// Settings of the control plane itself (the admin token's hash).
+    Meta,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 3] = [Bucket::Apps, Bucket::Instances, Bucket::Links];
+    pub const ALL: [Bucket; 5] = [
+        Bucket::Apps,
+        Bucket::Instances,
+        Bucket::Links,
+        Bucket::Tenants,
+        Bucket::Meta,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Bucket::Apps => "apps",
             Bucket::Instances => "instances",
             Bucket::Links => "links",
+            Bucket::Tenants => "tenants",
+            Bucket::Meta => "meta-settings",
         }
     }
 }

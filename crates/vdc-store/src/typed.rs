@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use vdc_model::{AppRecord, InstanceStatus};
+use vdc_model::{AppRecord, InstanceStatus, Tenant};
 
 use crate::{Bucket, Store, StoreError};
 
@@ -127,5 +127,48 @@ impl StateStore {
 
     pub async fn delete_link_address(&self, key: &str) -> Result<bool, StoreError> {
         self.kv.delete(Bucket::Links, key).await
+    }
+
+    // === tenants ===
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.list(Bucket::Tenants).await
+    }
+
+    pub async fn tenant(&self, name: &str) -> Result<Option<(Tenant, u64)>, StoreError> {
+        match self.kv.get(Bucket::Tenants, name).await? {
+            Some(e) => Ok(Some((decode(Bucket::Tenants, name, &e.value)?, e.revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a tenant if nobody changed it since `expected` was read.
+    pub async fn put_tenant(
+        &self,
+        tenant: &Tenant,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let key = tenant.name.as_str();
+        let bytes = encode(Bucket::Tenants, key, tenant)?;
+        self.kv.cas(Bucket::Tenants, key, bytes, expected).await
+    }
+
+    // === settings ===
+
+    /// The hex SHA-256 of the admin token, once one was created.
+    pub async fn admin_token_sha256(&self) -> Result<Option<String>, StoreError> {
+        match self.kv.get(Bucket::Meta, "admin-token").await? {
+            Some(e) => Ok(Some(decode(Bucket::Meta, "admin-token", &e.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the admin token's hash; fails with a conflict if one exists.
+    pub async fn create_admin_token(&self, sha256: &str) -> Result<(), StoreError> {
+        let bytes = encode(Bucket::Meta, "admin-token", &sha256)?;
+        self.kv
+            .cas(Bucket::Meta, "admin-token", bytes, None)
+            .await
+            .map(drop)
     }
 }

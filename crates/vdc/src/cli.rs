@@ -14,6 +14,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "VDC_ADDR", default_value = vdc_api::DEFAULT_API_ADDR)]
     pub addr: String,
 
+    /// The token to authenticate with [default: the one `vdc login` saved,
+    /// else the admin token of the local data directory].
+    #[arg(long, global = true, env = "VDC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
     /// Output format of listings.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -83,11 +88,77 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Save a token for later commands (read from stdin when not given).
+    Login {
+        /// The token; prefer stdin or VDC_TOKEN so it stays out of the shell history.
+        #[arg(long = "with-token")]
+        with_token: Option<String>,
+    },
+    /// Manage tenants: create them, set their quotas, rotate their tokens.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// A live view of apps, refreshed every second (q or Ctrl-C quits, s changes the sort).
     Top {
         /// Only this app.
         app: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; prints its token (shown once).
+    Create {
+        name: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Price of one CPU-minute within the quota (a decimal, up to 6 places).
+        #[arg(long)]
+        price_cpu_minute: Option<String>,
+        /// Price of one GiB-minute of memory within the quota.
+        #[arg(long)]
+        price_gib_minute: Option<String>,
+        /// Price of one CPU-minute above the quota.
+        #[arg(long)]
+        price_burst_cpu_minute: Option<String>,
+        /// Price of one GiB-minute above the quota.
+        #[arg(long)]
+        price_burst_gib_minute: Option<String>,
+    },
+    /// List tenants (a tenant's token sees only itself).
+    List,
+    /// Show one tenant: quota, burst allowance, prices, what it reserves.
+    Show { name: String },
+    /// Set (or, with no limits given, remove) a tenant's quota and burst allowance.
+    SetQuota {
+        name: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Give a tenant a new token; the old one stops working at once.
+    RotateToken { name: String },
+}
+
+/// A quota and a burst allowance, each all-or-nothing.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Quota: CPUs (`4`, `500m`).
+    #[arg(long, requires_all = ["memory", "instances"])]
+    pub cpu: Option<String>,
+    /// Quota: memory (`8GiB`).
+    #[arg(long, requires_all = ["cpu", "instances"])]
+    pub memory: Option<String>,
+    /// Quota: instances.
+    #[arg(long, requires_all = ["cpu", "memory"])]
+    pub instances: Option<u32>,
+    /// Burst allowance above the quota: CPUs.
+    #[arg(long, requires_all = ["burst_memory", "burst_instances", "cpu"])]
+    pub burst_cpu: Option<String>,
+    /// Burst allowance: memory.
+    #[arg(long, requires_all = ["burst_cpu", "burst_instances"])]
+    pub burst_memory: Option<String>,
+    /// Burst allowance: instances.
+    #[arg(long, requires_all = ["burst_cpu", "burst_memory"])]
+    pub burst_instances: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -148,14 +219,29 @@ impl Cli {
 
 impl ServerOpts {
     pub fn data_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.data_dir {
-            return dir.clone();
-        }
-        let base = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("vdc")
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
     }
+}
+
+/// `VDC_DATA_DIR`, else `$XDG_DATA_HOME/vdc`, else `~/.local/share/vdc`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VDC_DATA_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("vdc")
+}
+
+/// Where `vdc login` keeps the token: `$XDG_CONFIG_HOME/vdc/token`, else
+/// `~/.config/vdc/token`.
+pub fn token_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("vdc").join("token"))
 }

@@ -13,6 +13,11 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     addr: String,
+    /// Given on the command line or in the environment.
+    token: Option<String>,
+    /// Read on every request when no token was given: a server this command
+    /// starts writes its admin token there only once it runs.
+    token_files: Vec<std::path::PathBuf>,
 }
 
 /// An error answer from the server, with the body it sent.
@@ -24,7 +29,11 @@ pub struct ApiError {
 }
 
 impl Client {
-    pub fn new(addr: &str) -> anyhow::Result<Self> {
+    pub fn new(
+        addr: &str,
+        token: Option<String>,
+        token_files: Vec<std::path::PathBuf>,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .build()
@@ -38,7 +47,29 @@ impl Client {
             http,
             base,
             addr: addr.to_owned(),
+            token: token
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| t.trim().to_owned()),
+            token_files,
         })
+    }
+
+    /// The token requests carry, if any can be found.
+    fn token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            self.token_files.iter().find_map(|f| {
+                let t = std::fs::read_to_string(f).ok()?;
+                let t = t.trim();
+                (!t.is_empty()).then(|| t.to_owned())
+            })
+        })
+    }
+
+    pub fn with_token(&self, token: String) -> Client {
+        Client {
+            token: Some(token),
+            ..self.clone()
+        }
     }
 
     pub fn addr(&self) -> &str {
@@ -49,14 +80,17 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    /// True when a vdc server answers at the address.
+    /// True when a vdc server answers at the address (with or without a
+    /// token that it accepts).
     pub async fn is_up(&self) -> bool {
         self.http
             .get(self.url("/v1/health"))
             .timeout(Duration::from_millis(500))
             .send()
             .await
-            .is_ok_and(|r| r.status().is_success())
+            .is_ok_and(|r| {
+                r.status().is_success() || r.status() == reqwest::StatusCode::UNAUTHORIZED
+            })
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -77,6 +111,20 @@ impl Client {
         self.send(self.http.post(self.url(path))).await.map(drop)
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let response = self.send(self.http.put(self.url(path)).json(body)).await?;
+        decode(response).await
+    }
+
+    pub async fn post_for<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self.send(self.http.post(self.url(path))).await?;
+        decode(response).await
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.send(self.http.delete(self.url(path))).await.map(drop)
     }
@@ -87,6 +135,10 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let request = match self.token() {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let response = request.send().await.map_err(|e| {
             if e.is_connect() || e.is_timeout() {
                 fail(
@@ -105,6 +157,15 @@ impl Client {
         }
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
+        if status == 401 {
+            let why = serde_json::from_str::<ErrorBody>(&text)
+                .map(|b| b.error)
+                .unwrap_or_default();
+            return Err(fail(
+                Code::Unauthorized,
+                format!("the server at {} refused the token ({why}); log in with `vdc login` or set VDC_TOKEN", self.addr),
+            ));
+        }
         let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or(ErrorBody {
             error: format!("the server answered {status}: {}", text.trim()),
             diagnostics: vec![],

@@ -13,6 +13,8 @@ pub enum Code {
     InvalidSpec = 3,
     /// No server answers at the address.
     Unreachable = 4,
+    /// The server refused the token (missing, malformed, revoked).
+    Unauthorized = 5,
 }
 
 impl From<Code> for ExitCode {

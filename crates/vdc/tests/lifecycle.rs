@@ -194,3 +194,31 @@ fn two_servers_run_side_by_side_and_a_data_dir_has_one_owner() {
         stderr(&out)
     );
 }
+
+#[test]
+fn up_stops_waiting_for_an_instance_that_keeps_exiting() {
+    let vdc = Vdc::start();
+    let path = vdc.dir.path().join("crash.toml");
+    std::fs::write(
+        &path,
+        "app = \"crash\"\n[components.web]\ncommand = [\"sh\", \"-c\", \"echo cannot open config.yaml >&2; exit 2\"]\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = vdc.run(&["up", "-d", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("keeps exiting") && err.contains("exited with code 2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cannot open config.yaml"),
+        "the last output is shown: {err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "did not wait for the timeout"
+    );
+    vdc.ok(&["down", "crash"]);
+}

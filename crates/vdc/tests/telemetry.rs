@@ -58,7 +58,14 @@ struct Stream {
 
 impl Stream {
     async fn open(vdc: &Vdc, path: &str) -> Stream {
-        let response = reqwest::get(format!("http://{}{path}", vdc.addr))
+        Stream::open_as(vdc, path, &vdc.admin_token()).await
+    }
+
+    async fn open_as(vdc: &Vdc, path: &str, token: &str) -> Stream {
+        let response = reqwest::Client::new()
+            .get(format!("http://{}{path}", vdc.addr))
+            .bearer_auth(token)
+            .send()
             .await
             .unwrap();
         assert!(
@@ -234,9 +241,7 @@ async fn subscribers_get_only_their_series_and_a_stalled_one_blocks_nobody() {
 
     // A subscriber that never reads: its buffer fills, then it loses
     // messages; nobody else notices.
-    let stalled = reqwest::get(format!("http://{}/v1/streams/metrics", vdc.addr))
-        .await
-        .unwrap();
+    let stalled = vdc.api_get("/v1/streams/metrics").await;
     let mut alpha = Stream::open(&vdc, "/v1/streams/metrics?app=alpha").await;
     let mut beta = Stream::open(&vdc, "/v1/streams/metrics?app=beta&component=web").await;
 
@@ -279,12 +284,7 @@ async fn prometheus_output_parses_and_counts_requests() {
     let statuses = load(format!("http://127.0.0.1:{port}/"), 30, 1).await;
     assert!(statuses.iter().all(|s| *s == 200));
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let text = reqwest::get(format!("http://{}/metrics", vdc.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = vdc.api_get("/metrics").await.text().await.unwrap();
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text parses");
     let requests: f64 = scrape
@@ -396,10 +396,13 @@ async fn lifecycle_events_stream_with_reasons_and_websockets_work_too() {
     let (spec, _) = backend_app(&vdc, "life", 1, 0, "");
     let mut events = Stream::open(&vdc, "/v1/streams/events").await;
     vdc.ok(&["up", "-d", spec.to_str().unwrap()]);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/v1/streams/events?app=life", vdc.addr))
-            .await
-            .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/v1/streams/events?app=life&access_token={}",
+        vdc.addr,
+        vdc.admin_token()
+    ))
+    .await
+    .unwrap();
 
     let pid = vdc.pid_of("life", "life/web/0").unwrap();
     signal(pid, nix::sys::signal::Signal::SIGKILL);

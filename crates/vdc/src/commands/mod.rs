@@ -5,6 +5,7 @@ mod list;
 mod logs;
 mod server;
 mod stats;
+mod tenant;
 mod top;
 mod up;
 mod validate;
@@ -15,7 +16,16 @@ use crate::cli::{Cli, Command, ServerAction};
 use crate::client::{url_path_escape, Client};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(&cli.addr)?;
+    // Without an explicit token: the one `vdc login` saved, else the admin
+    // token of the local data directory (the embedded case).
+    let data_dir = match &cli.command {
+        Command::Up(args) => args.server.data_dir(),
+        Command::Server(args) => args.opts.data_dir(),
+        _ => crate::cli::default_data_dir(),
+    };
+    let mut token_files: Vec<std::path::PathBuf> = crate::cli::token_file().into_iter().collect();
+    token_files.push(data_dir.join("admin.token"));
+    let client = Client::new(&cli.addr, cli.token.clone(), token_files)?;
     match cli.command {
         Command::Up(args) => up::run(&client, &cli.addr, cli.output, args).await,
         Command::Validate { file } => validate::run(&file, cli.output),
@@ -32,6 +42,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stats { app, seconds } => stats::run(&client, &app, seconds, cli.output).await,
         Command::Top { app } => top::run(&client, app.as_deref()).await,
+        Command::Login { with_token } => tenant::login(&client, with_token).await,
+        Command::Tenant(command) => tenant::run(&client, command, cli.output).await,
         Command::Server(args) => match args.action {
             None => server::foreground(&cli.addr, &args.opts).await,
             Some(ServerAction::Stop) => server::stop(&client).await,

@@ -104,6 +104,25 @@ async fn launch(
     live(client, app, interrupt).await
 }
 
+/// Restarts after which `up` stops waiting for an instance.
+const CRASH_LOOP: u32 = 3;
+
+/// The last non-empty line an instance wrote (not vdc's own markers).
+async fn last_log_line(client: &Client, id: &vdc_model::InstanceId) -> Option<String> {
+    let path = format!(
+        "/v1/logs/{}/{}/{}?tail=5",
+        url_path_escape(id.app.as_str()),
+        url_path_escape(id.component.as_str()),
+        id.index
+    );
+    let text = client.stream(&path).await.ok()?.text().await.ok()?;
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("--- vdc:"))
+        .map(str::to_owned)
+}
+
 /// Polls the app until every instance is ready, printing each change.
 async fn wait_ready(client: &Client, app: &str, timeout: Duration) -> anyhow::Result<AppDetail> {
     let path = format!("/v1/apps/{}", url_path_escape(app));
@@ -131,6 +150,27 @@ async fn wait_ready(client: &Client, app: &str, timeout: Duration) -> anyhow::Re
         if !detail.summary.unplaced.is_empty() {
             return Err(fail(Code::Failure, detail.summary.unplaced.join("; ")));
         }
+        // An instance that keeps exiting will not become ready by waiting:
+        // say so now, with the end of its output.
+        if let Some(s) = detail
+            .instances
+            .iter()
+            .find(|s| s.restarts >= CRASH_LOOP && !s.state.serves_traffic())
+        {
+            let last = last_log_line(client, &s.id).await;
+            return Err(fail(
+                Code::Failure,
+                format!(
+                    "{} keeps exiting ({} restarts, last: {}){}; the app stays submitted: see `vdc logs {}/{}`, fix the spec and run `vdc up` again, or `vdc down {app}`",
+                    s.id,
+                    s.restarts,
+                    s.last_exit.as_deref().unwrap_or("exited"),
+                    last.map(|l| format!("; its last output: {l}")).unwrap_or_default(),
+                    s.id.app,
+                    s.id.component,
+                ),
+            ));
+        }
         if detail.summary.state == AppState::Ready {
             return Ok(detail);
         }
@@ -147,7 +187,7 @@ async fn wait_ready(client: &Client, app: &str, timeout: Duration) -> anyhow::Re
             return Err(fail(
                 Code::Failure,
                 format!(
-                    "{app} was not ready after {}s: {}; see `vdc logs {app}/COMPONENT`",
+                    "{app} was not ready after {}s: {}; see `vdc logs {app}/COMPONENT` (the app stays submitted; `vdc down {app}` removes it)",
                     timeout.as_secs(),
                     waiting.join(", ")
                 ),

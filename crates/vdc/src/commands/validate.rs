@@ -78,7 +78,7 @@ pub fn run(file: &Path, format: Format) -> anyhow::Result<()> {
                 .sum();
             let reserved = spec.reserved();
             println!(
-                "{}: app `{}` is valid: {} components, {} instances, {} CPU and {} reserved",
+                "{}: app `{}` is valid: {} component(s), {} instance(s), {} CPU and {} reserved",
                 loaded.file,
                 spec.name,
                 spec.components.len(),

@@ -87,6 +87,28 @@ impl Vdc {
         self.dir.path().join("data")
     }
 
+    /// The admin token the server created in its data directory.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("admin.token"))
+            .expect("the server writes its admin token")
+            .trim()
+            .to_owned()
+    }
+
+    /// A GET of the API with the admin token.
+    pub async fn api_get(&self, path: &str) -> reqwest::Response {
+        self.api_get_as(path, &self.admin_token()).await
+    }
+
+    pub async fn api_get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        http()
+            .get(format!("http://{}{path}", self.addr))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !self.is_up() {
@@ -115,6 +137,8 @@ impl Vdc {
             .arg(&self.addr)
             .args(args)
             .env("VDC_DATA_DIR", self.data_dir())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env_remove("VDC_TOKEN")
             .stdin(Stdio::null())
             .output()
             .unwrap()

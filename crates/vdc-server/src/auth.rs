@@ -1,0 +1,221 @@
+//! Who is calling: every API request carries a token; the admin token sees
+//! everything, a tenant's token only that tenant's apps, streams, events,
+//! metrics and bill. Anything of another tenant answers 404, exactly as if
+//! it did not exist, so names do not leak.
+
+use std::io::Write;
+use std::path::Path;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use vdc_api::ErrorBody;
+
+use crate::ControlPlane;
+
+/// The tenant name reserved for the admin token's prefix.
+pub(crate) const ADMIN: &str = "admin";
+
+/// Who a request comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+    Tenant(String),
+}
+
+impl Principal {
+    /// Whether this caller may see what belongs to `tenant`.
+    pub fn sees(&self, tenant: &str) -> bool {
+        match self {
+            Principal::Admin => true,
+            Principal::Tenant(t) => t == tenant,
+        }
+    }
+
+    /// The tenant a tenant token is scoped to; `None` for the admin.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Principal::Admin => None,
+            Principal::Tenant(t) => Some(t),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Principal::Admin)
+    }
+}
+
+/// A new token for `owner` (a tenant name, or [`ADMIN`]): the owner, a dot,
+/// and 256 random bits in hex. The owner part lets the server find the hash
+/// to compare with; the random part is the secret.
+pub(crate) fn new_token(owner: &str) -> String {
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    format!("vdc-{owner}.{hex}")
+}
+
+pub(crate) fn sha256_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The owner named in a well-formed token.
+fn owner_of(token: &str) -> Option<&str> {
+    let rest = token.strip_prefix("vdc-")?;
+    let (owner, secret) = rest.split_once('.')?;
+    let well_formed = secret.len() == 64
+        && secret.bytes().all(|b| b.is_ascii_hexdigit())
+        && (owner == ADMIN || vdc_spec::is_valid_name(owner));
+    well_formed.then_some(owner)
+}
+
+fn same_hash(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+fn unauthorized(message: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(ErrorBody {
+            error: message.to_owned(),
+            diagnostics: vec![],
+        }),
+    )
+        .into_response()
+}
+
+/// The token of a request: `Authorization: Bearer TOKEN`, or for clients
+/// that cannot set headers (browser EventSource, WebSocket) the
+/// `access_token` query parameter.
+fn token_of(request: &Request) -> Option<String> {
+    if let Some(value) = request.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        return Some(
+            value
+                .strip_prefix("Bearer ")
+                .unwrap_or(value)
+                .trim()
+                .to_owned(),
+        );
+    }
+    request
+        .uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("access_token=").map(str::to_owned))
+}
+
+/// Middleware: resolves the caller and hands it to the handlers as an
+/// extension, or answers 401.
+pub(crate) async fn authenticate(
+    State(control): State<ControlPlane>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token_of(&request) else {
+        return unauthorized(
+            "this API needs a token: send `Authorization: Bearer TOKEN` (vdc login, or VDC_TOKEN)",
+        );
+    };
+    let Some(owner) = owner_of(&token) else {
+        return unauthorized("malformed token: expected vdc-NAME.<64 hex digits>");
+    };
+    let hash = sha256_hex(&token);
+    let principal = if owner == ADMIN {
+        match control.store().admin_token_sha256().await {
+            Ok(Some(admin)) if same_hash(&admin, &hash) => Principal::Admin,
+            Ok(_) => return unauthorized("invalid token"),
+            Err(e) => return crate::api::internal(e.to_string()),
+        }
+    } else {
+        match control.store().tenant(owner).await {
+            Ok(Some((tenant, _))) if same_hash(&tenant.token_sha256, &hash) => {
+                Principal::Tenant(owner.to_owned())
+            }
+            Ok(_) => return unauthorized("invalid token"),
+            Err(e) => return crate::api::internal(e.to_string()),
+        }
+    };
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// Creates the admin token at first start: its hash goes to the store, the
+/// token itself to `DATA_DIR/admin.token` (readable by its owner only) and,
+/// once, to stderr. Later starts find the hash and do nothing.
+pub(crate) async fn bootstrap_admin(
+    control: &ControlPlane,
+    data_dir: &Path,
+) -> Result<(), crate::ServerError> {
+    if control.store().admin_token_sha256().await?.is_some() {
+        return Ok(());
+    }
+    let token = new_token(ADMIN);
+    let path = data_dir.join("admin.token");
+    write_secret(&path, &token).map_err(|source| crate::ServerError::DataDir {
+        path: path.display().to_string(),
+        source,
+    })?;
+    control
+        .store()
+        .create_admin_token(&sha256_hex(&token))
+        .await?;
+    eprintln!(
+        "vdc: created the admin token (shown once; also in {}, readable only by you):\n{token}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes a file only its owner can read.
+pub(crate) fn write_secret(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_well_formed_and_unique() {
+        let a = new_token("acme");
+        let b = new_token("acme");
+        assert_ne!(a, b);
+        assert_eq!(owner_of(&a), Some("acme"));
+        assert_eq!(owner_of(&new_token(ADMIN)), Some(ADMIN));
+        assert_eq!(sha256_hex("abc").len(), 64);
+    }
+
+    #[test]
+    fn malformed_tokens_name_no_owner() {
+        for bad in [
+            "",
+            "vdc-",
+            "vdc-acme",
+            "vdc-acme.",
+            "vdc-acme.xyz",
+            "vdc-Acme.0000000000000000000000000000000000000000000000000000000000000000",
+            "vdc-acme.000000000000000000000000000000000000000000000000000000000000000g",
+            "Bearer vdc-acme.0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            assert_eq!(owner_of(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Tenants over the API: creating them, their quotas and tokens, and the
+//! quota check every submission passes.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use vdc_api::{CreateTenant, PricesSpec, QuotaSpec, SetQuota, TenantToken, TenantView};
+use vdc_model::{Admission, AppRecord, Prices, Quota, Tenant, Usage};
+use vdc_spec::{AppSpec, TenantName};
+use vdc_store::StoreError;
+
+use crate::api::ApiError;
+use crate::auth::{self, Principal, ADMIN};
+use crate::telemetry::now_ms;
+use crate::ControlPlane;
+
+pub(crate) fn router() -> Router<ControlPlane> {
+    Router::new()
+        .route("/v1/tenants", get(list).post(create))
+        .route("/v1/tenants/{tenant}", get(show))
+        .route("/v1/tenants/{tenant}/quota", put(set_quota))
+        .route("/v1/tenants/{tenant}/token", post(rotate))
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no tenant named `{name}`"))
+}
+
+fn admin_only(principal: &Principal) -> Result<(), ApiError> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("no such resource".to_owned()))
+    }
+}
+
+fn parse_quota(field: &str, spec: &QuotaSpec) -> Result<Quota, ApiError> {
+    let bad =
+        |what: &str, e: vdc_spec::UnitError| ApiError::BadRequest(format!("{field}.{what}: {e}"));
+    Ok(Quota {
+        cpu: vdc_spec::parse_cpu(&spec.cpu).map_err(|e| bad("cpu", e))?,
+        memory: vdc_spec::parse_memory(&spec.memory).map_err(|e| bad("memory", e))?,
+        instances: spec.instances,
+    })
+}
+
+/// `"0.0012"` -> 1200 millionths.
+fn parse_money(field: &str, text: &str) -> Result<u64, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "prices.{field}: `{text}` is not a price: expected a decimal number with at most 6 decimals, like \"0.0012\""
+        ))
+    };
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() && frac.is_empty()
+        || frac.len() > 6
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let frac: u64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
+    whole
+        .checked_mul(1_000_000)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)
+}
+
+fn parse_prices(spec: &PricesSpec) -> Result<Prices, ApiError> {
+    let get =
+        |field: &str, v: &Option<String>| v.as_deref().map_or(Ok(0), |t| parse_money(field, t));
+    Ok(Prices {
+        cpu_minute_micros: get("cpu_minute", &spec.cpu_minute)?,
+        gib_minute_micros: get("gib_minute", &spec.gib_minute)?,
+        burst_cpu_minute_micros: get("burst_cpu_minute", &spec.burst_cpu_minute)?,
+        burst_gib_minute_micros: get("burst_gib_minute", &spec.burst_gib_minute)?,
+    })
+}
+
+/// What one app reserves: CPU and memory of its process instances.
+fn usage_of(app: &AppSpec) -> Usage {
+    let instances = app
+        .components
+        .values()
+        .filter(|c| !c.appliance.is_builtin())
+        .map(|c| c.replicas.count)
+        .sum();
+    Usage::of(app.reserved(), instances)
+}
+
+/// What a tenant's apps reserve, leaving out `except`.
+fn reserved_by(apps: &[AppRecord], tenant: &str, except: Option<&str>) -> (Usage, u32) {
+    apps.iter()
+        .filter(|a| a.spec.tenant.as_str() == tenant && !a.deleting)
+        .filter(|a| except.is_none_or(|e| a.spec.name.as_str() != e))
+        .fold((Usage::default(), 0), |(u, n), a| {
+            (u.plus(usage_of(&a.spec)), n + 1)
+        })
+}
+
+async fn view(control: &ControlPlane, tenant: &Tenant) -> Result<TenantView, StoreError> {
+    let apps = control.store().apps().await?;
+    let (reserved, count) = reserved_by(&apps, tenant.name.as_str(), None);
+    Ok(TenantView {
+        name: tenant.name.to_string(),
+        quota: tenant.quota,
+        burst: tenant.burst,
+        prices: tenant.prices,
+        reserved,
+        apps: count,
+        created_at_ms: tenant.created_at_ms,
+        token_rotated_at_ms: tenant.token_rotated_at_ms,
+    })
+}
+
+// === handlers ===
+
+async fn list(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<TenantView>>, ApiError> {
+    let mut out = Vec::new();
+    for t in control.store().tenants().await? {
+        if principal.sees(t.name.as_str()) {
+            out.push(view(&control, &t).await?);
+        }
+    }
+    Ok(Json(out))
+}
+
+async fn show(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    let (tenant, _) = find(&control, &principal, &name).await?;
+    Ok(Json(view(&control, &tenant).await?))
+}
+
+async fn find(
+    control: &ControlPlane,
+    principal: &Principal,
+    name: &str,
+) -> Result<(Tenant, u64), ApiError> {
+    if !principal.sees(name) {
+        return Err(not_found(name));
+    }
+    control
+        .store()
+        .tenant(name)
+        .await?
+        .ok_or_else(|| not_found(name))
+}
+
+async fn create(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+    Json(request): Json<CreateTenant>,
+) -> Result<(StatusCode, Json<TenantToken>), ApiError> {
+    admin_only(&principal)?;
+    let name = TenantName::new(&request.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if name.as_str() == ADMIN {
+        return Err(ApiError::BadRequest(
+            "the tenant name `admin` is reserved".to_owned(),
+        ));
+    }
+    let token = auth::new_token(name.as_str());
+    let now = now_ms();
+    let tenant = Tenant {
+        name: name.clone(),
+        token_sha256: auth::sha256_hex(&token),
+        quota: request
+            .quota
+            .as_ref()
+            .map(|q| parse_quota("quota", q))
+            .transpose()?,
+        burst: request
+            .burst
+            .as_ref()
+            .map(|q| parse_quota("burst", q))
+            .transpose()?,
+        prices: request
+            .prices
+            .as_ref()
+            .map(parse_prices)
+            .transpose()?
+            .unwrap_or_default(),
+        created_at_ms: now,
+        token_rotated_at_ms: now,
+    };
+    match control.store().put_tenant(&tenant, None).await {
+        Ok(_) => Ok((
+            StatusCode::CREATED,
+            Json(TenantToken {
+                tenant: view(&control, &tenant).await?,
+                token,
+            }),
+        )),
+        Err(StoreError::Conflict { .. }) => Err(ApiError::Conflict(format!(
+            "tenant `{name}` already exists"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn set_quota(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    Json(request): Json<SetQuota>,
+) -> Result<Json<TenantView>, ApiError> {
+    admin_only(&principal)?;
+    loop {
+        let (mut tenant, revision) = find(&control, &principal, &name).await?;
+        tenant.quota = request
+            .quota
+            .as_ref()
+            .map(|q| parse_quota("quota", q))
+            .transpose()?;
+        tenant.burst = request
+            .burst
+            .as_ref()
+            .map(|q| parse_quota("burst", q))
+            .transpose()?;
+        match control.store().put_tenant(&tenant, Some(revision)).await {
+            Ok(_) => return Ok(Json(view(&control, &tenant).await?)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A new token; the old one stops working at once.
+async fn rotate(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<TenantToken>, ApiError> {
+    loop {
+        let (mut tenant, revision) = find(&control, &principal, &name).await?;
+        let token = auth::new_token(&name);
+        tenant.token_sha256 = auth::sha256_hex(&token);
+        tenant.token_rotated_at_ms = now_ms();
+        match control.store().put_tenant(&tenant, Some(revision)).await {
+            Ok(_) => {
+                return Ok(Json(TenantToken {
+                    tenant: view(&control, &tenant).await?,
+                    token,
+                }))
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+// === submissions ===
+
+/// Settles whose app a submission is. A tenant's token owns what it submits:
+/// a spec without `tenant` becomes the caller's, a spec naming another
+/// tenant is refused. The admin may submit for any existing tenant.
+pub(crate) fn claim(
+    principal: &Principal,
+    source: &str,
+    spec: &mut AppSpec,
+) -> Result<(), ApiError> {
+    let Principal::Tenant(mine) = principal else {
+        return Ok(());
+    };
+    let explicit = toml::from_str::<toml::Table>(source).is_ok_and(|t| t.contains_key("tenant"));
+    if !explicit {
+        spec.tenant =
+            TenantName::new(mine.as_str()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    } else if spec.tenant.as_str() != mine {
+        return Err(ApiError::BadRequest(format!(
+            "the spec names tenant `{}`, but this token belongs to tenant `{mine}`",
+            spec.tenant
+        )));
+    }
+    Ok(())
+}
+
+/// Admission against the tenant's quota: what the tenant's other apps
+/// reserve plus what this one asks for must fit the quota, or the burst
+/// allowance above it. Refusals name the quota, the request and what is in
+/// use.
+pub(crate) async fn admit_quota(
+    control: &ControlPlane,
+    apps: &[AppRecord],
+    record: &AppRecord,
+) -> Result<Admission, ApiError> {
+    let tenant_name = record.spec.tenant.as_str();
+    let Some((tenant, _)) = control.store().tenant(tenant_name).await? else {
+        return Err(ApiError::BadRequest(format!(
+            "no tenant named `{tenant_name}`"
+        )));
+    };
+    let (in_use, others) = reserved_by(apps, tenant_name, Some(record.spec.name.as_str()));
+    let asked = usage_of(&record.spec);
+    match tenant.admit(in_use.plus(asked)) {
+        Admission::Refused => {
+            let quota = tenant.quota.map_or("none".to_owned(), |q| q.to_string());
+            let burst = tenant.burst.map_or("none".to_owned(), |q| q.to_string());
+            Err(ApiError::Conflict(format!(
+                "tenant `{tenant_name}` quota exceeded: app `{}` asks for {asked}; {others} other app(s) already reserve {in_use}; quota {quota}; burst allowance {burst}",
+                record.spec.name
+            )))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Creates the `default` tenant, without limits, at first start.
+pub(crate) async fn bootstrap_default(control: &ControlPlane) -> Result<(), StoreError> {
+    let name = TenantName::default_tenant();
+    if control.store().tenant(name.as_str()).await?.is_some() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let tenant = Tenant {
+        token_sha256: auth::sha256_hex(&auth::new_token(name.as_str())),
+        name,
+        quota: None,
+        burst: None,
+        prices: Prices::default(),
+        created_at_ms: now,
+        token_rotated_at_ms: now,
+    };
+    match control.store().put_tenant(&tenant, None).await {
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_parses_exactly() {
+        assert_eq!(parse_money("x", "0.0012").ok(), Some(1200));
+        assert_eq!(parse_money("x", "3").ok(), Some(3_000_000));
+        assert_eq!(parse_money("x", ".5").ok(), Some(500_000));
+        for bad in [
+            "",
+            ".",
+            "1.2345678",
+            "-1",
+            "1e3",
+            "abc",
+            "99999999999999999999",
+        ] {
+            assert!(parse_money("x", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! End to end: tenants, tokens, per-tenant views and quotas.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Output;
+use std::time::Duration;
+
+use common::*;
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs the CLI with an explicit token.
+fn as_token(vdc: &Vdc, token: &str, args: &[&str]) -> Output {
+    std::process::Command::new(BIN)
+        .args(["--addr", &vdc.addr])
+        .args(args)
+        .env("VDC_TOKEN", token)
+        .env("XDG_CONFIG_HOME", vdc.dir.path().join("config"))
+        .env("VDC_DATA_DIR", vdc.dir.path().join("elsewhere"))
+        .output()
+        .unwrap()
+}
+
+fn create_tenant(vdc: &Vdc, name: &str, limits: &[&str]) -> String {
+    let mut args = vec!["tenant", "create", name];
+    args.extend_from_slice(limits);
+    vdc.ok(&args).trim().to_owned()
+}
+
+/// A spec with no `tenant`: it belongs to whoever submits it.
+fn app(vdc: &Vdc, name: &str, replicas: u32, port: u16) -> std::path::PathBuf {
+    let path = vdc.dir.path().join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"app = "{name}"
+[components.lb]
+appliance = "builtin:http-lb"
+gateway = {{ port = {port}, address = "127.0.0.1" }}
+links = {{ backend = "web.http" }}
+[components.web]
+replicas = {replicas}
+command = ["python3", "-m", "http.server", "${{PORT}}", "--bind", "127.0.0.1"]
+resources = {{ cpu = 0.25, memory = "64MiB" }}
+inputs = {{ http = {{ protocol = "http", health = "/" }} }}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_sees_only_its_own_apps_streams_and_metrics() {
+    let vdc = Vdc::start();
+    let acme = create_tenant(&vdc, "acme", &[]);
+    let blue = create_tenant(&vdc, "blue", &[]);
+    assert!(acme.starts_with("vdc-acme."), "{acme}");
+
+    let port = free_port();
+    let spec = app(&vdc, "alpha", 1, port);
+    let out = as_token(&vdc, &acme, &["up", "-d", spec.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The owner and the admin see it; the other tenant sees nothing, and a
+    // name of another tenant's app is "not found", exactly like a missing one.
+    let apps: serde_json::Value =
+        serde_json::from_str(&stdout(&as_token(&vdc, &acme, &["apps", "-o", "json"]))).unwrap();
+    assert_eq!(apps[0]["name"], "alpha");
+    assert_eq!(apps[0]["tenant"], "acme");
+    assert!(vdc.ok(&["apps"]).contains("alpha"));
+    assert_eq!(
+        stdout(&as_token(&vdc, &blue, &["apps", "-o", "json"])).trim(),
+        "[]"
+    );
+    let out = as_token(&vdc, &blue, &["ps", "alpha"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no app named `alpha`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        stdout(&as_token(&vdc, &blue, &["ps", "-o", "json"])).trim(),
+        "[]"
+    );
+    for path in [
+        "/v1/apps/alpha",
+        "/v1/apps/alpha/topology",
+        "/v1/logs/alpha/web/0",
+        "/v1/events?app=alpha",
+        "/v1/tenants/acme",
+    ] {
+        assert_eq!(vdc.api_get_as(path, &blue).await.status(), 404, "{path}");
+        assert_eq!(vdc.api_get_as(path, &acme).await.status(), 200, "{path}");
+    }
+    assert_eq!(
+        as_token(&vdc, &blue, &["down", "alpha"]).status.code(),
+        Some(1)
+    );
+
+    // Streams and metrics: blue's subscription carries nothing of acme's.
+    let client = http();
+    let blue_stream = client
+        .get(format!("http://{}/v1/streams/metrics", vdc.addr))
+        .bearer_auth(&blue)
+        .send()
+        .await
+        .unwrap();
+    let mut acme_stream = client
+        .get(format!("http://{}/v1/streams/metrics?app=alpha", vdc.addr))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let got = tokio::time::timeout(Duration::from_secs(4), acme_stream.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&got).contains("\"app\":\"alpha\""));
+    let mut blue_stream = blue_stream;
+    let nothing = tokio::time::timeout(Duration::from_secs(3), blue_stream.chunk()).await;
+    assert!(nothing.is_err(), "blue received {nothing:?}");
+    let metrics = vdc
+        .api_get_as("/metrics", &blue)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("alpha"), "{metrics}");
+    let metrics = vdc
+        .api_get_as("/metrics", &acme)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("app=\"alpha\""), "{metrics}");
+
+    // Only the admin manages tenants and the server.
+    assert_eq!(
+        as_token(&vdc, &acme, &["tenant", "create", "evil"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        as_token(&vdc, &acme, &["server", "stop"]).status.code(),
+        Some(1)
+    );
+    assert!(vdc.is_up());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_malformed_wrong_and_rotated_tokens_are_refused() {
+    let vdc = Vdc::start();
+    let acme = create_tenant(&vdc, "acme", &[]);
+    let client = http();
+    let url = format!("http://{}/v1/apps", vdc.addr);
+
+    let none = client.get(&url).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let body: serde_json::Value = none.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("needs a token"));
+    for bad in [
+        "nonsense",
+        "vdc-acme.1234",
+        "vdc-acme.zz",
+        &format!("{acme}x"),
+    ] {
+        let r = client.get(&url).bearer_auth(bad).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{bad}");
+        let _: serde_json::Value = r.json().await.unwrap();
+    }
+    let forged = format!("vdc-acme.{}", "0".repeat(64));
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&forged)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // After rotation the old token is dead at once and the new one works.
+    let rotated = vdc
+        .ok(&["tenant", "rotate-token", "acme"])
+        .trim()
+        .to_owned();
+    assert_ne!(rotated, acme);
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&rotated)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let out = as_token(&vdc, &acme, &["apps"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+
+    // `vdc login` saves a token for later commands.
+    let login = std::process::Command::new(BIN)
+        .args(["--addr", &vdc.addr, "login", "--with-token", &rotated])
+        .env("XDG_CONFIG_HOME", vdc.dir.path().join("config"))
+        .env("VDC_DATA_DIR", vdc.dir.path().join("elsewhere"))
+        .env_remove("VDC_TOKEN")
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", stderr(&login));
+    assert!(stdout(&login).contains("tenant `acme`"));
+    let saved = std::fs::metadata(vdc.dir.path().join("config/vdc/token")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&saved.permissions()) & 0o777,
+        0o600
+    );
+
+    // Bad bodies get a clean 4xx with a JSON error.
+    let admin = vdc.admin_token();
+    for body in ["{", "{\"name\": 3}", "{\"name\":\"x\",\"extra\":1}", "[]"] {
+        let r = client
+            .post(format!("http://{}/v1/tenants", vdc.addr))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{body}: {}", r.status());
+    }
+    let huge = "x".repeat(2 << 20);
+    let r = client
+        .post(format!("http://{}/v1/apps", vdc.addr))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"file\":\"a\",\"base_dir\":\"/\",\"source\":\"{huge}\"}}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(vdc.is_up());
+}
+
+#[test]
+fn quotas_refuse_whole_apps_and_burst_allowances_admit_them() {
+    let vdc = Vdc::start();
+    let acme = create_tenant(
+        &vdc,
+        "acme",
+        &["--cpu", "1", "--memory", "1GiB", "--instances", "2"],
+    );
+    let spec = app(&vdc, "big", 3, free_port());
+    let out = as_token(&vdc, &acme, &["up", "-d", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("quota exceeded")
+            && err.contains("3 instances")
+            && err.contains("quota 1 CPU"),
+        "{err}"
+    );
+    assert_eq!(
+        stdout(&as_token(&vdc, &acme, &["apps", "-o", "json"])).trim(),
+        "[]"
+    );
+    assert_eq!(
+        stdout(&as_token(&vdc, &acme, &["ps", "-o", "json"])).trim(),
+        "[]"
+    );
+
+    // With a burst allowance the same app is admitted.
+    vdc.ok(&[
+        "tenant",
+        "set-quota",
+        "acme",
+        "--cpu",
+        "1",
+        "--memory",
+        "1GiB",
+        "--instances",
+        "2",
+        "--burst-cpu",
+        "1",
+        "--burst-memory",
+        "1GiB",
+        "--burst-instances",
+        "2",
+    ]);
+    let out = as_token(&vdc, &acme, &["up", "-d", spec.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = vdc.ok(&["tenant", "show", "acme", "-o", "json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["reserved"]["instances"], 3);
+    assert_eq!(shown["apps"], 1);
+}

@@ -53,7 +53,7 @@ echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency; median of $REPS runs each"
 
 # instance_locator ADDR APP COMPONENT INPUT: the first instance's listen address.
 instance_locator() {
-    "$VDC" --addr "$1" ps "$2" -o json | python3 -c '
+    vdc_at "$1" ps "$2" -o json | python3 -c '
 import json, sys
 app, component, terminal = sys.argv[1:]
 for s in json.load(sys.stdin):
@@ -219,7 +219,7 @@ case_shop() {
         { cat "$dir/up.err" >&2; exit 1; }
     pin_server "$addr"
     backend="$(instance_locator "$addr" shop web http)"
-    mapfile -t WATCH_PIDS < <("$VDC" --addr "$addr" ps shop -o json |
+    mapfile -t WATCH_PIDS < <(vdc_at "$addr" ps shop -o json |
         python3 -c 'import json, sys; [print(s["pid"]) for s in json.load(sys.stdin) if s["pid"]]')
     echo "one web instance $backend, gateway 127.0.0.1:$gw_port (each web instance is limited to 0.5 CPU by the spec)"
     measure shop "direct=http://$backend/" "gateway=http://127.0.0.1:$gw_port/"

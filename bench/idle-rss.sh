@@ -35,6 +35,7 @@ sample() {
 addr="127.0.0.1:$(free_port)"
 data="$BENCH_TMP/data"
 SERVER_ADDRS+=("$addr")
+DATA_OF[$addr]="$data"
 "$VDC" --addr "$addr" server --data-dir "$data" >"$BENCH_TMP/server.log" 2>&1 &
 pid=$!
 OWN_PIDS+=("$pid")
@@ -50,7 +51,7 @@ sample "idle (no app)" "$pid"
 
 gw_port="$(free_port)"
 spec="$(spec_copy "$ROOT/examples/shop.toml" "$gw_port" "$BENCH_TMP/spec")"
-"$VDC" --addr "$addr" up "$spec" -d >/dev/null 2>"$BENCH_TMP/up.err" || { cat "$BENCH_TMP/up.err" >&2; exit 1; }
+vdc_at "$addr" up "$spec" -d >/dev/null 2>"$BENCH_TMP/up.err" || { cat "$BENCH_TMP/up.err" >&2; exit 1; }
 sleep "$SETTLE"
 sample "shop running" "$pid"
 

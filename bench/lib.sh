@@ -90,11 +90,32 @@ spec_copy() {
 
 # --- servers ------------------------------------------------------------
 
-# api_get ADDR PATH: GET http://ADDR/PATH from the vdc API.
+# Data directory of each server this script started, by API address: the
+# server writes its admin token there, and every call to it needs one.
+declare -A DATA_OF=()
+
+# token_of ADDR: the admin token of the server at ADDR (empty if unknown).
+token_of() {
+    local data="${DATA_OF[$1]:-}"
+    [[ -n "$data" && -r "$data/admin.token" ]] && tr -d '[:space:]' <"$data/admin.token"
+    return 0
+}
+
+# vdc_at ADDR ARGS...: the vdc CLI against the server at ADDR, with its token.
+vdc_at() {
+    local addr="$1"
+    shift
+    "$VDC" --addr "$addr" --token "$(token_of "$addr")" "$@"
+}
+
+# api_get ADDR PATH: GET http://ADDR/PATH from the vdc API, with the token.
 api_get() {
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$1" "$2" "$(token_of "$1")" <<'PY'
 import sys, urllib.request
-with urllib.request.urlopen(f"http://{sys.argv[1]}{sys.argv[2]}", timeout=5) as r:
+request = urllib.request.Request(f"http://{sys.argv[1]}{sys.argv[2]}")
+if sys.argv[3]:
+    request.add_header("Authorization", "Bearer " + sys.argv[3])
+with urllib.request.urlopen(request, timeout=5) as r:
     sys.stdout.write(r.read().decode())
 PY
 }
@@ -111,6 +132,7 @@ up_detached() {
     local addr="$1" data="$2" spec="$3"
     shift 3
     SERVER_ADDRS+=("$addr")
+    DATA_OF[$addr]="$data"
     "$@" "$VDC" --addr "$addr" up "$spec" -d --data-dir "$data"
 }
 
@@ -127,7 +149,7 @@ running() {
 stop_server() {
     local addr="$1" pid=""
     pid="$(server_pid "$addr" 2>/dev/null)" || pid=""
-    timeout 90 "$VDC" --addr "$addr" server stop || true
+    timeout 90 "$VDC" --addr "$addr" --token "$(token_of "$addr")" server stop || true
     if [[ -n "$pid" ]]; then
         local i
         for ((i = 0; i < 1500; i++)); do

@@ -11,6 +11,7 @@ request takes (arrival of the sample for the second it completed in) minus
 
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -28,7 +29,8 @@ arrivals = {}  # unix second -> arrival time of the first sample with requests
 def subscribe():
     host, port = api.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port))
-    conn.request("GET", f"/v1/streams/metrics?app={app}&kind=gateway")
+    headers = {"Authorization": "Bearer " + os.environ.get("VDC_TOKEN", "")}
+    conn.request("GET", f"/v1/streams/metrics?app={app}&kind=gateway", headers=headers)
     response = conn.getresponse()
     buffer = b""
     while True:

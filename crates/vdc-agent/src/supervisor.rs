@@ -22,6 +22,10 @@ const STARTING_PROBE_CAP: Duration = Duration::from_millis(50);
 /// How long a starting instance may fail its probes before the failure is
 /// reported in its status.
 const QUIET_START: Duration = Duration::from_secs(2);
+/// Tasks (processes and threads) one instance may have at once, so that a
+/// fork bomb stays inside its instance. Enforced with the pids controller.
+pub const PIDS_MAX: u64 = 1024;
+
 /// How often an instance's kernel accounting is read.
 const USAGE_EVERY: Duration = Duration::from_secs(1);
 /// A process that stayed up this long is considered healthy again: its next
@@ -165,7 +169,7 @@ async fn launch(
         limits: Limits {
             cpu_millis: Some(component.resources.cpu.0).filter(|c| *c > 0),
             memory_bytes: Some(component.resources.memory.0).filter(|m| *m > 0),
-            pids_max: None,
+            pids_max: Some(PIDS_MAX),
         },
     };
     let handle = inner.driver.start(&spec).await.map_err(|e| e.to_string())?;

@@ -1,0 +1,147 @@
+//! End to end: the kernel enforces each instance's limits, and vdc says so.
+//! These need root (cgroups); CI runs as root.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn programs() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/programs")
+        .display()
+        .to_string()
+}
+
+fn root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "cgroup limits need root: run these tests as root (CI does)"
+    );
+}
+
+fn launch(vdc: &Vdc, app: &str, body: &str) {
+    let path = vdc.dir.path().join(format!("{app}.toml"));
+    std::fs::write(&path, format!("app = \"{app}\"\n{body}")).unwrap();
+    let out = vdc.run(&["up", "-d", "--timeout", "10", path.to_str().unwrap()]);
+    // A hog may be killed before it is ready: only refusals matter here.
+    assert_ne!(out.status.code(), Some(3), "{out:?}");
+}
+
+fn events(vdc: &Vdc, app: &str) -> Vec<serde_json::Value> {
+    let out = vdc.ok(&["events", app, "-o", "json", "--limit", "200"]);
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_instance_past_its_memory_limit_is_killed_restarted_and_the_event_says_why() {
+    root();
+    let vdc = Vdc::start();
+    launch(
+        &vdc,
+        "oom",
+        &format!(
+            "[components.hog]\ncommand = [\"python3\", \"{}/hog.py\"]\nenv = {{ HOG = \"memory\" }}\nresources = {{ cpu = 0.5, memory = \"96MiB\" }}\n",
+            programs()
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = events(&vdc, "oom");
+        let killed = events.iter().find(|e| e["kind"] == "instance-exited");
+        let restarted = events.iter().any(|e| e["kind"] == "instance-restarted");
+        if let (Some(killed), true) = (killed, restarted) {
+            assert!(
+                killed["reason"].as_str().unwrap().contains("out of memory"),
+                "{killed}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no OOM kill and restart: {events:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let list = vdc.instances("oom");
+    assert!(
+        list[0]["last_exit"]
+            .as_str()
+            .unwrap()
+            .contains("out of memory"),
+        "{list:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_instance_is_throttled_to_its_cpu_share_and_accounting_shows_it() {
+    root();
+    let vdc = Vdc::start();
+    launch(
+        &vdc,
+        "spin",
+        "[components.spin]\ncommand = [\"sh\", \"-c\", \"while :; do :; done\"]\nresources = { cpu = 0.2, memory = \"32MiB\" }\n",
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let topology: serde_json::Value = vdc
+        .api_get("/v1/apps/spin/topology?seconds=3")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cpu = topology["components"][0]["cpu_percent"].as_f64().unwrap();
+    assert!((12.0..=26.0).contains(&cpu), "a 0.2-CPU limit shows {cpu}%");
+    let metrics = vdc.api_get("/metrics").await.text().await.unwrap();
+    let throttled: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("vdc_instance_cpu_throttled_seconds_total{") && l.contains("spin/spin/0")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no throttling metric: {metrics}"));
+    assert!(
+        throttled > 0.5,
+        "throttled {throttled} s in ~4 s at 0.2 CPU"
+    );
+}
+
+#[test]
+fn a_fork_bomb_is_stopped_by_the_pids_limit() {
+    root();
+    let vdc = Vdc::start();
+    launch(
+        &vdc,
+        "forks",
+        &format!(
+            "[components.hog]\ncommand = [\"python3\", \"{}/hog.py\"]\nenv = {{ HOG = \"forks\" }}\nresources = {{ cpu = 0.5, memory = \"2GiB\" }}\n",
+            programs()
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = vdc.ok(&["logs", "forks/hog/0"]);
+        if log.contains("fork failed") || log.contains("started all") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let got: u64 = log
+        .split("fork failed after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the pids limit did not stop it: {log}"));
+    assert!((900..=1024).contains(&got), "stopped after {got} children");
+    // Stopping the instance takes every child with it.
+    vdc.ok(&["down", "forks"]);
+    assert!(processes_matching(&format!("{}/hog.py", programs()))
+        .iter()
+        .all(|(_, cmd)| !cmd.contains("HOG")));
+}

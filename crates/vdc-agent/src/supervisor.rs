@@ -26,6 +26,9 @@ const QUIET_START: Duration = Duration::from_secs(2);
 /// fork bomb stays inside its instance. Enforced with the pids controller.
 pub const PIDS_MAX: u64 = 1024;
 
+/// How long an instance without inputs must stay up to count as ready.
+const READY_WITHOUT_PROBES: Duration = Duration::from_millis(500);
+
 /// How often an instance's kernel accounting is read.
 const USAGE_EVERY: Duration = Duration::from_secs(1);
 /// A process that stayed up this long is considered healthy again: its next
@@ -207,14 +210,17 @@ async fn watch(
     let mut failures = 0u32;
     let mut delay = FIRST_PROBE;
     let started = Instant::now();
-    if checks.is_empty() {
-        // Nothing to probe: running is all an instance without inputs can show.
-        ready = true;
-        inner.update(id, |r| r.status.state = InstanceState::Ready);
-    }
     // A deadline rather than a fresh sleep per loop, so the accounting
     // ticks do not postpone the probes.
-    let mut next_probe = Instant::now() + delay;
+    // Nothing to probe: staying up for a moment is all an instance without
+    // inputs can show, and it keeps a program that exits at once from
+    // looking ready.
+    let mut next_probe = Instant::now()
+        + if checks.is_empty() {
+            READY_WITHOUT_PROBES
+        } else {
+            delay
+        };
     let mut accounting = tokio::time::interval(USAGE_EVERY);
     accounting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -232,7 +238,7 @@ async fn watch(
                 }
                 continue;
             }
-            _ = tokio::time::sleep_until(next_probe), if !checks.is_empty() => {}
+            _ = tokio::time::sleep_until(next_probe) => {}
         }
         let mut failed = None;
         for (name, addr, health) in &checks {

@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod control;
+mod metering;
 mod node;
 mod status;
 mod streams;
@@ -144,6 +145,7 @@ impl Server {
     pub async fn run(self) -> Result<(), ServerError> {
         let control = self.control.clone();
         let loop_task = tokio::spawn(control.clone().run());
+        let metering = tokio::spawn(metering::run(control.clone(), self.shutdown.clone()));
         let collector = tokio::spawn(
             control
                 .telemetry()
@@ -161,6 +163,7 @@ impl Server {
                 token.cancelled().await;
                 let _ = loop_task.await;
                 let _ = collector.await;
+                let _ = metering.await;
                 control.agent().shutdown(Duration::from_secs(10)).await;
                 control.persist_all().await;
                 stopped.cancel();

@@ -21,6 +21,96 @@ pub(crate) fn router() -> Router<ControlPlane> {
         .route("/v1/tenants/{tenant}", get(show))
         .route("/v1/tenants/{tenant}/quota", put(set_quota))
         .route("/v1/tenants/{tenant}/token", post(rotate))
+        .route("/v1/tenants/{tenant}/bill", get(bill))
+        .route("/v1/usage", get(usage))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PeriodQuery {
+    /// Unix seconds; the period starts at the minute holding it. Default: the
+    /// beginning.
+    from: Option<u64>,
+    /// Unix seconds; the period ends before the minute holding it. Default:
+    /// now (closed minutes only exist up to about a minute ago).
+    to: Option<u64>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+    tenant: Option<String>,
+}
+
+impl PeriodQuery {
+    fn minutes(&self) -> (vdc_metering::Minute, vdc_metering::Minute) {
+        let to = self.to.unwrap_or_else(|| now_ms() / 1000 + 60);
+        (
+            vdc_metering::Minute::of(self.from.unwrap_or(0)),
+            vdc_metering::Minute::of(to),
+        )
+    }
+
+    fn csv(&self) -> Result<bool, ApiError> {
+        match self.format.as_deref() {
+            None | Some("json") => Ok(false),
+            Some("csv") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "unknown format `{other}`: expected json or csv"
+            ))),
+        }
+    }
+}
+
+fn csv_response(text: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([("content-type", "text/csv; charset=utf-8")], text).into_response()
+}
+
+/// A tenant's bill for a period: its prices applied to its ledger, quota
+/// and burst apart.
+async fn bill(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<PeriodQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let (tenant, _) = find(&control, &principal, &name).await?;
+    let csv = q.csv()?;
+    let (from, to) = q.minutes();
+    let entries = crate::metering::entries(&control, Some(&name), from, to).await?;
+    let p = tenant.prices;
+    let prices = vdc_metering::Prices::from_micros(
+        p.cpu_minute_micros,
+        p.gib_minute_micros,
+        p.burst_cpu_minute_micros,
+        p.burst_gib_minute_micros,
+    );
+    let bill = vdc_metering::Bill::compute(&entries, &prices, from, to);
+    Ok(if csv {
+        csv_response(bill.to_csv())
+    } else {
+        Json(bill).into_response()
+    })
+}
+
+/// The ledger itself, one entry per component and minute.
+async fn usage(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+    axum::extract::Query(q): axum::extract::Query<PeriodQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let tenant = match (principal.tenant(), q.tenant.as_deref()) {
+        (Some(mine), Some(asked)) if mine != asked => return Err(not_found(asked)),
+        (Some(mine), _) => Some(mine.to_owned()),
+        (None, asked) => asked.map(str::to_owned),
+    };
+    let csv = q.csv()?;
+    let (from, to) = q.minutes();
+    let entries = crate::metering::entries(&control, tenant.as_deref(), from, to).await?;
+    Ok(if csv {
+        csv_response(vdc_metering::usage_csv(&entries))
+    } else {
+        Json(entries).into_response()
+    })
 }
 
 fn not_found(name: &str) -> ApiError {

@@ -30,17 +30,22 @@ pub enum Bucket {
     Links,
     /// One [`vdc_model::Tenant`] per tenant.
     Tenants,
-    /// Settings of the control plane itself (the admin token's hash).
+    /// Settings of the control plane itself (the admin token's hash, the
+    /// metering checkpoint).
     Meta,
+    /// The metering ledger: one entry per tenant, app, component and minute,
+    /// written once.
+    Ledger,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 5] = [
+    pub const ALL: [Bucket; 6] = [
         Bucket::Apps,
         Bucket::Instances,
         Bucket::Links,
         Bucket::Tenants,
         Bucket::Meta,
+        Bucket::Ledger,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +55,7 @@ impl Bucket {
             Bucket::Links => "links",
             Bucket::Tenants => "tenants",
             Bucket::Meta => "meta-settings",
+            Bucket::Ledger => "ledger",
         }
     }
 }

@@ -171,4 +171,46 @@ impl StateStore {
             .await
             .map(drop)
     }
+
+    /// A setting (JSON) of the control plane, by name.
+    pub async fn setting<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        match self.kv.get(Bucket::Meta, name).await? {
+            Some(e) => Ok(Some(decode(Bucket::Meta, name, &e.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn put_setting<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = encode(Bucket::Meta, name, value)?;
+        self.kv.put(Bucket::Meta, name, bytes).await.map(drop)
+    }
+
+    // === ledger ===
+
+    /// Appends one ledger record under `key` unless one is there already:
+    /// returns false (and writes nothing) when the key exists, so replaying
+    /// a write never counts twice.
+    pub async fn append_ledger<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<bool, StoreError> {
+        let bytes = encode(Bucket::Ledger, key, value)?;
+        match self.kv.cas(Bucket::Ledger, key, bytes, None).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every ledger record whose key starts with `prefix`, in key order.
+    pub async fn ledger<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, StoreError> {
+        self.kv
+            .list(Bucket::Ledger)
+            .await?
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| decode(Bucket::Ledger, k, &e.value))
+            .collect()
+    }
 }

@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Format {
     Table,
     Json,
+    /// Only `vdc usage`: comma-separated values.
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +89,19 @@ pub enum Command {
         /// Seconds to average rates over.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+    },
+    /// Usage and bills: what each component reserved and used, minute by
+    /// minute, and what it costs at the tenant's prices.
+    Usage {
+        /// Only this tenant (a tenant's token always sees only its own).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Start: unix seconds, or relative to now (`-1h`, `-30m`, `-7d`).
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        /// End (exclusive), same forms [default: now].
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
     },
     /// Save a token for later commands (read from stdin when not given).
     Login {

@@ -60,7 +60,7 @@ pub fn print<T: Serialize>(
 ) -> anyhow::Result<()> {
     let text = match format {
         Format::Json => serde_json::to_string_pretty(value)? + "\n",
-        Format::Table => table(value).render(),
+        Format::Table | Format::Csv => table(value).render(),
     };
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(())

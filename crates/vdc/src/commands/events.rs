@@ -48,7 +48,7 @@ pub async fn run(
 fn print_event(e: &Event, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string(e)?),
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let kind = serde_json::to_value(e.kind)?;
             let what = e.instance.clone().unwrap_or_else(|| e.app.clone());
             println!(

@@ -8,6 +8,7 @@ mod stats;
 mod tenant;
 mod top;
 mod up;
+mod usage;
 mod validate;
 
 use std::time::Duration;
@@ -42,6 +43,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stats { app, seconds } => stats::run(&client, &app, seconds, cli.output).await,
         Command::Top { app } => top::run(&client, app.as_deref()).await,
+        Command::Usage { tenant, from, to } => {
+            usage::run(
+                &client,
+                tenant.as_deref(),
+                from.as_deref(),
+                to.as_deref(),
+                cli.output,
+            )
+            .await
+        }
         Command::Login { with_token } => tenant::login(&client, with_token).await,
         Command::Tenant(command) => tenant::run(&client, command, cli.output).await,
         Command::Server(args) => match args.action {

@@ -165,6 +165,21 @@ pub async fn start_background(
 
 /// `vdc server stop`.
 pub async fn stop(client: &Client) -> anyhow::Result<()> {
+    let local = client
+        .addr()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse::<SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    let pid = if local {
+        client
+            .get::<vdc_api::Health>("/v1/health")
+            .await
+            .ok()
+            .map(|h| h.pid)
+    } else {
+        None
+    };
     client.post_empty("/v1/shutdown").await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while client.is_up().await {
@@ -173,6 +188,27 @@ pub async fn stop(client: &Client) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The API closes last, but the process still has to exit (and let go of
+    // its data directory) before another server can use it. When it runs on
+    // this machine, wait for that too.
+    if let Some(pid) = pid {
+        while process_runs(pid) {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the server process {pid} is still running 60s after its API closed");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     println!("server at {} stopped", client.addr());
     Ok(())
+}
+
+/// Whether a local process runs (a zombie has exited: it only waits to be
+/// reaped). A pid of another machine is not found here, which is the same
+/// as gone for our purpose.
+fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        !state.starts_with('Z') && !state.starts_with('X')
+    })
 }

@@ -15,7 +15,7 @@ pub async fn run(client: &Client, app: &str, seconds: u64, format: Format) -> an
         .await?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&topology)?),
-        Format::Table => {
+        Format::Table | Format::Csv => {
             println!(
                 "{} ({}) — {}, rates over the last {} s\n",
                 topology.app, topology.tenant, topology.state, topology.seconds

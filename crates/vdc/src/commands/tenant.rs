@@ -143,7 +143,7 @@ pub async fn run(client: &Client, command: TenantCommand, format: Format) -> any
 fn print_token(t: &TenantToken, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(t)?),
-        Format::Table => {
+        Format::Table | Format::Csv => {
             eprintln!(
                 "token of tenant `{}` (shown once; give it to the tenant, who runs `vdc login`):",
                 t.tenant.name

@@ -49,7 +49,7 @@ pub fn load(file: &Path, format: Format) -> anyhow::Result<Loaded> {
                 .count();
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&diagnostics.0)?),
-                Format::Table => {
+                Format::Table | Format::Csv => {
                     for d in &diagnostics.0 {
                         eprintln!("{}", d.render(&source));
                     }
@@ -69,7 +69,7 @@ pub fn run(file: &Path, format: Format) -> anyhow::Result<()> {
     let spec = &loaded.validated.spec;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(spec)?),
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let instances: u32 = spec
                 .components
                 .values()

@@ -227,6 +227,14 @@ impl Vdc {
         }
     }
 
+    /// Kills the server with SIGKILL: no clean-up of any kind.
+    pub fn kill_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the server (SIGTERM) and waits for it to exit.
     pub fn stop_server(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.server.take()?;

@@ -1,0 +1,197 @@
+//! What namespaces cost: creating and removing one, a connect into one
+//! against the same connect on the host, and starting a process isolated
+//! (with and without the PID-namespace init) against starting it plainly.
+//!
+//! Run with `cargo bench -p vdc-netns` as root. Prints the median and the
+//! 90th percentile of each, and the machine it ran on.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use vdc_netns::{IsolationPlan, Netns, NetnsDir, PidInit};
+
+const CONNECTS: usize = 5_000;
+const NAMESPACES: usize = 100;
+const SPAWNS: usize = 50;
+
+fn main() {
+    // This binary is also the init of the processes it starts.
+    vdc_netns::run_if_requested();
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if let Err(why) = vdc_netns::supported() {
+        println!("skipped: {why}");
+        return;
+    }
+    println!("machine: {}", machine());
+    let base = tempfile::Builder::new()
+        .prefix("netns-bench-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let dir = NetnsDir::open(base.path().join("netns")).unwrap();
+    println!(
+        "{:<44} {:>10} {:>10} {:>6}",
+        "operation", "median", "p90", "runs"
+    );
+
+    // Spawns first: the kernel tears removed namespaces down in the
+    // background, and for a few seconds after a hundred removals every
+    // process start on the node is several times slower.
+    spawns(&dir);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(connects(&dir));
+    create_and_remove(&dir);
+
+    for name in dir.names().unwrap() {
+        dir.remove(&name).unwrap();
+    }
+    dir.unmount().unwrap();
+}
+
+fn create_and_remove(dir: &NetnsDir) {
+    let mut create = Vec::new();
+    let mut remove = Vec::new();
+    for i in 0..NAMESPACES {
+        let start = Instant::now();
+        let ns = dir.create(&format!("bench{i}")).unwrap();
+        create.push(start.elapsed());
+        let start = Instant::now();
+        ns.remove().unwrap();
+        drop(ns);
+        remove.push(start.elapsed());
+    }
+    report("create a namespace (lo up, pinned)", create);
+    report("remove it (unpin; the kernel frees it later)", remove);
+}
+
+async fn connects(dir: &NetnsDir) {
+    let ns = dir.create("connect").unwrap();
+    let on_host = serve(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let inside = serve(ns.bind_tcp(([127, 0, 0, 1], 0).into()).unwrap());
+    let timeout = Duration::from_secs(2);
+
+    // Interleaved, so that both see the same machine load.
+    let (mut host, mut netns) = (Vec::new(), Vec::new());
+    for _ in 0..CONNECTS {
+        let start = Instant::now();
+        let stream = TcpStream::connect(on_host).await.unwrap();
+        host.push(start.elapsed());
+        drop(stream);
+        let start = Instant::now();
+        let stream = ns.connect_tcp(inside, timeout).await.unwrap();
+        netns.push(start.elapsed());
+        drop(stream);
+    }
+    report("connect on the host (tokio TcpStream)", host);
+    report("connect into a namespace (Netns::connect_tcp)", netns);
+
+    let (mut host, mut netns) = (Vec::new(), Vec::new());
+    for _ in 0..NAMESPACES {
+        let start = Instant::now();
+        drop(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+        host.push(start.elapsed());
+        let start = Instant::now();
+        drop(ns.bind_tcp(([127, 0, 0, 1], 0).into()).unwrap());
+        netns.push(start.elapsed());
+    }
+    report("listen on the host (std TcpListener::bind)", host);
+    report("listen in a namespace (Netns::bind_tcp)", netns);
+    ns.remove().unwrap();
+}
+
+/// Accepts and drops connections until the runtime ends.
+fn serve(listener: std::net::TcpListener) -> SocketAddr {
+    listener.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(listener).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+        }
+    });
+    addr
+}
+
+fn spawns(dir: &NetnsDir) {
+    let ns = dir.create("spawn").unwrap();
+    let init = PidInit::current_exe();
+    let (mut plain, mut planned, mut with_init) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..SPAWNS {
+        plain.push(time_run(Command::new("/bin/true")));
+        planned.push(time_run(isolated(Command::new("/bin/true"), &ns, dir)));
+        let mut cmd = Command::new(init.exe());
+        cmd.args(init.args(Path::new("/bin/true"), "true".as_ref(), [""; 0]));
+        with_init.push(time_run(isolated(cmd, &ns, dir)));
+    }
+    report("run /bin/true", plain);
+    report("run it isolated (IsolationPlan)", planned);
+    report("run it isolated, under the init (pid ns)", with_init);
+    ns.remove().unwrap();
+}
+
+#[allow(unsafe_code)]
+fn isolated(mut cmd: Command, ns: &Netns, dir: &NetnsDir) -> Command {
+    let plan = IsolationPlan::for_instance(ns, dir).unwrap();
+    // SAFETY: the closure runs between fork and exec and only makes the
+    // system calls of `apply_in_child` on data built before the fork;
+    // converting the `Errno` into an `io::Error` does not allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            plan.apply_in_child()
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+        });
+    }
+    cmd
+}
+
+/// Spawn to exit, as a supervisor sees it.
+fn time_run(mut cmd: Command) -> Duration {
+    let start = Instant::now();
+    let status = cmd.stdin(Stdio::null()).status().unwrap();
+    assert!(status.success(), "{status:?}");
+    start.elapsed()
+}
+
+fn report(what: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    println!(
+        "{what:<44} {:>10} {:>10} {:>6}",
+        human(at(0.5)),
+        human(at(0.9)),
+        samples.len()
+    );
+}
+
+fn human(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "{cpus} CPUs, Linux {}, load average {}",
+        kernel.trim(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}

@@ -1,0 +1,509 @@
+//! A private PID namespace for an instance, through a tiny init that the
+//! node's own binary becomes when started with [`INIT_ARG`].
+//!
+//! `unshare(CLONE_NEWPID)` does not move the caller, only its future
+//! children, and the first of them becomes pid 1 of the new namespace. A
+//! program started as that pid 1 would be a poor pid 1: the kernel drops
+//! every signal it has no handler for (so `SIGTERM` would not stop most
+//! programs, and each stop would last the whole grace period before
+//! `SIGKILL`), and nothing would reap the orphans it leaves. So the
+//! instance runs as three processes, all in the instance's process group
+//! and cgroup:
+//!
+//! ```text
+//! outer init   host pid N   what the driver spawned and waits for; mirrors the program's end
+//!  └ pid 1     host pid N+1 reaps orphans; its exit ends the namespace
+//!     └ pid 2  host pid N+2 the program
+//! ```
+//!
+//! The driver keeps signalling the whole process group as before: the
+//! program gets `SIGTERM` directly, and both inits hold every signal
+//! blocked, so they survive it and wait for the program to end. They do
+//! not forward signals (the program would get each twice), except those
+//! the group got before the program existed, which pid 1 passes on once
+//! it runs: a stop right after a start is not lost.
+//!
+//! When the program ends, pid 1 reports how (exit code or signal) through a
+//! pipe and exits, which makes the kernel kill whatever the program left in
+//! the namespace. The outer init then ends the same way the program did
+//! (exit code, or killed by the same signal), so the driver reads the
+//! program's own exit status, and an OOM kill still shows as `SIGKILL`.
+//! `SIGKILL` kills the inits like anything else; pid 1 also dies with the
+//! outer init (`PR_SET_PDEATHSIG`), and the program with pid 1.
+//!
+//! Both inits are new executions of the node's binary, which must call
+//! [`run_if_requested`] first thing in `main`. A freshly started binary
+//! costs little memory (about 160 kB of its own per init), unlike a fork of
+//! the agent that never calls `exec`, which would keep a copy of the
+//! agent's memory as it was at the fork.
+//! When the init cannot run the program it exits with 125 (its own
+//! failure, such as no permission to make the namespace), 126 (the program
+//! cannot be executed) or 127 (not found), as shells and container runtimes
+//! do, after writing why to stderr (the instance's log).
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{close, getpid, pipe2, Pid};
+
+/// The first argument that makes the node's binary act as an instance init.
+pub const INIT_ARG: &str = "__vdc-init";
+
+/// The second argument: which of the two inits this process is.
+const MODE_OUTER: &str = "outer";
+const MODE_PID1: &str = "pid1";
+
+/// The node's binary, whatever its path, even if replaced on disk since.
+const SELF_EXE: &str = "/proc/self/exe";
+
+/// What the inits call themselves in `ps`.
+const INIT_NAME: &str = "vdc-init";
+
+/// Exit codes when the program could not be run, as shells use them.
+const EXIT_INIT_FAILED: i32 = 125;
+const EXIT_CANNOT_EXECUTE: i32 = 126;
+const EXIT_NOT_FOUND: i32 = 127;
+
+// === types ===
+
+/// How to start a program under the init, in a PID namespace of its own.
+///
+/// ```no_run
+/// # use std::path::Path;
+/// # use std::ffi::OsStr;
+/// let init = vdc_netns::PidInit::current_exe();
+/// let mut cmd = std::process::Command::new(init.exe());
+/// cmd.arg0("vdc-init")
+///     .args(init.args(Path::new("/usr/bin/python3"), OsStr::new("python3"), ["-m", "http.server"]));
+/// # use std::os::unix::process::CommandExt;
+/// ```
+#[derive(Clone, Debug)]
+pub struct PidInit {
+    exe: PathBuf,
+}
+
+/// What the command line asks the init to run.
+struct Program {
+    path: OsString,
+    arg0: OsString,
+    args: Vec<OsString>,
+}
+
+// === impl PidInit ===
+
+impl PidInit {
+    /// The init is the running binary itself (`/proc/self/exe`), which
+    /// calls [`run_if_requested`] in `main`.
+    pub fn current_exe() -> Self {
+        PidInit::new(SELF_EXE)
+    }
+
+    /// The init is `exe`, a binary that calls [`run_if_requested`] first.
+    pub fn new(exe: impl Into<PathBuf>) -> Self {
+        PidInit { exe: exe.into() }
+    }
+
+    /// The program to spawn instead of the instance's own.
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
+    /// The arguments to give [`exe`](Self::exe) so that it runs `program`
+    /// (a path, found beforehand) with `arg0` as its `argv[0]` and `args`.
+    /// The environment, working directory, standard streams, process group
+    /// and cgroup of the spawned init all pass on to the program.
+    pub fn args<I, S>(&self, program: &Path, arg0: &OsStr, args: I) -> Vec<OsString>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut all = vec![
+            OsString::from(INIT_ARG),
+            OsString::from(MODE_OUTER),
+            program.as_os_str().to_owned(),
+            arg0.to_owned(),
+        ];
+        all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        all
+    }
+}
+
+// === the inits ===
+
+/// Runs the init and never returns when this process was started as one
+/// (its first argument is [`INIT_ARG`]); returns at once otherwise.
+///
+/// Call it first thing in `main`, before starting any thread or runtime:
+/// the inits block signals, which only holds for the whole process while
+/// it has a single thread.
+pub fn run_if_requested() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(OsStr::new(INIT_ARG)) {
+        return;
+    }
+    let args: Vec<OsString> = args.collect();
+    match args.split_first() {
+        Some((mode, rest)) if mode == MODE_OUTER => match parse_program(rest) {
+            Some(program) => outer(&program),
+            None => fail("expected: outer PROGRAM ARG0 [ARGS...]"),
+        },
+        Some((mode, rest)) if mode == MODE_PID1 => {
+            let fd = |i: usize| {
+                rest.get(i)
+                    .and_then(|fd| fd.to_str())
+                    .and_then(|fd| fd.parse::<i32>().ok())
+                    // 0, 1 and 2 are the program's standard streams.
+                    .filter(|&fd| fd > 2)
+            };
+            match (fd(0), fd(1), rest.get(2..).and_then(parse_program)) {
+                (Some(report), Some(early), Some(program)) => pid1(report, early, &program),
+                _ => fail("expected: pid1 REPORT_FD EARLY_FD PROGRAM ARG0 [ARGS...]"),
+            }
+        }
+        _ => fail("expected `outer` or `pid1` after the init argument"),
+    }
+}
+
+/// The outer init, in the host's PID namespace: makes the namespace, starts
+/// pid 1 in it, waits, and ends as the program ended.
+fn outer(program: &Program) -> ! {
+    // From the start: a signal meant for the program (the driver signals
+    // the whole group) must not end this process first. Pid 1 inherits the
+    // mask, so what reaches it before the program exists stays pending too.
+    block_all_signals();
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS) {
+        fail(&format!("cannot make a pid namespace: {e}"));
+    }
+    // A mount table of our own, so that pid 1's /proc never lands on the
+    // host's, even when the driver did not make one.
+    if let Err(e) = mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    ) {
+        fail(&format!("cannot make the mounts private: {e}"));
+    }
+    // Two pipes to pid 1, which gets one end of each (and closes its copies
+    // before starting the program): it reports how the program ended on
+    // one, and learns on the other which signals came before it existed.
+    let (report_read, report_write) = pipe_to_child();
+    let (early_read, early_write) = pipe_to_child();
+    for end in [&report_write, &early_read] {
+        if let Err(e) = fcntl(end.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())) {
+            fail(&format!("cannot pass a pipe on: {e}"));
+        }
+    }
+    let spawned = Command::new(SELF_EXE)
+        .arg0(INIT_NAME)
+        .args([INIT_ARG, MODE_PID1])
+        .arg(report_write.as_raw_fd().to_string())
+        .arg(early_read.as_raw_fd().to_string())
+        .arg(&program.path)
+        .arg(&program.arg0)
+        .args(&program.args)
+        .spawn();
+    drop((report_write, early_read));
+    // Pid 1 exists now, so whatever the group gets from here on reaches it
+    // too; what came before only reached this process.
+    let early: String = take_pending()
+        .iter()
+        .map(|signal| format!("{} ", *signal as i32))
+        .collect();
+    let _ = File::from(early_write).write_all(early.as_bytes());
+    let status = match spawned.and_then(|mut pid1| pid1.wait()) {
+        Ok(status) => status,
+        Err(e) => fail(&format!("cannot start the pid namespace's init: {e}")),
+    };
+    let mut report = String::new();
+    let _ = File::from(report_read).read_to_string(&mut report);
+    match parse_report(&report) {
+        Some(Ended::Exited(code)) => std::process::exit(code),
+        Some(Ended::Killed(signal)) => die_by(signal),
+        // pid 1 ended before the program did (killed, or it failed to
+        // start it): its own status says the most.
+        None => mirror(status),
+    }
+}
+
+/// Pid 1 of the instance's namespace: mounts its /proc, starts the program,
+/// reaps every process that ends, and reports the program's end.
+///
+/// It runs with every signal blocked (the outer init's mask, inherited), so
+/// none is lost, and starts the program with none blocked.
+fn pid1(report_fd: i32, early_fd: i32, program: &Program) -> ! {
+    let mut report = adopt(report_fd, true);
+    let early = adopt(early_fd, false);
+    // If the outer init dies (SIGKILL), so does the namespace; and if it
+    // died already, before that was set, nobody reads the report any more.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if !has_reader(&report) {
+        std::process::exit(EXIT_INIT_FAILED);
+    }
+    // A /proc of the namespace: `ps` shows the instance's processes only,
+    // and /proc/1 is this init, not the host's.
+    if let Err(e) = mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    ) {
+        fail(&format!("cannot mount /proc for the pid namespace: {e}"));
+    }
+    let mut command = Command::new(&program.path);
+    command.arg0(&program.arg0).args(&program.args);
+    unblock_signals_in_child(&mut command);
+    let main = match command.spawn() {
+        Ok(child) => Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
+        Err(e) => {
+            eprintln!(
+                "{INIT_NAME}: cannot start {}: {e}",
+                Path::new(&program.path).display()
+            );
+            std::process::exit(match e.kind() {
+                io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+                io::ErrorKind::PermissionDenied => EXIT_CANNOT_EXECUTE,
+                _ => EXIT_INIT_FAILED,
+            });
+        }
+    };
+    // Signals the group got before the program existed were meant for it:
+    // those only the outer init saw, and those pending here. One that came
+    // just after the program started reaches it twice, which is harmless
+    // (a second SIGTERM right after the first); losing one is not.
+    let mut passed_on = String::new();
+    let _ = early.take(256).read_to_string(&mut passed_on);
+    let mut signals: Vec<Signal> = passed_on
+        .split_whitespace()
+        .filter_map(|n| n.parse::<i32>().ok())
+        .filter_map(|n| Signal::try_from(n).ok())
+        .chain(take_pending())
+        .collect();
+    signals.sort_unstable_by_key(|s| *s as i32);
+    signals.dedup();
+    for signal in signals {
+        let _ = kill(main, signal);
+    }
+    let all = SigSet::all();
+    loop {
+        if let Some(ended) = reap(main) {
+            let _ = report.write_all(ended.to_string().as_bytes());
+            std::process::exit(0);
+        }
+        // Whatever the signal: SIGCHLD says a process ended; any other was
+        // meant for the program, which got it from the process group too.
+        let _ = all.wait();
+    }
+}
+
+/// Makes the program start with no signal blocked, whatever this process
+/// blocks. The standard library keeps the parent's mask; clearing it before
+/// the spawn instead would let a signal through that a pid 1 without
+/// handlers silently drops.
+#[allow(unsafe_code)]
+fn unblock_signals_in_child(command: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe operations are sound. It builds an empty
+    // signal set on the stack and calls `pthread_sigmask`, which is
+    // async-signal-safe; the error is a plain `Errno` turned into an
+    // `io::Error` from a raw OS error, without allocating. (This process is
+    // a freshly started init with one thread, so the fork itself copies no
+    // other thread's locks.)
+    unsafe {
+        command.pre_exec(|| {
+            SigSet::empty()
+                .thread_set_mask()
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))
+        });
+    }
+}
+
+/// Reaps every process that has ended; returns how `main` ended if it did.
+fn reap(main: Pid) -> Option<Ended> {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == main => return Some(Ended::Exited(code)),
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == main => {
+                return Some(Ended::Killed(signal as i32))
+            }
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(_) | Err(Errno::EINTR) => {}
+            // No children left without having seen the program end (or a
+            // status nix cannot name): the program is gone all the same.
+            Err(_) => return Some(Ended::Exited(EXIT_INIT_FAILED)),
+        }
+    }
+}
+
+// === helpers ===
+
+/// How the program ended, as pid 1 reports it to the outer init.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    Exited(i32),
+    Killed(i32),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Exited(code) => write!(f, "exit {code}"),
+            Ended::Killed(signal) => write!(f, "signal {signal}"),
+        }
+    }
+}
+
+fn parse_report(report: &str) -> Option<Ended> {
+    let (kind, value) = report.trim().split_once(' ')?;
+    let value = value.parse().ok()?;
+    match kind {
+        "exit" => Some(Ended::Exited(value)),
+        "signal" => Some(Ended::Killed(value)),
+        _ => None,
+    }
+}
+
+fn parse_program(args: &[OsString]) -> Option<Program> {
+    let (path, rest) = args.split_first()?;
+    let (arg0, args) = rest.split_first()?;
+    Some(Program {
+        path: path.clone(),
+        arg0: arg0.clone(),
+        args: args.to_vec(),
+    })
+}
+
+/// Holds every signal pending instead of acting on it (`SIGKILL` and
+/// `SIGSTOP` cannot be held). Children inherit the mask.
+fn block_all_signals() {
+    if let Err(e) = SigSet::all().thread_block() {
+        fail(&format!("cannot block signals: {e}"));
+    }
+}
+
+/// A pipe whose ends are both close-on-exec; the caller clears the flag on
+/// the end the child gets.
+fn pipe_to_child() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    match pipe2(OFlag::O_CLOEXEC) {
+        Ok(pipe) => pipe,
+        Err(e) => fail(&format!("cannot make a pipe: {e}")),
+    }
+}
+
+/// Takes over an inherited pipe end: opens it anew (close-on-exec) and
+/// closes the inherited descriptor, so the program does not get it.
+fn adopt(fd: i32, write: bool) -> File {
+    let opened = OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open(format!("/proc/self/fd/{fd}"));
+    let _ = close(fd);
+    match opened {
+        Ok(file) => file,
+        Err(e) => fail(&format!("cannot open the pipe from the outer init: {e}")),
+    }
+}
+
+/// Takes the signals pending for this process (all blocked), except
+/// SIGCHLD, without waiting.
+fn take_pending() -> Vec<Signal> {
+    let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
+    let Ok(signals) = SignalFd::with_flags(&SigSet::all(), flags) else {
+        return Vec::new();
+    };
+    let mut taken = Vec::new();
+    while let Ok(Some(info)) = signals.read_signal() {
+        match i32::try_from(info.ssi_signo).map(Signal::try_from) {
+            Ok(Ok(Signal::SIGCHLD)) | Ok(Err(_)) | Err(_) => {}
+            Ok(Ok(signal)) => taken.push(signal),
+        }
+    }
+    taken
+}
+
+/// Whether the read end of the report pipe is still open: a pipe without
+/// readers polls as an error.
+fn has_reader(report: &File) -> bool {
+    let mut fds = [PollFd::new(report.as_fd(), PollFlags::POLLOUT)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => !fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLERR)),
+        Err(_) => true,
+    }
+}
+
+/// Ends this process the way `status` says a child ended.
+fn mirror(status: ExitStatus) -> ! {
+    if let Some(code) = status.code() {
+        std::process::exit(code);
+    }
+    match status.signal() {
+        Some(signal) => die_by(signal),
+        None => std::process::exit(EXIT_INIT_FAILED),
+    }
+}
+
+/// Dies by `signal`, so that the driver sees the program's own end. A
+/// signal this process ignores (Rust programs ignore `SIGPIPE`) becomes exit
+/// code 128 + signal, as shells report it.
+fn die_by(signal: i32) -> ! {
+    if let Ok(sig) = Signal::try_from(signal) {
+        // The program wrote its own core file if it was going to.
+        let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
+        let mut only = SigSet::empty();
+        only.add(sig);
+        let _ = only.thread_unblock();
+        let _ = kill(getpid(), sig);
+    }
+    std::process::exit(128 + signal)
+}
+
+/// Says why on stderr (the instance's log) and exits with 125.
+fn fail(why: &str) -> ! {
+    eprintln!("{INIT_NAME}: {why}");
+    std::process::exit(EXIT_INIT_FAILED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_round_trip() {
+        for ended in [Ended::Exited(0), Ended::Exited(3), Ended::Killed(9)] {
+            assert_eq!(parse_report(&ended.to_string()), Some(ended));
+        }
+        assert_eq!(parse_report(""), None);
+        assert_eq!(parse_report("exit x"), None);
+        assert_eq!(parse_report("stopped 1"), None);
+    }
+
+    #[test]
+    fn the_command_line_carries_the_program_verbatim() {
+        let init = PidInit::current_exe();
+        let args = init.args(Path::new("/bin/sh"), OsStr::new("sh"), ["-c", "echo $$"]);
+        assert_eq!(init.exe(), Path::new("/proc/self/exe"));
+        assert_eq!(args[0], INIT_ARG);
+        let program = parse_program(&args[2..]).unwrap();
+        assert_eq!(program.path, "/bin/sh");
+        assert_eq!(program.arg0, "sh");
+        assert_eq!(program.args, ["-c", "echo $$"]);
+    }
+}

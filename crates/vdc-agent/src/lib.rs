@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod collect;
+mod confine;
 mod env;
 mod probe;
 mod supervisor;
@@ -41,6 +42,28 @@ pub struct AgentConfig {
     /// Prefix of every cgroup this agent creates, unique per data directory
     /// so two agents on one machine never touch each other's instances.
     pub cgroup_prefix: String,
+    /// When set, every instance runs in its own namespaces.
+    pub confine: Option<Confine>,
+}
+
+/// How the node confines instances: each gets a network namespace (pinned
+/// in `dir`) with only loopback, in which the data plane places the
+/// instance's link addresses; its inputs are reached by connecting into it
+/// (`connector`, which the data plane also uses). With `pid_init`, each
+/// instance also gets its own PID namespace.
+#[derive(Clone)]
+pub struct Confine {
+    pub dir: Arc<vdc_netns::NetnsDir>,
+    pub connector: Arc<vdc_netns::NetnsConnector>,
+    pub pid_init: Option<vdc_netns::PidInit>,
+}
+
+impl std::fmt::Debug for Confine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Confine")
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A request to run one instance.
@@ -108,10 +131,13 @@ struct UsageReading {
 
 impl Agent {
     pub fn new(config: AgentConfig, driver: Arc<dyn Driver>, dataplane: DataPlane) -> Self {
-        let isolation = if driver.isolation().cgroups.is_some() {
-            Isolation::Cgroup
-        } else {
-            Isolation::ProcessGroup
+        let isolation = match (
+            driver.isolation().cgroups.is_some(),
+            config.confine.is_some(),
+        ) {
+            (true, true) => Isolation::Namespaces,
+            (true, false) => Isolation::Cgroup,
+            (false, _) => Isolation::ProcessGroup,
         };
         let (changes, _) = broadcast::channel(1024);
         Self {

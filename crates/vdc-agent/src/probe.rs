@@ -9,17 +9,30 @@ use tokio::time::timeout;
 use vdc_spec::Probe;
 
 /// Runs one probe; the error says what went wrong in a few words.
-pub(crate) async fn check(addr: SocketAddr, probe: &Probe, limit: Duration) -> Result<(), String> {
-    match timeout(limit, run(addr, probe)).await {
+pub(crate) async fn check(
+    addr: SocketAddr,
+    probe: &Probe,
+    limit: Duration,
+    netns: Option<&vdc_netns::Netns>,
+) -> Result<(), String> {
+    match timeout(limit, run(addr, probe, netns, limit)).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer from {addr} within {limit:?}")),
     }
 }
 
-async fn run(addr: SocketAddr, probe: &Probe) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+async fn run(
+    addr: SocketAddr,
+    probe: &Probe,
+    netns: Option<&vdc_netns::Netns>,
+    limit: Duration,
+) -> Result<(), String> {
+    // A confined instance listens inside its own network namespace.
+    let connected = match netns {
+        Some(ns) => ns.connect_tcp(addr, limit).await,
+        None => TcpStream::connect(addr).await,
+    };
+    let mut stream = connected.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let Probe::Http { path } = probe else {
         return Ok(());
     };

@@ -13,7 +13,7 @@ use vdc_driver::{ExitInfo, InstanceHandle, LaunchSpec, Limits};
 use vdc_model::{InstanceState, Locator};
 use vdc_spec::{HealthCheck, TerminalName};
 
-use crate::{env, now_ms, probe, Inner, StartInstance};
+use crate::{confine, env, now_ms, probe, Inner, StartInstance};
 
 /// The first probes come quickly so a fast instance is ready in tens of
 /// milliseconds; the gap then doubles up to this cap until the first success.
@@ -67,10 +67,28 @@ enum Ended {
 
 pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: CancellationToken) {
     let id = request.id.clone();
+    // A confined instance keeps one network namespace across its restarts:
+    // its link addresses live there, and namespaces are costly to free.
+    let netns = match &inner.config.confine {
+        Some(confine) => match confine::enter(&inner, confine, &request).await {
+            Ok(ns) => Some(ns),
+            Err(message) => {
+                tracing::error!(instance = %id, "{message}");
+                inner.update(&id, |r| {
+                    r.status.state = InstanceState::Backoff;
+                    r.status.message = Some(message);
+                });
+                let _ = tokio::time::timeout(Duration::from_secs(3600), stop.cancelled()).await;
+                inner.remove(&id);
+                return;
+            }
+        },
+        None => None,
+    };
     let mut backoff = Backoff::new();
     let mut restarts = 0u32;
     while !stop.is_cancelled() {
-        match launch(&inner, &request).await {
+        match launch(&inner, &request, netns.as_ref()).await {
             Err(message) => {
                 tracing::warn!(instance = %id, "{message}");
                 inner.update(&id, |r| {
@@ -92,7 +110,16 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
                     r.cgroup_name =
                         (!handle.cgroup_paths().is_empty()).then(|| inner.cgroup_name(&id));
                 });
-                match watch(&inner, &request, handle.as_mut(), &locators, &stop).await {
+                match watch(
+                    &inner,
+                    &request,
+                    handle.as_mut(),
+                    &locators,
+                    &stop,
+                    netns.as_deref(),
+                )
+                .await
+                {
                     Ended::Stopped => {
                         let info = handle.stop(request.component.stop_grace).await;
                         tracing::info!(instance = %id, "stopped: {info}");
@@ -125,12 +152,16 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
         }
     }
     inner.remove(&id);
+    if let (Some(confine), Some(ns)) = (&inner.config.confine, netns) {
+        confine::leave(&inner, confine, &request, ns).await;
+    }
 }
 
 /// Starts the process with fresh input ports.
 async fn launch(
     inner: &Inner,
     request: &StartInstance,
+    netns: Option<&Arc<vdc_netns::Netns>>,
 ) -> Result<(Box<dyn InstanceHandle>, BTreeMap<TerminalName, Locator>), String> {
     let id = &request.id;
     let component = &request.component;
@@ -174,6 +205,15 @@ async fn launch(
             memory_bytes: Some(component.resources.memory.0).filter(|m| *m > 0),
             pids_max: Some(PIDS_MAX),
         },
+        confine: match (&inner.config.confine, netns) {
+            (Some(confine), Some(ns)) => Some(vdc_driver::Confinement {
+                netns: Arc::clone(ns),
+                dir: Arc::clone(&confine.dir),
+                keep_visible: volumes.values().cloned().collect(),
+                pid_init: confine.pid_init.clone(),
+            }),
+            _ => None,
+        },
     };
     let handle = inner.driver.start(&spec).await.map_err(|e| e.to_string())?;
     Ok((handle, locators))
@@ -187,6 +227,7 @@ async fn watch(
     handle: &mut dyn InstanceHandle,
     locators: &BTreeMap<TerminalName, Locator>,
     stop: &CancellationToken,
+    netns: Option<&vdc_netns::Netns>,
 ) -> Ended {
     let id = &request.id;
     let checks: Vec<(&TerminalName, SocketAddr, &HealthCheck)> = request
@@ -242,7 +283,7 @@ async fn watch(
         }
         let mut failed = None;
         for (name, addr, health) in &checks {
-            if let Err(e) = probe::check(*addr, &health.probe, health.timeout).await {
+            if let Err(e) = probe::check(*addr, &health.probe, health.timeout, netns).await {
                 failed = Some(format!("health check of input `{name}` failed: {e}"));
                 break;
             }

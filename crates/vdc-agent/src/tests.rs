@@ -85,6 +85,7 @@ fn harness() -> Harness {
             },
             data_dir: dir.path().to_path_buf(),
             cgroup_prefix: "vdc-test".into(),
+            confine: None,
         },
         Arc::new(driver.clone()),
         DataPlane::new(),

@@ -25,6 +25,7 @@
 //!     workdir: "/srv".into(),
 //!     log_file: "/srv/web.log".into(),
 //!     limits: Limits::default(),
+//!     confine: None,
 //! };
 //! let mut handle = driver.start(&spec).await.unwrap();
 //! assert_eq!(handle.pid(), 1000);

@@ -43,5 +43,5 @@ pub use crate::error::DriverError;
 pub use crate::exit::ExitInfo;
 pub use crate::isolation::{CgroupVersion, Isolation};
 pub use crate::process::ProcessDriver;
-pub use crate::spec::{LaunchSpec, Leftover, Limits};
+pub use crate::spec::{Confinement, LaunchSpec, Leftover, Limits};
 pub use crate::usage::{Usage, UsageSource};

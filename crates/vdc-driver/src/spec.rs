@@ -27,7 +27,44 @@ pub struct LaunchSpec {
     /// directly, so it keeps logging while the agent is down.
     pub log_file: PathBuf,
     pub limits: Limits,
+    /// Namespaces to run the instance in, when the node confines instances.
+    pub confine: Option<Confinement>,
 }
+
+/// Where a confined instance lives: its own network namespace (only `lo`,
+/// and the link addresses the data plane places there), a private mount
+/// table with empty scratch directories, and optionally its own PID
+/// namespace under the node's init.
+#[derive(Clone)]
+pub struct Confinement {
+    pub netns: std::sync::Arc<vdc_netns::Netns>,
+    pub dir: std::sync::Arc<vdc_netns::NetnsDir>,
+    /// Paths the instance must still see even under a private scratch
+    /// directory (its working directory, its volumes).
+    pub keep_visible: Vec<PathBuf>,
+    /// Runs the program as pid 2 of a new PID namespace under this init.
+    pub pid_init: Option<vdc_netns::PidInit>,
+}
+
+impl std::fmt::Debug for Confinement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Confinement")
+            .field("netns", &self.netns.path())
+            .field("keep_visible", &self.keep_visible)
+            .field("pid_namespace", &self.pid_init.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for Confinement {
+    fn eq(&self, other: &Self) -> bool {
+        self.netns.path() == other.netns.path()
+            && self.keep_visible == other.keep_visible
+            && self.pid_init.is_some() == other.pid_init.is_some()
+    }
+}
+
+impl Eq for Confinement {}
 
 /// Resource limits enforced through cgroups when the node supports them.
 /// `None` means unlimited.

@@ -71,7 +71,11 @@ impl fmt::Display for InstanceState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
-    /// Own process group and a cgroup with enforced CPU and memory limits.
+    /// A cgroup with enforced limits, and its own network namespace (only
+    /// its links reachable), PID namespace and private scratch directories.
+    Namespaces,
+    /// Own process group and a cgroup with enforced CPU and memory limits;
+    /// the host's loopback is shared with other instances.
     Cgroup,
     /// Own process group only: limits are not enforced.
     ProcessGroup,
@@ -82,6 +86,7 @@ pub enum Isolation {
 impl fmt::Display for Isolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Isolation::Namespaces => "namespaces",
             Isolation::Cgroup => "cgroup",
             Isolation::ProcessGroup => "process-group",
             Isolation::Builtin => "builtin",

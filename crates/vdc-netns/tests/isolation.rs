@@ -30,11 +30,11 @@ fn main() {
     // When started as an instance's init, be one and never come back.
     vdc_netns::run_if_requested();
 
-    let Some(fx) = Fixture::new() else { return };
-    let ns = fx.dir.create("iso").unwrap();
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filter: Vec<String> = args
+        .iter()
         .filter(|a| !a.starts_with('-'))
+        .cloned()
         .collect();
     let tests: [(&str, Test); 8] = [
         (
@@ -70,8 +70,24 @@ fn main() {
             a_missing_program_is_exit_127,
         ),
     ];
+    // Test runners (cargo-nextest) first ask for the list of tests, in
+    // libtest's terse format; ignored tests: there are none.
+    if args.iter().any(|a| a == "--list") {
+        if !args.iter().any(|a| a == "--ignored") {
+            for (name, _) in &tests {
+                println!("{name}: test");
+            }
+        }
+        return;
+    }
+    let exact = args.iter().any(|a| a == "--exact");
+    let Some(fx) = Fixture::new() else { return };
+    let ns = fx.dir.create("iso").unwrap();
     let mut ran = 0;
     for (name, test) in tests {
+        if exact && !filter.iter().any(|f| f == name) {
+            continue;
+        }
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }

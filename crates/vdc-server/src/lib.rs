@@ -44,6 +44,9 @@ pub struct ServerConfig {
     /// Whether the data plane records latencies (counters are always kept).
     /// Off only to measure what measuring costs.
     pub measure: bool,
+    /// Whether instances get their own namespaces when the node allows it
+    /// (root). Off: they share the host's loopback.
+    pub confine: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,17 +113,27 @@ impl Server {
         reap_leftovers(&store, driver.as_ref()).await?;
 
         let node = node::detect(config.node_name.clone());
+        let confine = if config.confine {
+            confinement(&data_dir)
+        } else {
+            None
+        };
+        let mut dataplane_config = DataPlaneConfig {
+            measure: config.measure,
+            ..DataPlaneConfig::default()
+        };
+        if let Some(confine) = &confine {
+            dataplane_config.connector = confine.connector.clone();
+        }
         let agent = Agent::new(
             AgentConfig {
                 node,
                 data_dir: data_dir.clone(),
                 cgroup_prefix: node::cgroup_prefix(&data_dir),
+                confine,
             },
             driver,
-            DataPlane::with_config(DataPlaneConfig {
-                measure: config.measure,
-                ..DataPlaneConfig::default()
-            }),
+            DataPlane::with_config(dataplane_config),
         );
         let shutdown = CancellationToken::new();
         let control = ControlPlane::new(store, agent, data_dir.clone(), api_addr, shutdown.clone());
@@ -179,6 +192,33 @@ impl Server {
         let _ = stopping.await;
         result
     }
+}
+
+/// Sets up namespaces for instances, when the node allows it; otherwise
+/// says once why instances share the host's loopback.
+fn confinement(data_dir: &std::path::Path) -> Option<vdc_agent::Confine> {
+    if let Err(why) = vdc_netns::supported() {
+        tracing::warn!("instances share the host's loopback (no network namespaces): {why}");
+        return None;
+    }
+    let dir = match vdc_netns::NetnsDir::open(data_dir.join("netns")) {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::warn!(
+                "instances share the host's loopback: cannot prepare network namespaces: {e}"
+            );
+            return None;
+        }
+    };
+    // Namespaces left by a previous run: their instances were reaped.
+    for name in dir.names().unwrap_or_default() {
+        let _ = dir.remove(&name);
+    }
+    Some(vdc_agent::Confine {
+        dir: Arc::new(dir),
+        connector: Arc::new(vdc_netns::NetnsConnector::new(Duration::from_secs(2))),
+        pid_init: Some(vdc_netns::PidInit::current_exe()),
+    })
 }
 
 /// Kills what a previous run of the server left behind (it was killed before

@@ -220,6 +220,10 @@ pub struct ServerOpts {
     /// useful to measure what measuring costs.
     #[arg(long)]
     pub no_measurements: bool,
+    /// Run instances without their own namespaces, on the host's shared
+    /// loopback (the only mode without root).
+    #[arg(long)]
+    pub shared_loopback: bool,
 }
 
 impl Cli {

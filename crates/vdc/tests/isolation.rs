@@ -145,3 +145,72 @@ fn a_fork_bomb_is_stopped_by_the_pids_limit() {
         .iter()
         .all(|(_, cmd)| !cmd.contains("HOG")));
 }
+
+/// Writes an app spec into the test's directory.
+fn write_spec(vdc: &Vdc, app: &str, body: &str) -> std::path::PathBuf {
+    let path = vdc.dir.path().join(format!("{app}.toml"));
+    std::fs::write(&path, format!("app = \"{app}\"\n{body}")).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_reaches_its_declared_links_and_nothing_else() {
+    root();
+    let vdc = Vdc::start();
+    let web = "[components.web]\ncommand = [\"python3\", \"-m\", \"http.server\", \"${PORT}\", \"--bind\", \"127.0.0.1\"]\n\
+               inputs = { http = { protocol = \"http\", health = \"/\" } }\n";
+
+    // Another app with a link of its own: its address must not be reachable.
+    let beta = write_spec(
+        &vdc,
+        "beta",
+        &format!("{web}[components.caller]\ncommand = [\"sleep\", \"3600\"]\nlinks = {{ web = \"web.http\" }}\n"),
+    );
+    vdc.ok(&["up", "-d", beta.to_str().unwrap()]);
+    let detail: serde_json::Value = vdc.api_get("/v1/apps/beta").await.json().await.unwrap();
+    let beta_link = detail["listeners"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The node's own address other than loopback, if it has one.
+    let host_ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .ok()
+        .and_then(|s| s.connect("192.0.2.1:9").ok().map(|_| s))
+        .and_then(|s| s.local_addr().ok())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.2".to_owned());
+    let api_port = vdc.addr.rsplit(':').next().unwrap().to_owned();
+    // The link's address comes from the environment: a shell passes it on.
+    let targets = format!(
+        "own-link=$VDC_LINK_WEB,other-app-link={beta_link},host-api=127.0.0.1:{api_port},host-address={host_ip}:{api_port},outside=192.0.2.1:80"
+    );
+    let alpha = write_spec(
+        &vdc,
+        "alpha",
+        &format!(
+            "{web}[components.client]\ncommand = [\"sh\", \"-c\", \"TARGETS={targets} exec python3 {}/reach.py\"]\nlinks = {{ web = \"web.http\" }}\n",
+            programs()
+        ),
+    );
+    vdc.ok(&["up", "-d", alpha.to_str().unwrap()]);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = vdc.ok(&["logs", "alpha/client/0"]);
+        if log.contains("done") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(log.contains("own-link ok"), "{log}");
+    for blocked in ["other-app-link", "host-api", "host-address", "outside"] {
+        assert!(
+            log.contains(&format!("{blocked} failed")),
+            "{blocked} should be unreachable: {log}"
+        );
+    }
+    let ps = vdc.instances("alpha");
+    assert!(ps.iter().all(|i| i["isolation"] == "namespaces"), "{ps:?}");
+}

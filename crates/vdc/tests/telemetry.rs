@@ -333,22 +333,33 @@ async fn a_component_burning_a_core_shows_about_one_hundred_percent() {
     let pid = vdc.pid_of("burn", "burn/spin/0").unwrap();
     let mut stream = Stream::open(&vdc, "/v1/streams/metrics?app=burn&kind=instance").await;
 
-    // The kernel's own account of the process, read beside the stream, is
-    // the reference: on a loaded machine the spinner may get less than a
-    // core, and vdc must then say so too.
+    // The kernel's own account, read beside the stream, is the reference: on
+    // a loaded machine the spinner may get less than a core, and vdc must
+    // then say so too. The instance's cgroup counts every process in it,
+    // whatever its process tree looks like (an init, a shell, the spinner).
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let cpuacct = cgroup
+        .lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            controllers
+                .split(',')
+                .any(|c| c == "cpuacct")
+                .then(|| path.to_owned())
+        })
+        .unwrap();
+    // In hundredths of a second, like /proc's clock ticks.
     let cpu_ticks = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        let ns: u64 =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/cpuacct{cpuacct}/cpuacct.usage"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+        ns / 10_000_000
     };
-    let ticks_per_s = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .unwrap()
-        .unwrap() as f64;
+    let ticks_per_s = 100.0;
     let mut readings = Vec::new();
     let mut reference = None;
     let until = Instant::now() + Duration::from_secs(8);

@@ -17,6 +17,7 @@ fn spec(instance: &str, program: &str) -> LaunchSpec {
         workdir: "/srv".into(),
         log_file: "/srv/log".into(),
         limits: Limits::default(),
+        confine: None,
     }
 }
 

@@ -178,3 +178,55 @@ pub(crate) fn join_cgroup_before_exec(cmd: &mut Command, procs: Vec<File>) {
         });
     }
 }
+
+/// Builds the command of a confined instance: the program under the PID
+/// init when asked, and a pre-exec step that enters the instance's
+/// namespaces (after the cgroup join, so that the namespaces' own set-up is
+/// charged to the instance too).
+pub(crate) fn confine(
+    spec: &LaunchSpec,
+    confinement: &crate::Confinement,
+    program: &Path,
+    log: (File, File),
+) -> io::Result<(Command, vdc_netns::IsolationPlan)> {
+    let mut plan = vdc_netns::IsolationPlan::for_instance(&confinement.netns, &confinement.dir)?
+        .keep_visible(program)
+        .keep_visible(&spec.workdir);
+    for path in &confinement.keep_visible {
+        plan = plan.keep_visible(path);
+    }
+    let cmd = match &confinement.pid_init {
+        None => command(spec, program, log),
+        Some(init) => {
+            let mut cmd = Command::new(init.exe());
+            cmd.args(init.args(program, std::ffi::OsStr::new(&spec.program), &spec.args))
+                .envs(spec.env.iter().map(|(k, v)| (k, v)))
+                .current_dir(&spec.workdir)
+                .stdin(Stdio::null())
+                .stdout(log.0)
+                .stderr(log.1)
+                .process_group(0)
+                .kill_on_drop(false);
+            cmd
+        }
+    };
+    Ok((cmd, plan))
+}
+
+/// Registers the step that moves the child into its namespaces.
+#[allow(unsafe_code)]
+pub(crate) fn enter_namespaces_before_exec(cmd: &mut Command, plan: vdc_netns::IsolationPlan) {
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe operations are sound. `IsolationPlan::apply_in_child`
+    // is written for exactly that: it only makes system calls (setns,
+    // unshare, mount) on descriptors and C strings prepared before the fork,
+    // and does not allocate. On failure the errno becomes an `io::Error`
+    // without allocating. The plan (and its descriptors, close-on-exec) is
+    // owned by the closure, so it lives until the exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            plan.apply_in_child()
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))
+        });
+    }
+}

@@ -135,7 +135,20 @@ impl Driver for ProcessDriver {
         let name = self.cgroup_name(&spec.instance, &spec.cgroup_name)?;
         let program = launch::resolve_program(spec)?;
         let log = launch::open_log(spec)?;
-        let mut cmd = launch::command(spec, &program, log);
+        let (mut cmd, plan) = match &spec.confine {
+            None => (launch::command(spec, &program, log), None),
+            Some(confinement) => {
+                let (cmd, plan) =
+                    launch::confine(spec, confinement, &program, log).map_err(|source| {
+                        DriverError::Io {
+                            instance: spec.instance.clone(),
+                            action: "prepare the instance's namespaces".to_owned(),
+                            source,
+                        }
+                    })?;
+                (cmd, Some(plan))
+            }
+        };
 
         let mut cgroup = None;
         let mut oom_baseline = None;
@@ -155,6 +168,9 @@ impl Driver for ProcessDriver {
             cgroup = Some((Arc::clone(cgroups), name));
         }
 
+        if let Some(plan) = plan {
+            launch::enter_namespaces_before_exec(&mut cmd, plan);
+        }
         let spawned = cmd.spawn().and_then(|child| match child.id() {
             Some(pid) => Ok((child, pid)),
             None => Err(io::Error::other(

@@ -23,6 +23,7 @@ pub fn sh(dir: &Path, script: &str) -> LaunchSpec {
         workdir: dir.to_owned(),
         log_file: dir.join("logs/out.log"),
         limits: Limits::default(),
+        confine: None,
     }
 }
 

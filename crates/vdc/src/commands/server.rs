@@ -33,6 +33,7 @@ fn config(addr: &str, opts: &ServerOpts) -> anyhow::Result<ServerConfig> {
         api: api_addr(addr, opts)?,
         node_name: opts.node_name.clone(),
         measure: !opts.no_measurements,
+        confine: !opts.shared_loopback,
     })
 }
 
@@ -125,6 +126,9 @@ pub async fn start_background(
     }
     if opts.no_measurements {
         command.arg("--no-measurements");
+    }
+    if opts.shared_loopback {
+        command.arg("--shared-loopback");
     }
     let mut child = command
         .spawn()

@@ -330,3 +330,30 @@ machine() {
         echo "warning: other processes keep the CPUs $busy% busy: expect noisy figures"
     fi
 }
+
+# gateway_once TAG [SERVER FLAGS...]: starts a server with the flags, launches
+# bench/specs/gateway-nginx.toml on a free port, warms up, runs wrk through
+# the gateway, stops the server; prints "rps p50_ms p99_ms". With TAG "on"
+# and DELAY_DONE unset it also measures the stream delay (bench/telemetry.sh).
+# Uses WRK_PIN, SERVER_PIN, CONNECTIONS and DURATION from the caller.
+gateway_once() {
+    local tag="$1" addr port data spec
+    shift
+    addr="127.0.0.1:$(free_port)"
+    port="$(free_port)"
+    data="$BENCH_TMP/data-$tag-$RANDOM"
+    spec="$(spec_copy "$BENCH/specs/gateway-nginx.toml" "$port" "$BENCH_TMP/spec-$tag-$RANDOM")"
+    SERVER_ADDRS+=("$addr")
+    DATA_OF[$addr]="$data"
+    "${SERVER_PIN[@]}" "$VDC" --addr "$addr" server --data-dir "$data" "$@" >"$BENCH_TMP/server-$tag.log" 2>&1 &
+    for _ in $(seq 200); do api_get "$addr" /v1/health >/dev/null 2>&1 && break; sleep 0.05; done
+    vdc_at "$addr" up "$spec" -d >/dev/null 2>&1
+    "${WRK_PIN[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/" >/dev/null
+    "${WRK_PIN[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$BENCH_TMP/wrk-$tag.txt"
+    wrk_parse "$BENCH_TMP/wrk-$tag.txt" | awk '{print $1, $2, $3}'
+    if [[ "$tag" == on && -z "${DELAY_DONE:-}" ]]; then
+        echo "--- stream delay (50 req/s for 20 s) ---" >&2
+        VDC_TOKEN="$(token_of "$addr")" python3 "$BENCH/stream-delay.py" "$addr" "$(sed -n 's/^app = "\(.*\)"/\1/p' "$spec")" "http://127.0.0.1:$port/" 20 50 >&2 || true
+    fi
+    stop_server "$addr" >/dev/null 2>&1
+}

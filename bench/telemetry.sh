@@ -30,28 +30,11 @@ fi
 machine
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency; median of $REPS runs each; ${WRK_PIN[*]:+wrk on CPU 0, server on CPU 1}"
 
-# run_once MODE: starts a server (MODE: on|off), launches the spec, runs wrk
-# through the gateway, stops the server; prints "rps p50 p99".
+# run_once MODE: one gateway run with measurements on or off.
 run_once() {
-    local mode="$1" addr port data spec flags=()
-    addr="127.0.0.1:$(free_port)"
-    port="$(free_port)"
-    data="$BENCH_TMP/data-$mode-$RANDOM"
-    spec="$(spec_copy "$BENCH/specs/gateway-nginx.toml" "$port" "$BENCH_TMP/spec-$mode-$RANDOM")"
-    [[ "$mode" == off ]] && flags=(--no-measurements)
-    SERVER_ADDRS+=("$addr")
-    DATA_OF[$addr]="$data"
-    "${SERVER_PIN[@]}" "$VDC" --addr "$addr" server --data-dir "$data" "${flags[@]}" >"$BENCH_TMP/server-$mode.log" 2>&1 &
-    for _ in $(seq 200); do api_get "$addr" /v1/health >/dev/null 2>&1 && break; sleep 0.05; done
-    vdc_at "$addr" up "$spec" -d >/dev/null 2>&1
-    "${WRK_PIN[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/" >/dev/null
-    "${WRK_PIN[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$BENCH_TMP/wrk-$mode.txt"
-    wrk_parse "$BENCH_TMP/wrk-$mode.txt" | awk '{print $1, $2, $3}'
-    if [[ "$mode" == on && -z "${DELAY_DONE:-}" ]]; then
-        echo "--- stream delay (50 req/s for 20 s) ---" >&2
-        VDC_TOKEN="$(token_of "$addr")" python3 "$BENCH/stream-delay.py" "$addr" "$(sed -n 's/^app = "\(.*\)"/\1/p' "$spec")" "http://127.0.0.1:$port/" 20 50 >&2 || true
-    fi
-    stop_server "$addr" >/dev/null 2>&1
+    local flags=()
+    [[ "$1" == off ]] && flags=(--no-measurements)
+    gateway_once "$1" "${flags[@]}"
 }
 
 on=()

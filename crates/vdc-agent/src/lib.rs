@@ -167,6 +167,11 @@ impl Agent {
         &self.inner.driver
     }
 
+    /// How instances are confined, when they are.
+    pub fn confine(&self) -> Option<&Confine> {
+        self.inner.config.confine.as_ref()
+    }
+
     /// Every status change of every instance, as it happens.
     pub fn subscribe(&self) -> broadcast::Receiver<InstanceStatus> {
         self.inner.changes.subscribe()

@@ -179,6 +179,15 @@ impl Server {
                 let _ = metering.await;
                 control.agent().shutdown(Duration::from_secs(10)).await;
                 control.persist_all().await;
+                // Every namespace is gone with its instance: let go of the
+                // directory's mount so the data directory can be removed.
+                if let Some(confine) = control.agent().confine() {
+                    let unmounted =
+                        vdc_netns::NetnsDir::open(confine.dir.path()).and_then(|d| d.unmount());
+                    if let Err(e) = unmounted {
+                        tracing::warn!("cannot unmount the namespace directory: {e}");
+                    }
+                }
                 stopped.cancel();
             }
         });

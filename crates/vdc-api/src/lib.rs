@@ -29,6 +29,7 @@ pub struct Health {
 
 /// `POST /v1/apps`: submit (create or update) an app.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SubmitApp {
     /// The file name as the user gave it, for diagnostics.
     pub file: String,

@@ -41,6 +41,7 @@ pub(crate) fn router(control: ControlPlane) -> Router {
             crate::auth::authenticate,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(control)
 }
 
@@ -108,6 +109,39 @@ impl IntoResponse for ApiError {
         };
         (status, Json(body)).into_response()
     }
+}
+
+/// Every error answer is JSON: the extractors' own rejections (a body that
+/// is not JSON, a field of the wrong type, a query that does not parse, a
+/// body too large, an unknown path) come as plain text, and are wrapped here.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let error = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        t => t.to_owned(),
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    (
+        parts,
+        Json(ErrorBody {
+            error,
+            diagnostics: vec![],
+        }),
+    )
+        .into_response()
 }
 
 // === handlers ===

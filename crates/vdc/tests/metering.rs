@@ -30,15 +30,33 @@ fn minutes_are_billed_once_each_across_a_kill_of_the_server() {
         "run as root: the CPU limit needs cgroups"
     );
     let mut vdc = Vdc::start();
+    // A quota smaller than the app: its one instance runs in the burst
+    // allowance, billed at the burst prices.
     let token = vdc
         .ok(&[
             "tenant",
             "create",
             "acme",
+            "--cpu",
+            "0.25",
+            "--memory",
+            "1GiB",
+            "--instances",
+            "1",
+            "--burst-cpu",
+            "1",
+            "--burst-memory",
+            "1GiB",
+            "--burst-instances",
+            "1",
             "--price-cpu-minute",
             "0.01",
             "--price-gib-minute",
             "0.001",
+            "--price-burst-cpu-minute",
+            "0.03",
+            "--price-burst-gib-minute",
+            "0.003",
         ])
         .trim()
         .to_owned();
@@ -124,15 +142,34 @@ fn minutes_are_billed_once_each_across_a_kill_of_the_server() {
                 (25.0..=32.0).contains(&cpu),
                 "minute {minute}: {cpu} CPU-seconds at 0.5 CPU: {e}"
             );
-            let reserved = e["cpu_minutes_reserved_quota"].as_f64().unwrap();
-            assert!((reserved - 0.5).abs() < 0.02, "{e}");
+            let burst = e["cpu_minutes_reserved_burst"].as_f64().unwrap();
+            assert!(
+                (burst - 0.5).abs() < 0.02,
+                "the instance runs in burst: {e}"
+            );
+            assert_eq!(
+                e["cpu_minutes_reserved_quota"].as_f64().unwrap(),
+                0.0,
+                "{e}"
+            );
         }
     }
-    // The bill applies the prices: 0.5 CPU-minutes a minute at 0.01.
-    let charged = resp["total"]["charges"]["total"]
-        .as_str()
-        .unwrap()
-        .parse::<f64>()
-        .unwrap();
-    assert!(charged > 0.0, "{resp:#}");
+    // The bill applies the burst prices, and nothing at the quota prices.
+    let charges = &resp["total"]["charges"];
+    let money = |v: &serde_json::Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    assert_eq!(money(&charges["quota"]), 0.0, "{resp:#}");
+    // Quantities are in millionths.
+    let burst_cpu_minutes = resp["total"]["usage"]["cpu_minutes_reserved_burst"]
+        .as_u64()
+        .unwrap() as f64
+        / 1e6;
+    assert!(burst_cpu_minutes > 0.9, "{resp:#}");
+    assert!(
+        (money(&charges["cpu_burst"]) - burst_cpu_minutes * 0.03).abs() < 0.000_01,
+        "{resp:#}"
+    );
+    assert!(
+        money(&charges["total"]) > money(&charges["cpu_burst"]),
+        "{resp:#}"
+    );
 }

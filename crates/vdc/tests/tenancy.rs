@@ -334,3 +334,57 @@ fn quotas_refuse_whole_apps_and_burst_allowances_admit_them() {
     assert_eq!(shown["reserved"]["instances"], 3);
     assert_eq!(shown["apps"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_to_every_endpoint_gets_a_clean_4xx_with_a_json_error() {
+    let vdc = Vdc::start();
+    let admin = vdc.admin_token();
+    let client = http();
+    let base = format!("http://{}", vdc.addr);
+    let json = "application/json";
+    // (method, path, content type, body)
+    let cases: Vec<(&str, String, &str, String)> = vec![
+        ("POST", "/v1/apps".into(), json, "{".into()),
+        ("POST", "/v1/apps".into(), json, "{\"file\": 1, \"base_dir\": \"/\", \"source\": \"\"}".into()),
+        ("POST", "/v1/apps".into(), json, "{\"file\":\"a\",\"base_dir\":\"/\",\"source\":\"\",\"x\":1}".into()),
+        ("POST", "/v1/apps".into(), "text/plain", "app = \"x\"".into()),
+        ("POST", "/v1/apps".into(), json, "{\"file\":\"a.toml\",\"base_dir\":\"/\",\"source\":\"app = 3\"}".into()),
+        ("GET", "/v1/apps/nope".into(), json, String::new()),
+        ("DELETE", "/v1/apps/nope".into(), json, String::new()),
+        ("GET", "/v1/instances?app=nope".into(), json, String::new()),
+        ("GET", "/v1/logs/nope/web/0".into(), json, String::new()),
+        ("GET", "/v1/logs/nope/web/notanumber".into(), json, String::new()),
+        ("GET", "/v1/apps/nope/topology?seconds=abc".into(), json, String::new()),
+        ("GET", "/v1/streams/metrics?kind=bogus".into(), json, String::new()),
+        ("GET", "/v1/events?limit=-1".into(), json, String::new()),
+        ("POST", "/v1/tenants".into(), json, "{\"name\": \"Bad Name\"}".into()),
+        ("POST", "/v1/tenants".into(), json, "{\"name\": \"ok\", \"quota\": {\"cpu\": \"4GB\", \"memory\": \"1GiB\", \"instances\": 1}}".into()),
+        ("POST", "/v1/tenants".into(), json, "{\"name\": \"ok\", \"prices\": {\"cpu_minute\": \"1.1234567\"}}".into()),
+        ("PUT", "/v1/tenants/nope/quota".into(), json, "{}".into()),
+        ("PUT", "/v1/tenants/default/quota".into(), json, "{\"quota\": 5}".into()),
+        ("POST", "/v1/tenants/nope/token".into(), json, String::new()),
+        ("GET", "/v1/tenants/nope/bill".into(), json, String::new()),
+        ("GET", "/v1/tenants/default/bill?from=yesterday".into(), json, String::new()),
+        ("GET", "/v1/usage?format=xml".into(), json, String::new()),
+        ("GET", "/v1/nothing-here".into(), json, String::new()),
+    ];
+    for (method, path, content_type, body) in &cases {
+        let request = client
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(&admin)
+            .header("content-type", *content_type)
+            .body(body.clone());
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        assert!(status.is_client_error(), "{method} {path} {body}: {status}");
+        let text = response.text().await.unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+        assert!(
+            parsed["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{method} {path}: {text}"
+        );
+    }
+    // Nothing of that broke the server.
+    assert_eq!(vdc.api_get("/v1/apps").await.status(), 200);
+}

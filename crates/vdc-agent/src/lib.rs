@@ -215,7 +215,10 @@ impl Agent {
             restarts: 0,
             started_at_ms: None,
             since_ms: now_ms(),
-            isolation: self.inner.isolation,
+            isolation: match self.inner.isolation {
+                Isolation::Namespaces if request.component.egress => Isolation::Cgroup,
+                other => other,
+            },
             last_exit: None,
             message: None,
         };

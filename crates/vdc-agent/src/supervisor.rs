@@ -69,7 +69,13 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
     let id = request.id.clone();
     // A confined instance keeps one network namespace across its restarts:
     // its link addresses live there, and namespaces are costly to free.
-    let netns = match &inner.config.confine {
+    // A component that declares egress runs on the host's network instead.
+    let confine = inner
+        .config
+        .confine
+        .as_ref()
+        .filter(|_| !request.component.egress);
+    let netns = match confine {
         Some(confine) => match confine::enter(&inner, confine, &request).await {
             Ok(ns) => Some(ns),
             Err(message) => {
@@ -152,7 +158,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
         }
     }
     inner.remove(&id);
-    if let (Some(confine), Some(ns)) = (&inner.config.confine, netns) {
+    if let (Some(confine), Some(ns)) = (confine, netns) {
         confine::leave(&inner, confine, &request, ns).await;
     }
 }

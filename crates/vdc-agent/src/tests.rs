@@ -60,6 +60,7 @@ fn component() -> ComponentSpec {
         volumes: BTreeMap::new(),
         gateway: None,
         stop_grace: Duration::from_secs(1),
+        egress: false,
     }
 }
 

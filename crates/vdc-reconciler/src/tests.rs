@@ -52,6 +52,7 @@ fn component(n: &str, replicas: u32) -> ComponentSpec {
         volumes: BTreeMap::new(),
         gateway: None,
         stop_grace: Duration::from_secs(5),
+        egress: false,
     }
 }
 

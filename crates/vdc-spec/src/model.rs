@@ -188,6 +188,10 @@ pub struct ComponentSpec {
     /// Time between SIGTERM and SIGKILL when an instance is stopped.
     #[serde(with = "duration_ms")]
     pub stop_grace: Duration,
+    /// Whether instances may reach beyond their links (the host and the
+    /// outside). Off by default: a confined instance reaches only its links.
+    #[serde(default)]
+    pub egress: bool,
 }
 
 impl ComponentSpec {

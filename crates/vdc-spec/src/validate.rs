@@ -54,6 +54,7 @@ pub(crate) struct Draft {
     pub volumes: BTreeMap<String, (Option<Bytes>, Option<String>)>,
     pub gateway: Option<DraftGateway>,
     pub stop_grace: Duration,
+    pub egress: bool,
 }
 
 pub(crate) struct DraftInput {
@@ -272,5 +273,6 @@ fn build_component(d: Draft) -> Option<ComponentSpec> {
         volumes,
         gateway,
         stop_grace: d.stop_grace,
+        egress: d.egress,
     })
 }

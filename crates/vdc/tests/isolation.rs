@@ -213,4 +213,26 @@ async fn an_instance_reaches_its_declared_links_and_nothing_else() {
     }
     let ps = vdc.instances("alpha");
     assert!(ps.iter().all(|i| i["isolation"] == "namespaces"), "{ps:?}");
+
+    // A component that declares egress runs on the host's network.
+    let open = write_spec(
+        &vdc,
+        "gamma",
+        &format!(
+            "[components.open]\negress = true\ncommand = [\"sh\", \"-c\", \"TARGETS=host-api=127.0.0.1:{api_port} exec python3 {}/reach.py\"]\n",
+            programs()
+        ),
+    );
+    vdc.ok(&["up", "-d", open.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = vdc.ok(&["logs", "gamma/open/0"]);
+        if log.contains("done") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(log.contains("host-api ok"), "{log}");
+    assert_eq!(vdc.instances("gamma")[0]["isolation"], "cgroup");
 }

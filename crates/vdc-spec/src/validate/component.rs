@@ -22,6 +22,7 @@ const FIELDS: &[&str] = &[
     "min",
     "max",
     "stop_grace",
+    "egress",
     "inputs",
     "links",
     "volumes",
@@ -32,6 +33,7 @@ const FIELDS: &[&str] = &[
 const NOT_FOR_BUILTIN: &[(&str, &str)] = &[
     ("inputs", "it has one implicit input, `http`"),
     ("command", "the data plane serves it, no process is started"),
+    ("egress", "the data plane serves it, no process is started"),
     ("env", "the data plane serves it, no process is started"),
     ("workdir", "the data plane serves it, no process is started"),
     ("volumes", "the data plane serves it and keeps no data"),
@@ -84,6 +86,10 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
             .get("stop_grace")
             .and_then(|e| read::duration(sink, e))
             .unwrap_or(ComponentSpec::DEFAULT_STOP_GRACE),
+        egress: f
+            .get("egress")
+            .and_then(|e| read::boolean(sink, e, "`true` or `false`"))
+            .unwrap_or(false),
     };
 
     if builtin {

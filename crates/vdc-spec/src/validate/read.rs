@@ -69,6 +69,16 @@ pub(super) fn string<'a>(sink: &mut Sink, entry: &'a Entry, expected: &str) -> O
     }
 }
 
+pub(super) fn boolean(sink: &mut Sink, entry: &Entry, expected: &str) -> Option<bool> {
+    match &entry.node.value {
+        Value::Boolean(b) => Some(*b),
+        _ => {
+            wrong_type(sink, entry, expected);
+            None
+        }
+    }
+}
+
 pub(super) fn table<'a>(sink: &mut Sink, entry: &'a Entry, expected: &str) -> Option<&'a [Entry]> {
     match &entry.node.value {
         Value::Table(entries) => Some(entries),

@@ -17,10 +17,36 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// Sleeps until `seconds` past the start of the next minute.
-fn until_next_minute(seconds: u64) {
-    let wait = 60 - now() % 60 + seconds;
-    std::thread::sleep(Duration::from_secs(wait));
+/// Sleeps until `seconds` past the start of the next minute; returns that
+/// minute (unix seconds / 60).
+fn until_next_minute(seconds: u64) -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let next = (now.as_secs() / 60 + 1) * 60;
+    std::thread::sleep(Duration::from_secs(next + seconds) - now);
+    next / 60
+}
+
+/// CPU time the instance's cgroup has used, in seconds: the kernel's own
+/// count, whatever the processes inside.
+fn kernel_cpu_seconds(pid: i32) -> f64 {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cgroup
+        .lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            controllers
+                .split(',')
+                .any(|c| c == "cpuacct")
+                .then(|| path.to_owned())
+        })
+        .unwrap();
+    let ns: u64 = std::fs::read_to_string(format!("/sys/fs/cgroup/cpuacct{path}/cpuacct.usage"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    ns as f64 / 1e9
 }
 
 #[test]
@@ -80,9 +106,14 @@ fn minutes_are_billed_once_each_across_a_kill_of_the_server() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 
-    // One whole minute, closed (5 s of grace after it ends).
-    until_next_minute(8);
-    until_next_minute(8);
+    // One whole minute, measured by the kernel at its edges, then closed by
+    // vdc (5 s of grace after it ends).
+    let pid = vdc.pid_of("burn", "burn/spin/0").unwrap();
+    let measured = until_next_minute(0);
+    let cpu_start = kernel_cpu_seconds(pid);
+    until_next_minute(0);
+    let kernel_minute = kernel_cpu_seconds(pid) - cpu_start;
+    std::thread::sleep(Duration::from_secs(8));
     let before_kill = now();
     let entries: serde_json::Value =
         serde_json::from_str(&vdc.ok(&["usage", "--tenant", "acme", "-o", "json"])).unwrap();
@@ -132,6 +163,18 @@ fn minutes_are_billed_once_each_across_a_kill_of_the_server() {
         unique.len() as u64,
         last - first + 1,
         "a minute is missing: {minutes:?}"
+    );
+    // The minute measured at its edges matches the kernel within 5 %.
+    let billed = raw
+        .iter()
+        .find(|e| e["minute"].as_u64() == Some(measured))
+        .unwrap_or_else(|| panic!("minute {measured} is not in the ledger: {raw:?}"))
+        ["cpu_seconds_used"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (billed - kernel_minute).abs() <= kernel_minute * 0.05,
+        "minute {measured}: billed {billed:.2} CPU-seconds, the kernel counted {kernel_minute:.2}"
     );
     // Whole minutes before the kill: about 30 CPU-seconds (0.5 CPU).
     for e in &raw {

@@ -37,6 +37,26 @@ pub(super) struct V1Dirs {
 
 // === v1 ===
 
+/// `times` with the same user/system proportions but summing to
+/// `total_ns` (when known and the split is not empty).
+fn scale_to_total(times: CpuTimes, total_ns: Option<u64>) -> CpuTimes {
+    let Some(total_us) = total_ns.map(|ns| ns / 1000) else {
+        return times;
+    };
+    let split = times.user_us.saturating_add(times.system_us);
+    if split == 0 {
+        return CpuTimes {
+            user_us: total_us,
+            system_us: 0,
+        };
+    }
+    let user_us = (u128::from(total_us) * u128::from(times.user_us) / u128::from(split)) as u64;
+    CpuTimes {
+        user_us,
+        system_us: total_us - user_us,
+    }
+}
+
 /// The usage of a v1 leaf, one hierarchy per controller.
 pub(super) fn read_v1(dirs: &V1Dirs) -> Result<Usage, CgroupError> {
     let mut usage = Usage {
@@ -58,7 +78,14 @@ pub(super) fn read_v1(dirs: &V1Dirs) -> Result<Usage, CgroupError> {
             None => read(&dir.join("cpuacct.stat"))?
                 .and_then(|text| parse_cpuacct_stat(&text, clock_ticks_per_second())),
         };
-        set_cpu(&mut usage, times.unwrap_or_default());
+        // The user/system split comes from tick sampling and can be several
+        // percent off in total; `cpuacct.usage` is the scheduler's exact
+        // runtime. Keep the split's proportions, scaled to the exact total.
+        let total_ns = number(&dir.join("cpuacct.usage"))?;
+        set_cpu(
+            &mut usage,
+            scale_to_total(times.unwrap_or_default(), total_ns),
+        );
     }
     if let Some(dir) = &dirs.cpu {
         if let Some(text) = read(&dir.join("cpu.stat"))? {
@@ -195,3 +222,28 @@ fn lines(path: &Path) -> Result<Option<u64>, CgroupError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod scale_tests {
+    use super::*;
+
+    #[test]
+    fn the_split_is_scaled_to_the_exact_total() {
+        let split = CpuTimes {
+            user_us: 3_000,
+            system_us: 1_000,
+        };
+        let scaled = scale_to_total(split, Some(8_000_000));
+        assert_eq!((scaled.user_us, scaled.system_us), (6_000, 2_000));
+        let unknown = scale_to_total(split, None);
+        assert_eq!((unknown.user_us, unknown.system_us), (3_000, 1_000));
+        let empty = scale_to_total(
+            CpuTimes {
+                user_us: 0,
+                system_us: 0,
+            },
+            Some(5_000),
+        );
+        assert_eq!((empty.user_us, empty.system_us), (5, 0));
+    }
+}

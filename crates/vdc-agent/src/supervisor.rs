@@ -76,17 +76,23 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
         .as_ref()
         .filter(|_| !request.component.egress);
     let netns = match confine {
-        Some(confine) => match confine::enter(&inner, confine, &request).await {
-            Ok(ns) => Some(ns),
-            Err(message) => {
-                tracing::error!(instance = %id, "{message}");
-                inner.update(&id, |r| {
-                    r.status.state = InstanceState::Backoff;
-                    r.status.message = Some(message);
-                });
-                let _ = tokio::time::timeout(Duration::from_secs(3600), stop.cancelled()).await;
-                inner.remove(&id);
-                return;
+        Some(confine) => loop {
+            match confine::enter(&inner, confine, &request).await {
+                Ok(ns) => break Some(ns),
+                Err(message) => {
+                    tracing::error!(instance = %id, "{message}");
+                    inner.update(&id, |r| {
+                        r.status.state = InstanceState::Backoff;
+                        r.status.message = Some(message);
+                    });
+                    tokio::select! {
+                        _ = stop.cancelled() => {
+                            inner.remove(&id);
+                            return;
+                        }
+                        _ = sleep(Duration::from_secs(1)) => {}
+                    }
+                }
             }
         },
         None => None,
@@ -157,10 +163,12 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
             _ = sleep(backoff.next()) => {}
         }
     }
-    inner.remove(&id);
+    // The namespace goes before the instance is forgotten: a replacement
+    // with the same name may be started as soon as it is.
     if let (Some(confine), Some(ns)) = (confine, netns) {
         confine::leave(&inner, confine, &request, ns).await;
     }
+    inner.remove(&id);
 }
 
 /// Starts the process with fresh input ports.

@@ -26,29 +26,6 @@ fn until_next_minute(seconds: u64) -> u64 {
     next / 60
 }
 
-/// CPU time the instance's cgroup has used, in seconds: the kernel's own
-/// count, whatever the processes inside.
-fn kernel_cpu_seconds(pid: i32) -> f64 {
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let path = cgroup
-        .lines()
-        .find_map(|l| {
-            let (_, rest) = l.split_once(':')?;
-            let (controllers, path) = rest.split_once(':')?;
-            controllers
-                .split(',')
-                .any(|c| c == "cpuacct")
-                .then(|| path.to_owned())
-        })
-        .unwrap();
-    let ns: u64 = std::fs::read_to_string(format!("/sys/fs/cgroup/cpuacct{path}/cpuacct.usage"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    ns as f64 / 1e9
-}
-
 #[test]
 fn minutes_are_billed_once_each_across_a_kill_of_the_server() {
     assert!(
@@ -110,9 +87,9 @@ fn minutes_are_billed_once_each_across_a_kill_of_the_server() {
     // vdc (5 s of grace after it ends).
     let pid = vdc.pid_of("burn", "burn/spin/0").unwrap();
     let measured = until_next_minute(0);
-    let cpu_start = kernel_cpu_seconds(pid);
+    let cpu_start = cgroup_cpu_seconds(pid);
     until_next_minute(0);
-    let kernel_minute = kernel_cpu_seconds(pid) - cpu_start;
+    let kernel_minute = cgroup_cpu_seconds(pid) - cpu_start;
     std::thread::sleep(Duration::from_secs(8));
     let before_kill = now();
     let entries: serde_json::Value =

@@ -337,28 +337,8 @@ async fn a_component_burning_a_core_shows_about_one_hundred_percent() {
     // a loaded machine the spinner may get less than a core, and vdc must
     // then say so too. The instance's cgroup counts every process in it,
     // whatever its process tree looks like (an init, a shell, the spinner).
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let cpuacct = cgroup
-        .lines()
-        .find_map(|l| {
-            let (_, rest) = l.split_once(':')?;
-            let (controllers, path) = rest.split_once(':')?;
-            controllers
-                .split(',')
-                .any(|c| c == "cpuacct")
-                .then(|| path.to_owned())
-        })
-        .unwrap();
     // In hundredths of a second, like /proc's clock ticks.
-    let cpu_ticks = || {
-        let ns: u64 =
-            std::fs::read_to_string(format!("/sys/fs/cgroup/cpuacct{cpuacct}/cpuacct.usage"))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-        ns / 10_000_000
-    };
+    let cpu_ticks = || (cgroup_cpu_seconds(pid) * 100.0) as u64;
     let ticks_per_s = 100.0;
     let mut readings = Vec::new();
     let mut reference = None;

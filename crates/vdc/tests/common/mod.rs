@@ -315,3 +315,26 @@ pub fn http() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// CPU time the cgroup of process `pid` has used, in seconds: the kernel's
+/// own count (cgroup v1 `cpuacct.usage`), whatever the processes inside.
+pub fn cgroup_cpu_seconds(pid: i32) -> f64 {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cgroup
+        .lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            controllers
+                .split(',')
+                .any(|c| c == "cpuacct")
+                .then(|| path.to_owned())
+        })
+        .unwrap();
+    let ns: u64 = std::fs::read_to_string(format!("/sys/fs/cgroup/cpuacct{path}/cpuacct.usage"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    ns as f64 / 1e9
+}

@@ -246,7 +246,7 @@ async fn submit(
             validated.spec.clone(),
             request.file.clone(),
             request.source.clone(),
-            now_ms(),
+            crate::telemetry::now_ms(),
             previous.as_ref().map(|(p, _)| p),
         );
         admit(&control, &apps, &record)?;
@@ -531,10 +531,4 @@ async fn shutdown(
     }
     control.shutdown();
     Ok(StatusCode::ACCEPTED)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -184,11 +184,7 @@ fn down_leaves_no_process_behind() {
     let vdc = Vdc::start();
     let (spec, _) = vdc.example("shop.toml");
     vdc.ok(&["up", "-d", spec.to_str().unwrap()]);
-    let pids: Vec<i32> = vdc
-        .instances("shop")
-        .iter()
-        .map(|i| i["pid"].as_i64().unwrap() as i32)
-        .collect();
+    let pids = vdc.pids("shop");
     assert_eq!(pids.len(), 4);
     assert!(pids.iter().all(|p| alive(*p)));
 
@@ -243,11 +239,7 @@ fn foreground_up_takes_the_app_down_on_ctrl_c() {
         assert!(Instant::now() < deadline, "the app did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let pids: Vec<i32> = vdc
-        .instances("shop")
-        .iter()
-        .map(|i| i["pid"].as_i64().unwrap() as i32)
-        .collect();
+    let pids = vdc.pids("shop");
     signal(child.id() as i32, Signal::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -264,11 +256,7 @@ fn server_stop_stops_every_instance_and_a_restart_brings_the_app_back() {
     let (spec, _) = vdc.example("shop.toml");
     // No server yet: `up -d` starts one in the background.
     vdc.ok(&["up", "-d", spec.to_str().unwrap()]);
-    let pids: Vec<i32> = vdc
-        .instances("shop")
-        .iter()
-        .map(|i| i["pid"].as_i64().unwrap() as i32)
-        .collect();
+    let pids = vdc.pids("shop");
     assert_eq!(pids.len(), 4);
     vdc.ok(&["server", "stop"]);
     assert!(!vdc.is_up());

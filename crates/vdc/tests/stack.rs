@@ -85,11 +85,7 @@ async fn nginx_and_redis_serve_through_the_gateway() {
     }
     assert_eq!(value, Some(serde_json::json!("purple")));
 
-    let pids: Vec<i32> = vdc
-        .instances("stack")
-        .iter()
-        .map(|i| i["pid"].as_i64().unwrap() as i32)
-        .collect();
+    let pids = vdc.pids("stack");
     vdc.ok(&["down", "stack"]);
     for pid in pids {
         assert!(!alive(pid), "pid {pid} survived `vdc down`");

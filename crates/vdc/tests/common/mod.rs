@@ -198,6 +198,14 @@ impl Vdc {
         serde_json::from_str::<Vec<Value>>(&out).unwrap()
     }
 
+    /// The pid of every instance of `app`.
+    pub fn pids(&self, app: &str) -> Vec<i32> {
+        self.instances(app)
+            .iter()
+            .map(|i| i["pid"].as_i64().unwrap() as i32)
+            .collect()
+    }
+
     pub fn pid_of(&self, app: &str, instance: &str) -> Option<i32> {
         self.instances(app)
             .iter()

@@ -122,8 +122,24 @@ impl Vdc {
         }
     }
 
+    /// True when the server answers HTTP (with any status: 401 too). A
+    /// bare TCP connect is not enough: the socket accepts connections while
+    /// the server is still setting up (writing its admin token, for one).
     pub fn is_up(&self) -> bool {
-        std::net::TcpStream::connect(&self.addr).is_ok()
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(&self.addr) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let request = format!(
+            "GET /v1/health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        if stream.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 ")
     }
 
     pub fn server_log(&self) -> String {

@@ -54,6 +54,7 @@ fn component() -> ComponentSpec {
                 name: name("tcp"),
                 protocol: Protocol::Tcp,
                 health,
+                sla: None,
             },
         )]),
         links: BTreeMap::new(),

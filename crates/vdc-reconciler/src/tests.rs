@@ -46,6 +46,7 @@ fn component(n: &str, replicas: u32) -> ComponentSpec {
                     timeout: Duration::from_secs(1),
                     failures: 3,
                 },
+                sla: None,
             },
         )]),
         links: BTreeMap::new(),

@@ -235,6 +235,55 @@ pub struct InputSpec {
     pub name: TerminalName,
     pub protocol: Protocol,
     pub health: HealthCheck,
+    /// What the input's users must get; the platform keeps it by steering
+    /// traffic and scaling the component within its bounds.
+    #[serde(default)]
+    pub sla: Option<Sla>,
+}
+
+/// A service-level objective on an input: `latency = "p99 <= 50ms"`,
+/// optionally `errors = "1%"`, judged over `window`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sla {
+    /// At least one of `latency` and `errors` is set.
+    pub latency: Option<LatencyObjective>,
+    /// The largest share of requests (0 to 1) that may fail: 5xx answers,
+    /// refused, reset or timed-out exchanges.
+    pub max_error_ratio: Option<f64>,
+    /// The period the objective is judged over.
+    #[serde(with = "duration_ms")]
+    pub window: Duration,
+    /// How long the objective must hold with room to spare before replicas
+    /// are given back.
+    #[serde(with = "duration_ms")]
+    pub scale_down_after: Duration,
+}
+
+impl Sla {
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
+    pub const DEFAULT_SCALE_DOWN_AFTER: Duration = Duration::from_secs(30);
+}
+
+/// `pQ <= threshold`: the Q-th percentile of request latency (time to the
+/// response's headers, as the data plane measures it) stays at or under the
+/// threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyObjective {
+    /// Between 0 and 100 exclusive, such as 99.0 or 99.9.
+    pub percentile: f64,
+    #[serde(with = "duration_ms_f64")]
+    pub threshold: Duration,
+}
+
+impl fmt::Display for LatencyObjective {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "p{} <= {}",
+            self.percentile,
+            crate::units::format_duration(self.threshold)
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -335,6 +384,21 @@ impl AppSpec {
 }
 
 // === serde helpers ===
+
+/// Durations that may have fractions of a millisecond (latency thresholds).
+pub(crate) mod duration_ms_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1000.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        Ok(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or_default())
+    }
+}
 
 pub(crate) mod duration_ms {
     use serde::{Deserialize, Deserializer, Serializer};

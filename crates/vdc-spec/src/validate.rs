@@ -233,6 +233,7 @@ fn build_component(d: Draft) -> Option<ComponentSpec> {
                 name,
                 protocol: input.protocol,
                 health: input.health,
+                sla: None,
             },
         );
     }

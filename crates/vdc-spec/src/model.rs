@@ -276,13 +276,28 @@ pub struct LatencyObjective {
 }
 
 impl fmt::Display for LatencyObjective {
+    /// `p99 <= 50ms`, `p99.9 <= 2.5ms`: the form the spec reads back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "p{} <= {}",
-            self.percentile,
-            crate::units::format_duration(self.threshold)
-        )
+        let nanos = self.threshold.as_nanos();
+        let sub_ms = nanos % 1_000_000;
+        if sub_ms == 0 {
+            write!(
+                f,
+                "p{} <= {}",
+                self.percentile,
+                crate::units::format_duration(self.threshold)
+            )
+        } else {
+            // Fractions of a millisecond, which `format_duration` drops.
+            let frac = format!("{sub_ms:06}");
+            write!(
+                f,
+                "p{} <= {}.{}ms",
+                self.percentile,
+                nanos / 1_000_000,
+                frac.trim_end_matches('0')
+            )
+        }
     }
 }
 

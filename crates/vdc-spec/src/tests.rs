@@ -3,6 +3,7 @@
 
 mod component_errors;
 mod props;
+mod sla_errors;
 mod toml_errors;
 mod topology_errors;
 mod value_errors;
@@ -79,6 +80,22 @@ fn describe(spec: &AppSpec) -> String {
                 format_duration(h.timeout),
                 h.failures
             );
+            if let Some(sla) = &i.sla {
+                let mut objectives = Vec::new();
+                if let Some(l) = sla.latency {
+                    objectives.push(format!("p{} <= {:?}", l.percentile, l.threshold));
+                }
+                if let Some(r) = sla.max_error_ratio {
+                    objectives.push(format!("error ratio <= {r}"));
+                }
+                let _ = writeln!(
+                    out,
+                    "    sla {} over {}, scale down after {}",
+                    objectives.join(", "),
+                    format_duration(sla.window),
+                    format_duration(sla.scale_down_after)
+                );
+            }
         }
         for (name, target) in &c.links {
             let _ = writeln!(out, "  link {name} -> {target}");
@@ -327,10 +344,11 @@ fn documented_examples_are_valid() {
     let mut found = 0;
     for block in doc.split("```toml\n").skip(1) {
         let example = block.split("```").next().unwrap_or_default();
-        if let Err(e) = parse(example, "spec.md", Path::new(BASE)) {
-            panic!("{}", e.render(example));
+        match parse(example, "spec.md", Path::new(BASE)) {
+            Ok(v) => assert!(v.warnings.is_empty(), "{:?}", v.warnings),
+            Err(e) => panic!("{}", e.render(example)),
         }
         found += 1;
     }
-    assert_eq!(found, 2);
+    assert_eq!(found, 3);
 }

@@ -10,6 +10,7 @@ mod budget;
 mod component;
 mod input;
 mod read;
+mod sla;
 mod terminals;
 mod topology;
 
@@ -60,6 +61,8 @@ pub(crate) struct Draft {
 pub(crate) struct DraftInput {
     pub protocol: Protocol,
     pub health: HealthCheck,
+    /// The input's SLA, when it has a valid one.
+    pub sla: Option<Sla>,
 }
 
 pub(crate) struct DraftLink {
@@ -233,7 +236,7 @@ fn build_component(d: Draft) -> Option<ComponentSpec> {
                 name,
                 protocol: input.protocol,
                 health: input.health,
-                sla: None,
+                sla: input.sla,
             },
         );
     }

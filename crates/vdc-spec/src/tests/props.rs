@@ -63,6 +63,33 @@ fn check_invariants(spec: &AppSpec) -> Result<(), TestCaseError> {
         if let Some(g) = &c.gateway {
             prop_assert!(c.inputs.contains_key(&g.input));
         }
+        let slas: Vec<(&InputSpec, &Sla)> = c
+            .inputs
+            .values()
+            .filter_map(|i| Some((i, i.sla.as_ref()?)))
+            .collect();
+        prop_assert!(
+            slas.len() <= 1,
+            "{} inputs of {} have an SLA",
+            slas.len(),
+            name
+        );
+        prop_assert!(slas.is_empty() || !c.appliance.is_builtin());
+        for (input, sla) in slas {
+            prop_assert!(sla.latency.is_some() || sla.max_error_ratio.is_some());
+            if let Some(l) = sla.latency {
+                prop_assert_eq!(input.protocol, Protocol::Http);
+                prop_assert!(l.percentile > 0.0 && l.percentile < 100.0);
+                prop_assert!(!l.threshold.is_zero() && l.threshold.as_secs() <= 3600);
+            }
+            if let Some(r) = sla.max_error_ratio {
+                prop_assert!(r > 0.0 && r <= 1.0);
+            }
+            prop_assert!((2..=600).contains(&sla.window.as_secs()));
+            prop_assert!((1..=3600).contains(&sla.scale_down_after.as_secs()));
+            prop_assert_eq!(sla.window.subsec_nanos(), 0);
+            prop_assert_eq!(sla.scale_down_after.subsec_nanos(), 0);
+        }
     }
     if let Some(b) = spec.budget {
         let limit = Resources {
@@ -116,6 +143,12 @@ const SNIPPETS: &[&str] = &[
     "budget = { cpu = 0.001, memory = 1 }\n",
     "inputs = {}\n",
     "health = \"/x\"\n",
+    "sla = { latency = \"p99 <= 50ms\" }",
+    "sla = { errors = \"1%\", window = \"10s\" }",
+    ", sla = { latency = \"p999 < 2.5ms\", errors = 1 }",
+    "p99.9 <=",
+    "\"1%\"",
+    "%",
     "\u{e9}",
     "\u{1F600}",
     "\r\n",
@@ -166,6 +199,68 @@ fn mutate(base: &str, edits: &[Edit]) -> String {
     chars.into_iter().collect()
 }
 
+/// An `sla` table: each field left out, well formed or wrong, so that some
+/// pass and the others fail in every way the validator knows.
+fn sla() -> impl Strategy<Value = String> {
+    let latency = prop_oneof![
+        6 => Just("p99 <= 50ms"),
+        6 => Just("p99.9<2.5ms"),
+        6 => Just("p50 < 1s"),
+        1 => Just("p999 <= 50ms"),
+        1 => Just("p100 <= 1ms"),
+        1 => Just("p99 <= 2h"),
+        1 => Just("p99 <= 0ms"),
+        1 => Just("p99 <="),
+        1 => Just("50ms"),
+    ];
+    let errors = prop_oneof![
+        6 => Just("\"1%\""),
+        6 => Just("\"0.5%\""),
+        6 => Just("\"100%\""),
+        1 => Just("\"0%\""),
+        1 => Just("\"1\""),
+        1 => Just("0.01"),
+    ];
+    let window = prop_oneof![
+        6 => Just("\"10s\""),
+        6 => Just("\"2s\""),
+        1 => Just("\"1s\""),
+        1 => Just("\"2.5s\"")
+    ];
+    let scale = prop_oneof![
+        6 => Just("\"30s\""),
+        6 => Just("\"1h\""),
+        1 => Just("\"0s\""),
+        1 => Just("30")
+    ];
+    (
+        prop::option::of(latency),
+        prop::option::of(errors),
+        prop::option::of(window),
+        prop::option::of(scale),
+        prop::bool::weighted(0.05),
+    )
+        .prop_map(|(latency, errors, window, scale, typo)| {
+            let mut fields = Vec::new();
+            if let Some(l) = latency {
+                fields.push(format!("latency = \"{l}\""));
+            }
+            if let Some(e) = errors {
+                fields.push(format!("errors = {e}"));
+            }
+            if let Some(w) = window {
+                fields.push(format!("window = {w}"));
+            }
+            if let Some(s) = scale {
+                fields.push(format!("scale_down_after = {s}"));
+            }
+            if typo {
+                fields.push("latncy = \"p99 <= 1s\"".to_owned());
+            }
+            format!("{{ {} }}", fields.join(", "))
+        })
+}
+
 /// A spec with random components, links, replica bounds and budget: mostly
 /// well formed, often invalid in the ways that span components.
 fn topology() -> impl Strategy<Value = String> {
@@ -189,6 +284,7 @@ fn topology() -> impl Strategy<Value = String> {
         replicas,
         1u32..2000,
         prop::option::of(1u16..3),
+        prop::option::of(sla()),
     );
     (
         prop::collection::vec(component, 1..6),
@@ -202,14 +298,17 @@ fn topology() -> impl Strategy<Value = String> {
                 ));
             }
             let n = components.len();
-            for (i, (http, links, replicas, millis, port)) in components.into_iter().enumerate() {
+            for (i, (http, links, replicas, millis, port, sla)) in
+                components.into_iter().enumerate()
+            {
                 out.push_str(&format!(
                     "[components.c{i}]\ncommand = [\"run\"]\n{replicas}"
                 ));
                 out.push_str(&format!("resources = {{ cpu = \"{millis}m\" }}\n"));
                 let protocol = if http { "http" } else { "tcp" };
+                let sla = sla.map_or_else(String::new, |t| format!(", sla = {t}"));
                 out.push_str(&format!(
-                    "inputs = {{ in = {{ protocol = \"{protocol}\" }} }}\n"
+                    "inputs = {{ in = {{ protocol = \"{protocol}\"{sla} }} }}\n"
                 ));
                 let links: Vec<String> = links
                     .iter()
@@ -244,6 +343,32 @@ proptest! {
     #[test]
     fn accepted_topologies_keep_the_invariants(src in topology()) {
         parse_checked(&src)?;
+    }
+
+    #[test]
+    fn slas_keep_the_invariants(
+        first in sla(),
+        second in prop::option::of(sla()),
+        http in prop::bool::ANY,
+        max in 1u32..4,
+    ) {
+        let protocol = if http { "http" } else { "tcp" };
+        let mut src = format!(
+            "app = \"gen\"\n[components.web]\ncommand = [\"web\"]\nmax = {max}\n\
+             inputs.a = {{ protocol = \"{protocol}\", sla = {first} }}\n"
+        );
+        if let Some(second) = second {
+            src.push_str(&format!("inputs.b = {{ protocol = \"http\", sla = {second} }}\n"));
+        }
+        let spec = parse_checked(&src)?;
+        let warned = match parse(&src, "t.toml", Path::new(BASE)) {
+            Ok(v) => v.warnings.iter().any(|w| w.message.contains("SLA")),
+            Err(_) => false,
+        };
+        if let Some(spec) = spec {
+            let web = spec.components.values().next().map(|c| c.replicas);
+            prop_assert_eq!(warned, web.is_some_and(|r| r.min == r.max));
+        }
     }
 }
 

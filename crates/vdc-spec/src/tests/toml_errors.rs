@@ -91,7 +91,7 @@ resources = { cpus = 1 }
               | ^^^^^^
               = help: did you mean `command`?
 
-            error: unknown field `proto` in input `http` of component `web`; expected one of `protocol`, `health`
+            error: unknown field `proto` in input `http` of component `web`; expected one of `protocol`, `health`, `sla`
              --> shop.toml:7:21
               |
             7 | inputs = { http = { proto = "http", protocol = "http" } }

@@ -60,9 +60,13 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
     if builtin {
         for (field, why) in NOT_FOR_BUILTIN {
             if let Some(e) = f.get(field) {
-                sink.error(
+                let help = (*field == "inputs")
+                    .then(|| lb_sla_help(e, f.get("links")))
+                    .flatten();
+                sink.error_maybe_help(
                     e.key_span.clone(),
                     format!("`{field}` is not allowed on a `{appliance}` component: {why}"),
+                    help,
                 );
             }
         }
@@ -98,6 +102,7 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
             DraftInput {
                 protocol: Protocol::Http,
                 health: HealthCheck::default(),
+                sla: None,
             },
         );
     } else {
@@ -114,7 +119,7 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
             draft.resources = resources(sink, e);
         }
         if let Some(e) = f.get("inputs") {
-            draft.inputs = super::input::inputs(sink, e, &draft.name);
+            draft.inputs = super::input::inputs(sink, e, &draft.name, draft.replicas);
         }
         if let Some(e) = f.get("volumes") {
             draft.volumes = volumes(sink, e, &draft.name);
@@ -130,6 +135,41 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
         draft.gateway = terminals::gateway(sink, e, &draft);
     }
     draft
+}
+
+/// When the `inputs` of a load balancer try to give its implicit input an
+/// SLA: where the SLA belongs instead, the input it balances, whose
+/// component vdc scales to keep it.
+fn lb_sla_help(inputs: &Entry, links: Option<&Entry>) -> Option<String> {
+    let Value::Table(inputs) = &inputs.node.value else {
+        return None;
+    };
+    let has_sla = inputs.iter().any(|input| match &input.node.value {
+        Value::Table(fields) => fields.iter().any(|f| f.key == "sla"),
+        _ => false,
+    });
+    if !has_sla {
+        return None;
+    }
+    let backend = links
+        .and_then(|links| match &links.node.value {
+            Value::Table(links) => links.iter().find(|l| l.key == ComponentSpec::LB_BACKEND),
+            _ => None,
+        })
+        .and_then(|link| match &link.node.value {
+            Value::String(target) => Some(format!("`{target}`")),
+            _ => None,
+        })
+        .unwrap_or_else(|| {
+            format!(
+                "the input its `{}` link leads to",
+                ComponentSpec::LB_BACKEND
+            )
+        });
+    Some(format!(
+        "an SLA cannot be set on the balancer's input: give the `sla` to {backend}, \
+         whose component vdc scales to keep it"
+    ))
 }
 
 fn appliance(sink: &mut Sink, entry: &Entry) -> Option<Appliance> {

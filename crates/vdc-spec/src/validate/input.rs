@@ -1,9 +1,9 @@
-//! Reading a component's inputs: their protocol and health check.
+//! Reading a component's inputs: their protocol, health check and SLA.
 
 use std::collections::BTreeMap;
 
 use super::read::{self, Fields};
-use super::{check_name, DraftInput};
+use super::{check_name, sla, DraftInput};
 use crate::diagnostic::Sink;
 use crate::model::*;
 use crate::raw::{Entry, Value};
@@ -11,12 +11,14 @@ use crate::raw::{Entry, Value};
 const HEALTH_EXPECTED: &str =
     "a path like \"/healthz\", \"tcp\", or a table like { path = \"/healthz\", interval = \"1s\" }";
 
-/// Reads `inputs = { name = { protocol = ..., health = ... } }`. Inputs with
-/// invalid names are reported and left out.
+/// Reads `inputs = { name = { protocol = ..., health = ..., sla = ... } }`.
+/// Inputs with invalid names are reported and left out. At most one input
+/// has an SLA, and an SLA on a component that cannot scale is a warning.
 pub(super) fn inputs(
     sink: &mut Sink,
     entry: &Entry,
     component: &str,
+    replicas: Replicas,
 ) -> BTreeMap<String, DraftInput> {
     let mut out = BTreeMap::new();
     let Some(table) = read::table(
@@ -27,10 +29,12 @@ pub(super) fn inputs(
         return out;
     };
     let expected = "a table like { protocol = \"http\", health = \"/healthz\" }";
+    // The first input with an SLA: its name, and the SLA when it was valid.
+    let mut first_sla: Option<(&str, Option<&Entry>)> = None;
     for (input, fields) in read::named_tables(sink, table, expected) {
         let name_ok = check_name(sink, input.key_span.clone(), "input", &input.key);
         let what = format!("input `{}` of component `{component}`", input.key);
-        let f = Fields::new(sink, fields, &what, &["protocol", "health"]);
+        let f = Fields::new(sink, fields, &what, &["protocol", "health", "sla"]);
         let protocol = match f.get("protocol") {
             Some(e) => protocol(sink, e),
             None => {
@@ -46,9 +50,35 @@ pub(super) fn inputs(
             Some(e) => health(sink, e, protocol, &what),
             None => HealthCheck::default(),
         };
+        let sla = f.get("sla").and_then(|e| {
+            let parsed = sla::sla(sink, e, protocol, &what);
+            match first_sla {
+                None => first_sla = Some((&input.key, parsed.as_ref().map(|_| e))),
+                Some((first, _)) => sink.error_help(
+                    e.key_span.clone(),
+                    format!(
+                        "{what} has an SLA, but input `{first}` already has one; \
+                         expected at most one input with an SLA per component"
+                    ),
+                    "vdc scales a component on one objective: keep the SLA of the input \
+                     whose users matter most",
+                ),
+            }
+            parsed
+        });
         if let (true, Some(protocol)) = (name_ok, protocol) {
-            out.insert(input.key.clone(), DraftInput { protocol, health });
+            out.insert(
+                input.key.clone(),
+                DraftInput {
+                    protocol,
+                    health,
+                    sla,
+                },
+            );
         }
+    }
+    if let Some((input, Some(e))) = first_sla {
+        sla::check_room(sink, e.key_span.clone(), component, input, replicas);
     }
     out
 }

@@ -79,15 +79,29 @@ pub struct Second {
     pub latency: Histogram,
 }
 
-/// The most replicas the component may have, given what everything else of
-/// its tenant reserves.
+/// The most replicas the component may have, given what everything else
+/// reserves. `u32::MAX` where there is no limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Room {
-    /// Within the app budget and the tenant's quota.
+    /// Within the tenant's quota.
     pub quota: u32,
-    /// Within the app budget and the tenant's quota plus burst allowance;
-    /// equal to `quota` when the tenant has none.
+    /// Within the tenant's quota plus its burst allowance; equal to `quota`
+    /// when the tenant has none.
     pub burst: u32,
+    /// Within the app's budget.
+    pub budget: u32,
+    /// Within the free capacity of the pool.
+    pub pool: u32,
+}
+
+impl Room {
+    /// No limit at all.
+    pub const UNLIMITED: Room = Room {
+        quota: u32::MAX,
+        burst: u32::MAX,
+        budget: u32::MAX,
+        pool: u32::MAX,
+    };
 }
 
 /// What the component's own instances said through the platform API.
@@ -134,6 +148,10 @@ pub enum Direction {
 pub enum Limit {
     /// The component's `max`.
     Max,
+    /// The app's budget.
+    Budget,
+    /// The free capacity of the pool.
+    Pool,
     /// The app budget or the tenant quota, and the tenant has no burst
     /// allowance (left).
     Quota,
@@ -145,6 +163,8 @@ impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Limit::Max => "the component's max",
+            Limit::Budget => "the app budget",
+            Limit::Pool => "the pool's free capacity",
             Limit::Quota => "the quota",
             Limit::Burst => "the end of the burst allowance",
         })
@@ -564,17 +584,27 @@ fn up_to(
     why: String,
 ) -> Decision {
     let current = input.current;
-    let within_burst = input
-        .max
-        .min(input.room.burst.max(input.room.quota).max(current));
-    let (replicas, limit) = if wanted <= within_burst {
-        (wanted, None)
-    } else if within_burst == input.max {
-        (within_burst, Some(Limit::Max))
-    } else if input.room.burst > input.room.quota {
-        (within_burst, Some(Limit::Burst))
+    let room = input.room;
+    let tenant = if room.burst > room.quota {
+        (room.burst, Limit::Burst)
     } else {
-        (within_burst, Some(Limit::Quota))
+        (room.quota, Limit::Quota)
+    };
+    // The tightest limit names the reason; none takes away what runs.
+    let (allowed, binding) = [
+        (input.max, Limit::Max),
+        (room.budget, Limit::Budget),
+        (room.pool, Limit::Pool),
+        tenant,
+    ]
+    .into_iter()
+    .min_by_key(|(n, _)| *n)
+    .unwrap_or((input.max, Limit::Max));
+    let allowed = allowed.max(current);
+    let (replicas, limit) = if wanted <= allowed {
+        (wanted, None)
+    } else {
+        (allowed, Some(binding))
     };
     if replicas <= current {
         let before = state.limited;

@@ -35,7 +35,11 @@ fn second(ts: u64, requests: u64, latency: Duration) -> Second {
 }
 
 fn room(n: u32) -> Room {
-    Room { quota: n, burst: n }
+    Room {
+        quota: n,
+        burst: n,
+        ..Room::UNLIMITED
+    }
 }
 
 fn input<'a>(now: u64, sla: &'a Sla, current: u32, seconds: &'a [Second]) -> Input<'a> {
@@ -176,13 +180,40 @@ fn bursts_past_the_quota_when_allowed() {
         .collect();
     let mut state = State::default();
     let mut i = input(100, &sla, 3, &seconds);
-    i.room = Room { quota: 3, burst: 5 };
+    i.room = Room {
+        quota: 3,
+        burst: 5,
+        ..Room::UNLIMITED
+    };
     let d = decide(&i, &mut state);
     assert_eq!((d.direction, d.replicas), (Direction::Up, 5));
     assert_eq!(d.in_burst, 2);
     assert_eq!(d.limited, Some(Limit::Burst), "wanted 6");
     assert!(
         d.reason.contains("2 in burst above the quota"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn names_the_tightest_limit() {
+    let sla = sla(50);
+    let seconds: Vec<Second> = (91..=100)
+        .map(|ts| second(ts, 400, Duration::from_millis(200)))
+        .collect();
+    let mut i = input(100, &sla, 3, &seconds);
+    i.room.budget = 4;
+    i.room.pool = 5;
+    let d = decide(&i, &mut State::default());
+    assert_eq!(
+        (d.replicas, d.limited),
+        (4, Some(Limit::Budget)),
+        "{}",
+        d.reason
+    );
+    assert!(
+        d.reason.contains("stopped at the app budget"),
         "{}",
         d.reason
     );
@@ -470,7 +501,7 @@ proptest! {
                 s
             })
             .collect();
-        let room = Room { quota, burst: quota + burst_extra };
+        let room = Room { quota, burst: quota + burst_extra, ..Room::UNLIMITED };
         let i = Input {
             now: 100,
             sla: &sla,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use vdc_spec::{AppSpec, ComponentName, Resources};
+use vdc_spec::{AppSpec, ComponentName, ComponentSpec, Resources};
 
 use crate::NodeId;
 
@@ -34,6 +34,22 @@ pub struct AppRecord {
     pub component_revisions: BTreeMap<ComponentName, u64>,
     /// Set by `down`: the app stays recorded until its instances are gone.
     pub deleting: bool,
+    /// Replica counts set after submission (by hand, by the autoscaler or
+    /// by the component itself), per component; the spec's count otherwise.
+    #[serde(default)]
+    pub scale: BTreeMap<ComponentName, Scale>,
+}
+
+/// A component's replica count as set after submission, and whether the
+/// autoscaler may change it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scale {
+    pub replicas: u32,
+    /// `false` after `vdc autoscale … off`: only a person changes replicas.
+    pub autoscale: bool,
+    /// Who set the count last: "autoscaler", "vdc scale", "instance shop/web/1".
+    pub by: String,
+    pub at_ms: u64,
 }
 
 impl AppRecord {
@@ -60,10 +76,26 @@ impl AppRecord {
                             p.component_revisions.get(name)?,
                         ))
                     })
-                    .filter(|(old, _)| *old == component);
+                    .filter(|(old, _)| same_but_replicas(old, component));
                 (name.clone(), unchanged.map_or(revision, |(_, rev)| *rev))
             })
             .collect();
+        // A count set after submission survives a resubmission that leaves
+        // the component's replica fields as they were.
+        let scale = previous
+            .filter(|p| !p.deleting)
+            .map(|p| {
+                p.scale
+                    .iter()
+                    .filter(|(name, _)| {
+                        let old = p.spec.components.get(*name).map(|c| c.replicas);
+                        let new = spec.components.get(*name).map(|c| c.replicas);
+                        old.is_some() && old == new
+                    })
+                    .map(|(name, scale)| (name.clone(), scale.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         AppRecord {
             spec,
             revision,
@@ -72,7 +104,44 @@ impl AppRecord {
             submitted_at_ms: now_ms,
             component_revisions,
             deleting: false,
+            scale,
         }
+    }
+
+    /// How many instances of `component` should run.
+    pub fn replicas(&self, component: &ComponentName) -> u32 {
+        match (
+            self.scale.get(component),
+            self.spec.components.get(component),
+        ) {
+            (Some(scale), _) => scale.replicas,
+            (None, Some(c)) => c.replicas.count,
+            (None, None) => 0,
+        }
+    }
+
+    /// Whether the autoscaler may change `component`'s replicas: it has an
+    /// SLA, room between `min` and `max`, and nobody turned it off.
+    pub fn autoscaled(&self, component: &ComponentName) -> bool {
+        let Some(c) = self.spec.components.get(component) else {
+            return false;
+        };
+        let has_sla = c.inputs.values().any(|i| i.sla.is_some());
+        has_sla
+            && c.replicas.min < c.replicas.max
+            && self.scale.get(component).is_none_or(|s| s.autoscale)
+    }
+
+    /// Resources the app reserves at its current replica counts (built-in
+    /// appliances reserve nothing: the data plane serves them).
+    pub fn reserved(&self) -> Resources {
+        self.spec
+            .components
+            .values()
+            .filter(|c| !c.appliance.is_builtin())
+            .fold(Resources::default(), |acc, c| {
+                acc.plus(c.resources.times(self.replicas(&c.name)))
+            })
     }
 
     /// The revision instances of `component` must have been started from.
@@ -82,4 +151,12 @@ impl AppRecord {
             .copied()
             .unwrap_or(self.revision)
     }
+}
+
+/// Whether two versions of a component differ only in their replica fields,
+/// which change how many instances run but not how each runs.
+fn same_but_replicas(old: &ComponentSpec, new: &ComponentSpec) -> bool {
+    let mut old = old.clone();
+    old.replicas = new.replicas;
+    old == *new
 }

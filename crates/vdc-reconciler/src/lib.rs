@@ -109,7 +109,7 @@ pub fn reconcile(
         };
         if component.appliance.is_builtin() {
             plan.actions.push(stop(StopReason::ComponentRemoved));
-        } else if id.index >= component.replicas.count {
+        } else if id.index >= app.replicas(&id.component) {
             plan.actions.push(stop(StopReason::ScaledDown));
         } else {
             let revision = app.component_revision(&id.component);
@@ -129,7 +129,7 @@ pub fn reconcile(
             if component.appliance.is_builtin() {
                 continue;
             }
-            for index in 0..component.replicas.count {
+            for index in 0..app.replicas(&component.name) {
                 let id = InstanceId::new(app.spec.name.clone(), component.name.clone(), index);
                 if !present.contains(&id) {
                     demands.push(Demand {

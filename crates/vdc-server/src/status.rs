@@ -27,7 +27,7 @@ pub(crate) fn summary(
         .components
         .values()
         .filter(|c| !c.appliance.is_builtin())
-        .map(|c| c.replicas.count)
+        .map(|c| app.replicas(&c.name))
         .sum();
     let ready = mine
         .iter()
@@ -62,10 +62,7 @@ pub(crate) fn summary(
 }
 
 fn desired_of(app: &AppRecord, s: &InstanceStatus) -> u32 {
-    app.spec
-        .components
-        .get(&s.id.component)
-        .map_or(0, |c| c.replicas.count)
+    app.replicas(&s.id.component)
 }
 
 /// Gateway URLs as a user would type them: a wildcard bind is shown with the
@@ -107,7 +104,7 @@ pub(crate) fn detail(
             desired: if c.appliance.is_builtin() {
                 0
             } else {
-                c.replicas.count
+                app.replicas(&c.name)
             },
             ready: instances
                 .iter()

@@ -320,7 +320,7 @@ async fn topology(
                 desired: if c.appliance.is_builtin() {
                     0
                 } else {
-                    c.replicas.count
+                    record.replicas(&c.name)
                 },
                 ready: mine
                     .iter()

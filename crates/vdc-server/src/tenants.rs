@@ -175,24 +175,26 @@ fn parse_prices(spec: &PricesSpec) -> Result<Prices, ApiError> {
     })
 }
 
-/// What one app reserves: CPU and memory of its process instances.
-fn usage_of(app: &AppSpec) -> Usage {
+/// What one app reserves: CPU and memory of its process instances, at the
+/// replica counts set now.
+pub(crate) fn usage_of(app: &AppRecord) -> Usage {
     let instances = app
+        .spec
         .components
         .values()
         .filter(|c| !c.appliance.is_builtin())
-        .map(|c| c.replicas.count)
+        .map(|c| app.replicas(&c.name))
         .sum();
     Usage::of(app.reserved(), instances)
 }
 
 /// What a tenant's apps reserve, leaving out `except`.
-fn reserved_by(apps: &[AppRecord], tenant: &str, except: Option<&str>) -> (Usage, u32) {
+pub(crate) fn reserved_by(apps: &[AppRecord], tenant: &str, except: Option<&str>) -> (Usage, u32) {
     apps.iter()
         .filter(|a| a.spec.tenant.as_str() == tenant && !a.deleting)
         .filter(|a| except.is_none_or(|e| a.spec.name.as_str() != e))
         .fold((Usage::default(), 0), |(u, n), a| {
-            (u.plus(usage_of(&a.spec)), n + 1)
+            (u.plus(usage_of(a)), n + 1)
         })
 }
 
@@ -394,7 +396,7 @@ pub(crate) async fn admit_quota(
         )));
     };
     let (in_use, others) = reserved_by(apps, tenant_name, Some(record.spec.name.as_str()));
-    let asked = usage_of(&record.spec);
+    let asked = usage_of(record);
     match tenant.admit(in_use.plus(asked)) {
         Admission::Refused => {
             let quota = tenant.quota.map_or("none".to_owned(), |q| q.to_string());

@@ -69,4 +69,4 @@ pub use model::{
     Event, EventKind, Message, ResourceSample, SeriesKind, Tags, Traffic, TrafficSample,
 };
 pub use prom::{escape_label, Exposition, LATENCY_BOUNDS_US};
-pub use window::{Rate, ResourceUsage, SeriesRate, Window};
+pub use window::{Rate, ResourceUsage, SeriesRate, TargetSecond, Window};

@@ -153,6 +153,11 @@ pub enum EventKind {
     InstanceRestarted,
     InstanceStopped,
     HealthChanged,
+    /// A component's replica count changed: by the autoscaler, by hand, or
+    /// at the component's own request.
+    Scaled,
+    /// The autoscaler wanted more replicas than a limit allows.
+    ScaleLimited,
     Warning,
 }
 

@@ -90,6 +90,18 @@ pub struct SeriesRate {
     pub rate: Rate,
 }
 
+/// One second of the traffic to one target input, over all its instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TargetSecond {
+    pub ts: u64,
+    /// HTTP requests, or TCP connections.
+    pub requests: u64,
+    /// 5xx answers and exchanges that broke.
+    pub errors: u64,
+    /// Latency of the answered requests (time to response headers).
+    pub latency: Histogram,
+}
+
 /// Resource use of one instance over the last seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResourceUsage {
@@ -271,6 +283,42 @@ impl Window {
                 })
             })
             .collect()
+    }
+
+    /// Per second from `from` on, the traffic that reached `target`
+    /// (`component.input`) of `app`, summed over the target's instances,
+    /// oldest first. Seconds without traffic are left out.
+    pub fn target_seconds(&self, app: &str, target: &str, from: u64) -> Vec<TargetSecond> {
+        let mut out: BTreeMap<u64, TargetSecond> = BTreeMap::new();
+        let series = self.traffic.iter().filter(|((kind, tags), _)| {
+            *kind == SeriesKind::Instance
+                && tags.app == app
+                && tags.target.as_deref() == Some(target)
+        });
+        for (_, entries) in series {
+            for entry in entries.iter().filter(|e| e.sample.ts >= from) {
+                let t = &entry.sample.traffic;
+                let second = out.entry(entry.sample.ts).or_insert_with(|| TargetSecond {
+                    ts: entry.sample.ts,
+                    ..TargetSecond::default()
+                });
+                second.requests += if entry.sample.protocol == "tcp" {
+                    t.connections_opened
+                } else {
+                    t.requests
+                };
+                second.errors += t.responses_5xx
+                    + t.errors_refused
+                    + t.errors_reset
+                    + t.errors_timeout
+                    + t.errors_no_backend
+                    + t.errors_other;
+                if let Some(hist) = &entry.hist {
+                    second.latency.merge(hist);
+                }
+            }
+        }
+        out.into_values().collect()
     }
 
     /// Forgets every series of an app (after `vdc down`).

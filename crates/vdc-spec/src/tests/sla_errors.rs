@@ -286,14 +286,14 @@ inputs.a = { protocol = "http", sla = { errors = "1%", window = "1s", scale_down
 [components.api]
 command = ["api"]
 max = 2
-inputs.a = { protocol = "http", sla = { errors = "1%", window = "11m", scale_down_after = "500ms" } }
+inputs.a = { protocol = "http", sla = { errors = "1%", window = "2m", scale_down_after = "500ms" } }
 [components.db]
 command = ["db"]
 max = 2
 inputs.a = { protocol = "http", sla = { errors = "1%", window = "2.5s", scale_down_after = 30 } }
 "#,
         expect![[r#"
-            error: `window` is 1s; expected a duration from 2s to 10m, like "10s"
+            error: `window` is 1s; expected a duration from 2s to 1m, like "10s"
              --> shop.toml:6:65
               |
             6 | inputs.a = { protocol = "http", sla = { errors = "1%", window = "1s", scale_down_after = "2h" } }
@@ -305,17 +305,17 @@ inputs.a = { protocol = "http", sla = { errors = "1%", window = "2.5s", scale_do
             6 | inputs.a = { protocol = "http", sla = { errors = "1%", window = "1s", scale_down_after = "2h" } }
               |                                                                                          ^^^^
 
-            error: `window` is 11m; expected a duration from 2s to 10m, like "10s"
+            error: `window` is 2m; expected a duration from 2s to 1m, like "10s"
               --> shop.toml:10:65
                |
-            10 | inputs.a = { protocol = "http", sla = { errors = "1%", window = "11m", scale_down_after = "500ms" } }
-               |                                                                 ^^^^^
+            10 | inputs.a = { protocol = "http", sla = { errors = "1%", window = "2m", scale_down_after = "500ms" } }
+               |                                                                 ^^^^
 
             error: `scale_down_after` is 500ms; expected a duration from 1s to 1h, like "30s"
-              --> shop.toml:10:91
+              --> shop.toml:10:90
                |
-            10 | inputs.a = { protocol = "http", sla = { errors = "1%", window = "11m", scale_down_after = "500ms" } }
-               |                                                                                           ^^^^^^^
+            10 | inputs.a = { protocol = "http", sla = { errors = "1%", window = "2m", scale_down_after = "500ms" } }
+               |                                                                                          ^^^^^^^
 
             error: `window` is 2.5s; expected whole seconds (vdc judges traffic second by second), like "2s"
               --> shop.toml:14:65

@@ -22,7 +22,8 @@ const MIN_THRESHOLD: Duration = Duration::from_micros(1);
 const MAX_THRESHOLD: Duration = Duration::from_secs(3600);
 /// The decimals a percentile may have: `p99.9999` is as fine as it gets.
 const PERCENTILE_DECIMALS: usize = 4;
-const WINDOW: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(600));
+/// At most a minute: the server keeps a minute of per-second history.
+const WINDOW: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(60));
 const SCALE_DOWN_AFTER: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
 
 /// Reads the `sla` of an input. `protocol` is the input's protocol when it

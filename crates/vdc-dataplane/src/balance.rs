@@ -1,9 +1,19 @@
-//! The balancing set of one target input: its endpoints, their load, passive
-//! health, and the power-of-two-choices pick.
+//! The balancing set of one target input: its endpoints, their load and
+//! latency, passive health, the power-of-two-choices pick, and the endpoints
+//! taken out of the set that still have requests in flight (draining).
+//!
+//! Load is peak-EWMA, the measure linkerd2-proxy and tower balance on: each
+//! endpoint keeps a latency estimate that jumps up to any slower sample at
+//! once and otherwise moves toward new samples, and decays toward zero, at a
+//! rate set by the time since its last update rather than by the number of
+//! samples. An endpoint's cost is that estimate times its outstanding
+//! requests plus one, so a slow endpoint is avoided until it has been left
+//! alone long enough to be worth trying again, and a fast one is not piled on
+//! beyond what its speed justifies.
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::pool::IdlePool;
+use crate::pool::{IdlePool, Sender};
 use crate::stats::{EndpointMeasurement, EndpointMeasurements};
 
 /// How long an endpoint is left out after its first failed connect. Each
@@ -23,6 +33,24 @@ const EJECT_MAX: Duration = Duration::from_secs(30);
 
 /// The most endpoints one request may try; `Tried` keeps them inline.
 pub(crate) const MAX_TRIES: usize = 8;
+
+/// How fast a latency estimate forgets: a sample's weight falls to 1/e after
+/// this long, whether or not other samples came in meanwhile. A slow sample
+/// counts in full at once (the peak); only time brings the estimate down,
+/// so a slow endpoint is left alone for a few multiples of this before it is
+/// preferred again.
+const DECAY: Duration = Duration::from_secs(5);
+
+/// The least latency, in nanoseconds, an estimate counts for in the cost.
+/// Without it, endpoints with no estimate at all (no sample anywhere in the
+/// set yet) or with estimates decayed to nothing would all cost zero
+/// whatever their outstanding load; with it, they are told apart by load.
+/// Far below any real round trip, so it changes nothing otherwise.
+const RTT_FLOOR_NANOS: f64 = 1_000.0;
+
+/// The most a failed exchange counts for in the estimate, so a long stream
+/// that breaks after minutes does not bar its endpoint for longer still.
+const MAX_PENALTY: Duration = Duration::from_secs(30);
 
 // === types ===
 
@@ -45,6 +73,10 @@ pub struct EndpointStats {
     pub failures: u64,
     /// Whether passive health currently leaves this endpoint out.
     pub ejected: bool,
+    /// The peak-EWMA latency estimate, decayed to now, in microseconds:
+    /// time to the response head (HTTP) or to connect (TCP).
+    #[serde(default)]
+    pub rtt_us: u64,
 }
 
 /// The live balancing set for one target input. Cheap to clone; every
@@ -58,10 +90,14 @@ pub struct Backends {
 struct Inner {
     target: String,
     set: ArcSwap<Vec<Arc<EndpointState>>>,
-    /// Serialises writers so two concurrent `set` calls cannot lose state.
-    writer: Mutex<()>,
-    /// Ejection deadlines are stored as milliseconds since this instant so
-    /// they fit in an atomic.
+    /// Endpoints `set` took out while leases on them were still out: picks
+    /// never see them, [`Backends::in_flight`] still counts them. Entries
+    /// whose last lease has ended are pruned by `set` and `in_flight`. The
+    /// lock also serialises writers, so two concurrent `set` calls cannot
+    /// lose state; it is never taken on the traffic path.
+    draining: Mutex<Vec<Arc<EndpointState>>>,
+    /// Ejection deadlines and latency updates are stored as milliseconds
+    /// since this instant so they fit in an atomic.
     epoch: Instant,
 }
 
@@ -74,10 +110,29 @@ pub(crate) struct EndpointState {
     consecutive_failures: AtomicU32,
     /// Milliseconds since the epoch until which the endpoint is ejected.
     ejected_until: AtomicU64,
+    /// Latency estimate for the balancing cost.
+    rtt: PeakEwma,
+    /// Set once `set` has taken the endpoint out. A pick that loaded the
+    /// set just before and leased this endpoint sees it and picks again.
+    removed: AtomicBool,
     /// Idle HTTP connections to this endpoint, shared by every listener.
     pub(crate) pool: IdlePool,
     /// Requests, responses and latencies of this endpoint.
     measurements: EndpointMeasurements,
+}
+
+/// A peak-EWMA latency estimate: updated by every sample without a lock,
+/// read (decayed to the present) on every pick without a store.
+///
+/// Two fields updated separately: a sample racing another may be lost, or
+/// pair one's estimate with the other's time. Either costs one sample's
+/// worth of accuracy, never a wrong order of magnitude, which is cheaper
+/// than a lock on every request.
+struct PeakEwma {
+    /// The estimate in nanoseconds, as of `updated_ms`.
+    nanos: AtomicU64,
+    /// Milliseconds since the epoch of the last update.
+    updated_ms: AtomicU64,
 }
 
 /// A claim on an endpoint for one request or connection: counts as load
@@ -105,7 +160,7 @@ impl Backends {
             inner: Arc::new(Inner {
                 target: target.into(),
                 set: ArcSwap::from_pointee(Vec::new()),
-                writer: Mutex::new(()),
+                draining: Mutex::new(Vec::new()),
                 epoch: Instant::now(),
             }),
         }
@@ -116,16 +171,36 @@ impl Backends {
         &self.inner.target
     }
 
-    /// Replaces the set. Endpoints that stay keep their counters, load and
-    /// ejection; endpoints that are new (or come back after being removed)
-    /// start fresh. Duplicates are ignored.
+    /// Replaces the set. Endpoints that stay keep their counters, load,
+    /// latency and ejection; endpoints that are new (or come back after being
+    /// removed) start fresh, with the mean latency estimate of the endpoints
+    /// that stay (or, if none stays, of those there were): a new replica is
+    /// treated as average, neither as free nor as slow. When none of those
+    /// has an estimate yet, neither has the new one; until its first sample
+    /// a pick counts it at the mean of those that do. Duplicates are
+    /// ignored.
+    ///
+    /// Endpoints taken out are never picked again; their idle upstream
+    /// connections are closed at once, and those still busy are closed as
+    /// their requests end. While requests or connections on them are in
+    /// flight, [`Backends::in_flight`] counts them.
     pub fn set(&self, endpoints: Vec<Endpoint>) {
-        let _writer = self
+        let mut draining = self
             .inner
-            .writer
+            .draining
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let now = self.now_ms();
         let old = self.inner.set.load_full();
+        let staying: Vec<&Arc<EndpointState>> = old
+            .iter()
+            .filter(|s| endpoints.contains(&s.endpoint))
+            .collect();
+        let mean = if staying.is_empty() {
+            mean_rtt(old.iter(), now)
+        } else {
+            mean_rtt(staying.into_iter(), now)
+        };
         let mut next: Vec<Arc<EndpointState>> = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
             if next.iter().any(|s| s.endpoint == endpoint) {
@@ -135,10 +210,49 @@ impl Backends {
                 .iter()
                 .find(|s| s.endpoint == endpoint)
                 .cloned()
-                .unwrap_or_else(|| Arc::new(EndpointState::new(endpoint)));
+                .unwrap_or_else(|| Arc::new(EndpointState::new(endpoint, mean, now)));
             next.push(state);
         }
         self.inner.set.store(Arc::new(next));
+
+        let current = self.inner.set.load();
+        for state in old.iter() {
+            if current.iter().any(|s| Arc::ptr_eq(s, state)) {
+                continue;
+            }
+            // After the store, so that a pick which loaded the old set and
+            // leased this endpoint either sees the flag and picks again, or
+            // made its lease visible before the flag was set and is counted
+            // below. Both sides use SeqCst for that.
+            state.removed.store(true, Ordering::SeqCst);
+            state.pool.clear();
+            if state.active.load(Ordering::SeqCst) > 0 {
+                draining.push(Arc::clone(state));
+            }
+        }
+        draining.retain(|s| s.load() > 0);
+    }
+
+    /// How many requests (HTTP) or connections (TCP) are in flight on the
+    /// endpoints of `instance` (see [`Endpoint::instance`]), whether they are
+    /// still in the set or were taken out by [`Backends::set`] and are
+    /// draining. Once an instance is out of the set this only goes down;
+    /// at zero it can be stopped without cutting anything off.
+    pub fn in_flight(&self, instance: &str) -> u64 {
+        let mut draining = self
+            .inner
+            .draining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        draining.retain(|s| s.load() > 0);
+        // Under the lock, so an endpoint moving from the set to the
+        // draining list is not counted twice or missed.
+        let set = self.inner.set.load();
+        set.iter()
+            .chain(draining.iter())
+            .filter(|s| s.endpoint.instance == instance)
+            .map(|s| s.load())
+            .sum()
     }
 
     pub fn endpoints(&self) -> Vec<Endpoint> {
@@ -180,15 +294,24 @@ impl Backends {
     }
 
     /// Picks an endpoint not yet tried: two at random among those not
-    /// ejected, keeping the one with less load. When every untried endpoint
-    /// is ejected, ejection is ignored rather than failing: it is only a
-    /// guess, and a guess that everything is down is worth testing.
+    /// ejected, keeping the one with the lower cost (latency estimate times
+    /// outstanding requests plus one). When every untried endpoint is
+    /// ejected, ejection is ignored rather than failing: it is only a guess,
+    /// and a guess that everything is down is worth testing.
     pub(crate) fn pick(&self, tried: &Tried) -> Option<Lease> {
-        let set = self.inner.set.load();
-        let now = self.now_ms();
-        let chosen = p2c(&set, |s| !tried.contains(s) && !s.is_ejected(now))
-            .or_else(|| p2c(&set, |s| !tried.contains(s)))?;
-        Some(Lease::new(Arc::clone(chosen), self.inner.epoch))
+        loop {
+            let set = self.inner.set.load();
+            let now = self.now_ms();
+            let chosen = p2c(&set, now, |s| !tried.contains(s) && !s.is_ejected(now))
+                .or_else(|| p2c(&set, now, |s| !tried.contains(s)))?;
+            let lease = Lease::new(Arc::clone(chosen), self.inner.epoch);
+            // `set` took it out between our load and the lease (see there):
+            // the set stored by then no longer holds it, so the next round
+            // picks from that one.
+            if !chosen.removed.load(Ordering::SeqCst) {
+                return Some(lease);
+            }
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -205,11 +328,12 @@ impl fmt::Debug for Backends {
     }
 }
 
-/// Power of two choices over the endpoints `eligible` accepts. Both indices
-/// are drawn at random and the first wins a tie, so ties are broken at
-/// random too.
+/// Power of two choices over the endpoints `eligible` accepts, keeping the
+/// one that costs less at `now_ms`. Both indices are drawn at random and the
+/// first wins a tie, so ties are broken at random too.
 fn p2c(
     set: &[Arc<EndpointState>],
+    now_ms: u64,
     eligible: impl Fn(&EndpointState) -> bool,
 ) -> Option<&Arc<EndpointState>> {
     let n = set.iter().filter(|s| eligible(s)).count();
@@ -230,11 +354,39 @@ fn p2c(
     } else {
         (upper, lower)
     };
-    if second.load() < first.load() {
+    // An endpoint without a sample yet counts as average: as free, it would
+    // draw every request until its first answer, however slow that is.
+    // Computed only when needed, which is rarely after the first answers.
+    let mut average = None;
+    let mut cost = |s: &EndpointState| {
+        let rtt = s
+            .rtt
+            .estimate(now_ms)
+            .unwrap_or_else(|| *average.get_or_insert_with(|| mean_rtt(set.iter(), now_ms)));
+        s.cost(rtt)
+    };
+    if cost(second) < cost(first) {
         Some(second)
     } else {
         Some(first)
     }
+}
+
+/// The mean of the estimates of those of `states` that have one, decayed to
+/// `now_ms`, in nanoseconds; zero for none.
+fn mean_rtt<'a>(states: impl Iterator<Item = &'a Arc<EndpointState>>, now_ms: u64) -> f64 {
+    let (sum, count) = states
+        .filter_map(|s| s.rtt.estimate(now_ms))
+        .fold((0.0, 0u32), |(sum, count), rtt| (sum + rtt, count + 1));
+    if count == 0 {
+        0.0
+    } else {
+        sum / f64::from(count)
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn millis_since(epoch: Instant) -> u64 {
@@ -244,7 +396,8 @@ fn millis_since(epoch: Instant) -> u64 {
 // === impl EndpointState ===
 
 impl EndpointState {
-    fn new(endpoint: Endpoint) -> Self {
+    /// A fresh endpoint whose latency estimate starts at `rtt_nanos`.
+    fn new(endpoint: Endpoint, rtt_nanos: f64, now_ms: u64) -> Self {
         EndpointState {
             endpoint,
             active: AtomicU64::new(0),
@@ -252,6 +405,8 @@ impl EndpointState {
             failures: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
+            rtt: PeakEwma::new(rtt_nanos, now_ms),
+            removed: AtomicBool::new(false),
             pool: IdlePool::default(),
             measurements: EndpointMeasurements::default(),
         }
@@ -259,6 +414,15 @@ impl EndpointState {
 
     fn load(&self) -> u64 {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// What sending one more request here is expected to cost, given its
+    /// latency estimate in nanoseconds: that latency, as if every request
+    /// already outstanding were ahead of this one.
+    fn cost(&self, rtt_nanos: f64) -> f64 {
+        // Outstanding counts are far below 2^53: exact as an f64.
+        let queue = self.load().saturating_add(1) as f64;
+        rtt_nanos.max(RTT_FLOOR_NANOS) * queue
     }
 
     fn is_ejected(&self, now_ms: u64) -> bool {
@@ -271,15 +435,77 @@ impl EndpointState {
             active: self.active.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             ejected: self.is_ejected(now_ms),
+            rtt_us: (self.rtt.decayed(now_ms) / 1_000.0) as u64,
         }
     }
+}
+
+// === impl PeakEwma ===
+
+impl PeakEwma {
+    fn new(nanos: f64, now_ms: u64) -> Self {
+        PeakEwma {
+            nanos: AtomicU64::new(to_nanos(nanos)),
+            updated_ms: AtomicU64::new(now_ms),
+        }
+    }
+
+    /// The estimate decayed to `now_ms`, or `None` before the first sample
+    /// (when the endpoint started without one).
+    fn estimate(&self, now_ms: u64) -> Option<f64> {
+        if self.nanos.load(Ordering::Relaxed) == 0 {
+            None
+        } else {
+            Some(self.decayed(now_ms))
+        }
+    }
+
+    /// The estimate decayed toward zero by the time since its last update;
+    /// zero before the first sample.
+    fn decayed(&self, now_ms: u64) -> f64 {
+        let since = now_ms.saturating_sub(self.updated_ms.load(Ordering::Relaxed));
+        let nanos = self.nanos.load(Ordering::Relaxed) as f64;
+        nanos * weight(since)
+    }
+
+    /// Takes a sample: one slower than the estimate as last updated replaces
+    /// it (the peak); a faster one is blended in, the old estimate keeping
+    /// the weight that the time since its update leaves it. Fast samples
+    /// thus bring a peak down with time, not with their number.
+    fn observe(&self, sample: Duration, now_ms: u64) {
+        let since = now_ms.saturating_sub(self.updated_ms.load(Ordering::Relaxed));
+        let old = self.nanos.load(Ordering::Relaxed) as f64;
+        let sample = nanos(sample) as f64;
+        let next = if sample > old {
+            sample
+        } else {
+            let w = weight(since);
+            old * w + sample * (1.0 - w)
+        };
+        // Racing observers may overwrite each other here; see the type.
+        self.nanos.store(to_nanos(next), Ordering::Relaxed);
+        self.updated_ms.fetch_max(now_ms, Ordering::Relaxed);
+    }
+}
+
+/// How much of an estimate is left after `since_ms` without samples.
+fn weight(since_ms: u64) -> f64 {
+    let since = since_ms as f64;
+    let decay = DECAY.as_millis() as f64;
+    (-since / decay).exp()
+}
+
+fn to_nanos(nanos: f64) -> u64 {
+    // `as` saturates (and maps NaN to 0), which is what an estimate wants.
+    nanos.round() as u64
 }
 
 // === impl Lease ===
 
 impl Lease {
     fn new(state: Arc<EndpointState>, epoch: Instant) -> Self {
-        state.active.fetch_add(1, Ordering::Relaxed);
+        // SeqCst against `removed`; see `Backends::set`.
+        state.active.fetch_add(1, Ordering::SeqCst);
         Lease { state, epoch }
     }
 
@@ -289,6 +515,28 @@ impl Lease {
 
     pub(crate) fn pool(&self) -> &IdlePool {
         &self.state.pool
+    }
+
+    /// Returns a connection whose last response was read to the end to the
+    /// endpoint's pool, unless the endpoint has left the set: then it is
+    /// dropped, which closes it.
+    pub(crate) fn checkin(&self, sender: Sender) {
+        if self.state.removed.load(Ordering::Relaxed) {
+            return;
+        }
+        self.state.pool.checkin(sender);
+        // `set` flags the endpoint before it clears the pool, under the
+        // pool's lock: if that clear came before our push, the flag is
+        // visible now, and the connection must not stay behind.
+        if self.state.removed.load(Ordering::Relaxed) {
+            self.state.pool.clear();
+        }
+    }
+
+    /// A latency sample for the balancing cost: the time to the response
+    /// head (HTTP) or to connect (TCP).
+    pub(crate) fn observe(&self, rtt: Duration) {
+        self.state.rtt.observe(rtt, millis_since(self.epoch));
     }
 
     pub(crate) fn measurements(&self) -> &EndpointMeasurements {
@@ -306,10 +554,18 @@ impl Lease {
         self.state.served.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The exchange broke after connecting. Counted, but not ejected: the
-    /// endpoint is reachable, and the request itself may be at fault.
-    pub(crate) fn failed(&self) {
+    /// The exchange broke after connecting, `elapsed` into it. Counted, but
+    /// not ejected: the endpoint is reachable, and the request itself may be
+    /// at fault. Its latency estimate takes the elapsed time as a sample, or
+    /// keeps its current value if that is more, so an endpoint that fails
+    /// fast does not look fast.
+    pub(crate) fn failed(&self, elapsed: Duration) {
         self.state.failures.fetch_add(1, Ordering::Relaxed);
+        let now = millis_since(self.epoch);
+        let current = Duration::from_nanos(to_nanos(self.state.rtt.decayed(now)));
+        self.state
+            .rtt
+            .observe(elapsed.min(MAX_PENALTY).max(current), now);
     }
 
     /// A connect failed: eject the endpoint for a while, longer on each

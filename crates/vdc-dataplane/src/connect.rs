@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::balance::{Backends, Lease, Tried};
@@ -101,8 +102,14 @@ pub(crate) async fn connect_any(
             counters.retry();
         }
         tried.push(&lease);
+        let attempt = Instant::now();
         match connect_one(&lease, connector).await {
-            Ok(stream) => return Ok((lease, stream)),
+            Ok(stream) => {
+                // A connection's only latency sample: how long its connect
+                // took. What flows over it afterwards is the client's.
+                lease.observe(attempt.elapsed());
+                return Ok((lease, stream));
+            }
             Err(error) => {
                 debug!(target_input = backends.target(), %error, "connect failed, trying another endpoint");
                 last = Some(error);

@@ -180,12 +180,18 @@ async fn forward(
             };
             let upstream_ready = started.elapsed();
             let replay = replayable(&request);
-            let sent =
+            // The endpoint's latency sample runs from here to the response
+            // head: how long it takes to answer, not how long connecting
+            // took (a new connection would make every first request look
+            // slow) nor the tries that went elsewhere before.
+            let sent = Instant::now();
+            let answer =
                 tokio::time::timeout(config.response_timeout, sender.try_send_request(request))
                     .await;
-            let mut error = match sent {
+            let mut error = match answer {
                 Ok(Ok(response)) => {
                     lease.served();
+                    lease.observe(sent.elapsed());
                     return Ok(Forwarded {
                         response,
                         lease,
@@ -197,7 +203,7 @@ async fn forward(
                     // Dropping the exchange closes that connection; the
                     // endpoint may still be working on the request, so it
                     // is not retried.
-                    lease.failed();
+                    lease.failed(sent.elapsed());
                     return Err(ProxyError::Timeout {
                         endpoint: lease.endpoint().clone(),
                         timeout: config.response_timeout,
@@ -225,7 +231,7 @@ async fn forward(
                 });
                 break;
             }
-            lease.failed();
+            lease.failed(sent.elapsed());
             return Err(ProxyError::Upstream {
                 endpoint: lease.endpoint().clone(),
                 source: error.into_error(),

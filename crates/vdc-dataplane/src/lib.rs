@@ -8,8 +8,9 @@
 //! live with [`Backends::set`] as instances start, stop, move or fail.
 //!
 //! Code map:
-//! - `balance`: the endpoint set of one target, power-of-two-choices on load,
-//!   passive health (ejection after failed connects);
+//! - `balance`: the endpoint set of one target, power-of-two-choices on
+//!   peak-EWMA latency times outstanding load, passive health (ejection
+//!   after failed connects), draining of endpoints taken out of the set;
 //! - `connect`: the [`Binder`] and [`Connector`] seams through which every
 //!   listener socket and every upstream connection is made;
 //! - `listener`: [`DataPlane`], the accept loops and graceful draining;

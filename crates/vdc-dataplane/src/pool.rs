@@ -54,6 +54,13 @@ impl IdlePool {
         Some(idle.remove(position).sender)
     }
 
+    /// Drops every idle connection, which closes them.
+    pub(crate) fn clear(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        // Closed outside the lock.
+        drop(idle);
+    }
+
     /// Returns a connection whose last response was read to the end.
     pub(crate) fn checkin(&self, sender: Sender) {
         if sender.is_closed() {

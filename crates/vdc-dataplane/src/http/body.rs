@@ -151,11 +151,11 @@ impl Finish {
     fn end(self, how: End) {
         let error = match how {
             End::Complete => {
-                self.lease.pool().checkin(self.sender);
+                self.lease.checkin(self.sender);
                 None
             }
             End::Failed(class) => {
-                self.lease.failed();
+                self.lease.failed(self.started.elapsed());
                 Some(class)
             }
             End::Abandoned => None,

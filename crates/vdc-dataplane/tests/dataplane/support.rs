@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use vdc_dataplane::{Backends, DataPlane, Endpoint, Protocol, ProxySpec};
 
@@ -33,6 +34,10 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     task: JoinHandle<()>,
+    /// Connections open to it right now.
+    open: Arc<AtomicUsize>,
+    /// HTTP requests it has received (HTTP backends only).
+    requests: Arc<AtomicUsize>,
 }
 
 impl Backend {
@@ -41,6 +46,14 @@ impl Backend {
             instance: self.name.clone(),
             addr: self.addr,
         }
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
     }
 
     pub async fn kill(mut self) {
@@ -74,6 +87,8 @@ where
 {
     let listener = TcpListener::bind(any_port()).await.expect("bind backend");
     let addr = listener.local_addr().expect("backend addr");
+    let open = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&open);
     let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
         loop {
@@ -81,13 +96,21 @@ where
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            connections.spawn(serve(stream));
+            counted.fetch_add(1, Ordering::SeqCst);
+            let served = serve(stream);
+            let counted = Arc::clone(&counted);
+            connections.spawn(async move {
+                served.await;
+                counted.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
     Backend {
         name: name.to_owned(),
         addr,
         task,
+        open,
+        requests: Arc::new(AtomicUsize::new(0)),
     }
 }
 
@@ -137,16 +160,83 @@ async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
 /// `delay`.
 pub async fn http_backend(name: &str, delay: Duration) -> Backend {
     let me: Arc<str> = Arc::from(name);
-    backend(name, move |stream| {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    let mut backend = backend(name, move |stream| {
         let me = Arc::clone(&me);
+        let counted = Arc::clone(&counted);
         async move {
-            let service = service_fn(move |request| answer(Arc::clone(&me), delay, request));
+            let service = service_fn(move |request| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                answer(Arc::clone(&me), delay, request)
+            });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         }
     })
-    .await
+    .await;
+    backend.requests = requests;
+    backend
+}
+
+/// The controls of a [`held_http_backend`].
+pub struct Hold {
+    /// One message per `/hold` request received.
+    pub arrived: mpsc::UnboundedReceiver<()>,
+    /// Sending `true` lets every held request (and any later one) be
+    /// answered.
+    pub release: watch::Sender<bool>,
+}
+
+/// The body a held request is answered with: 256 KiB, enough to take
+/// several reads, in numbered lines so any loss or reordering shows.
+pub fn held_body() -> String {
+    (0..32 * 1024).map(|i| format!("{i:07}\n")).collect()
+}
+
+/// Like [`http_backend`] without delay, except that a request for `/hold`
+/// is reported on [`Hold::arrived`] and answered with [`held_body`] only
+/// once [`Hold::release`] says so: a request held mid-flight for as long
+/// as a test needs.
+pub async fn held_http_backend(name: &str) -> (Backend, Hold) {
+    let me: Arc<str> = Arc::from(name);
+    let (arrived_tx, arrived) = mpsc::unbounded_channel();
+    let (release, released) = watch::channel(false);
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    let mut backend = backend(name, move |stream| {
+        let me = Arc::clone(&me);
+        let counted = Arc::clone(&counted);
+        let arrived_tx = arrived_tx.clone();
+        let released = released.clone();
+        async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let me = Arc::clone(&me);
+                let arrived_tx = arrived_tx.clone();
+                let mut released = released.clone();
+                async move {
+                    if request.uri().path() != "/hold" {
+                        return answer(me, Duration::ZERO, request).await;
+                    }
+                    let _ = arrived_tx.send(());
+                    let _ = released.wait_for(|go| *go).await;
+                    let response = Response::builder()
+                        .header("x-backend", &*me)
+                        .body(Either::Right(Full::new(Bytes::from(held_body()))))
+                        .expect("a valid response");
+                    Ok(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
+    })
+    .await;
+    backend.requests = requests;
+    (backend, Hold { arrived, release })
 }
 
 async fn answer(

@@ -1,4 +1,5 @@
-//! The TCP proxy: spreading, exact echo, half-close, connect retries.
+//! The TCP proxy: spreading, exact echo, half-close, connect retries,
+//! draining.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -131,4 +132,36 @@ async fn no_endpoint_closes_the_connection() {
     let read = stream.read_to_end(&mut buf).await;
     assert!(buf.is_empty(), "{read:?}");
     assert!(eventually(|| data_plane.listeners()[0].stats.errors_no_backend == 1).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_to_a_removed_endpoint_counts_in_flight_until_closed() {
+    let echoes = [tcp_echo("shop/db/0").await, tcp_echo("shop/db/1").await];
+    let (_data_plane, backends, addr) =
+        listening(Protocol::Tcp, std::slice::from_ref(&echoes[0])).await;
+
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(b"ping").await.expect("write");
+    let mut echoed = [0u8; 4];
+    stream.read_exact(&mut echoed).await.expect("echo");
+    assert_eq!(backends.in_flight("shop/db/0"), 1);
+
+    backends.set(vec![echoes[1].endpoint()]);
+    assert_eq!(backends.in_flight("shop/db/0"), 1);
+    // The open connection still works; new ones go to the other endpoint.
+    stream
+        .write_all(b"pong")
+        .await
+        .expect("write after removal");
+    stream
+        .read_exact(&mut echoed)
+        .await
+        .expect("echo after removal");
+    assert_eq!(&echoed, b"pong");
+    let other = TcpStream::connect(addr).await.expect("connect");
+    assert!(eventually(|| backends.in_flight("shop/db/1") == 1).await);
+    drop(other);
+
+    drop(stream);
+    assert!(eventually(|| backends.in_flight("shop/db/0") == 0).await);
 }

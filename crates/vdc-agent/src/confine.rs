@@ -71,8 +71,49 @@ pub(crate) async fn enter(
                 )
             })?;
     }
+    if let Some(platform) = &request.platform {
+        // The platform API, forwarded from the instance's own loopback to
+        // the node's API: the one address outside its links it may reach,
+        // and only with its scoped token.
+        let mut api = platform.api;
+        if api.ip().is_unspecified() {
+            api.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let backends = vdc_dataplane::Backends::new("vdc/api");
+        backends.set(vec![vdc_dataplane::Endpoint {
+            instance: PLATFORM_ENDPOINT.to_owned(),
+            addr: api,
+        }]);
+        let key = key(request, PLATFORM_LINK);
+        inner
+            .dataplane
+            .bind_with(
+                &NetnsBinder(Arc::clone(&ns)),
+                &key,
+                crate::platform_address_in_namespace(platform.api),
+                ProxySpec {
+                    name: key.clone(),
+                    protocol: vdc_spec::Protocol::Tcp,
+                    backends,
+                },
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot place the platform API in the namespace of {}: {e}",
+                    request.id
+                )
+            })?;
+    }
     Ok(ns)
 }
+
+/// The pseudo-link under which the platform API is bound in a namespace
+/// (not a valid terminal name, so no link of the spec can take it).
+const PLATFORM_LINK: &str = "vdc:api";
+/// The endpoint name of the node's API; no instance has it, so the data
+/// plane connects to it on the node's own network.
+const PLATFORM_ENDPOINT: &str = "vdc-api";
 
 /// Undoes [`enter`] once the instance is gone for good.
 pub(crate) async fn leave(
@@ -85,6 +126,12 @@ pub(crate) async fn leave(
         inner
             .dataplane
             .unbind(&key(request, link.as_str()), UNBIND_GRACE)
+            .await;
+    }
+    if request.platform.is_some() {
+        inner
+            .dataplane
+            .unbind(&key(request, PLATFORM_LINK), UNBIND_GRACE)
             .await;
     }
     confine.connector.remove(&request.id.to_string());

@@ -23,6 +23,7 @@ pub(crate) fn instance_env(
     node: &NodeInfo,
     locators: &BTreeMap<TerminalName, Locator>,
     volumes: &BTreeMap<VolumeName, PathBuf>,
+    confined: bool,
 ) -> Vec<(String, String)> {
     let id = &request.id;
     let component = &request.component;
@@ -54,6 +55,15 @@ pub(crate) fn instance_env(
         if *protocol == Protocol::Http {
             env.push((format!("VDC_LINK_{name}_URL"), format!("http://{addr}")));
         }
+    }
+    if let Some(platform) = &request.platform {
+        let api = if confined {
+            crate::platform_address_in_namespace(platform.api)
+        } else {
+            platform.api
+        };
+        env.push(("VDC_API".to_owned(), format!("http://{api}")));
+        env.push(("VDC_TOKEN".to_owned(), platform.token.clone()));
     }
     for (volume, path) in volumes {
         env.push((

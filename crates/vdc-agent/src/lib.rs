@@ -76,6 +76,33 @@ pub struct StartInstance {
     /// The stable address of each of the component's links, and the
     /// protocol of the input it leads to.
     pub links: BTreeMap<TerminalName, (SocketAddr, Protocol)>,
+    /// How the instance reaches the platform API, when it may.
+    pub platform: Option<PlatformAccess>,
+}
+
+/// The platform API as an instance sees it: an address and a token scoped to
+/// the instance (it can report its load and ask for replicas of its own
+/// component, nothing else).
+#[derive(Clone)]
+pub struct PlatformAccess {
+    /// The API's address on the node.
+    pub api: SocketAddr,
+    pub token: String,
+}
+
+impl std::fmt::Debug for PlatformAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformAccess")
+            .field("api", &self.api)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a confined instance finds the platform API inside its namespace:
+/// an address of its own loopback, on the API's port, that the data plane
+/// forwards to the node's API.
+pub fn platform_address_in_namespace(api: SocketAddr) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 2], api.port()))
 }
 
 /// The node agent. Cheap to clone.
@@ -251,6 +278,12 @@ impl Agent {
         }
     }
 
+    /// Requests and connections in flight to `instance` through this node's
+    /// data plane, whether it is still balanced to or already taken out.
+    pub fn in_flight(&self, instance: &InstanceId) -> u64 {
+        self.inner.in_flight(instance)
+    }
+
     /// Stops every instance and closes every listener, waiting for both.
     pub async fn shutdown(&self, grace: Duration) {
         let ids: Vec<InstanceId> = lock(&self.inner.instances).keys().cloned().collect();
@@ -332,6 +365,17 @@ impl Inner {
                 at: std::time::Instant::now(),
             });
         }
+    }
+
+    fn in_flight(&self, instance: &InstanceId) -> u64 {
+        let name = instance.to_string();
+        lock(&self.targets)
+            .iter()
+            .filter(|((app, component, _), _)| {
+                app == &instance.app && component == &instance.component
+            })
+            .map(|(_, backends)| backends.in_flight(&name))
+            .sum()
     }
 
     /// Forgets a stopped instance.

@@ -133,7 +133,11 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
                 .await
                 {
                     Ended::Stopped => {
-                        let info = handle.stop(request.component.stop_grace).await;
+                        // Out of the balancing set already: let what is in
+                        // flight finish before asking the process to stop.
+                        let drained = drain(&inner, &id, request.component.stop_grace).await;
+                        let grace = request.component.stop_grace.saturating_sub(drained);
+                        let info = handle.stop(grace).await;
                         tracing::info!(instance = %id, "stopped: {info}");
                         break;
                     }
@@ -205,7 +209,13 @@ async fn launch(
     let Some((program, args)) = component.command.split_first() else {
         return Err(format!("component `{}` has no command", component.name));
     };
-    let env = env::instance_env(request, &inner.config.node, &locators, &volumes);
+    let env = env::instance_env(
+        request,
+        &inner.config.node,
+        &locators,
+        &volumes,
+        netns.is_some(),
+    );
     let spec = LaunchSpec {
         instance: id.to_string(),
         cgroup_name: inner.cgroup_name(id),
@@ -342,6 +352,29 @@ async fn watch(
             }
         }
         next_probe = probed + delay;
+    }
+}
+
+/// Waits until no request or connection is in flight to the instance, for
+/// at most `grace`; returns how long it waited.
+async fn drain(inner: &Inner, id: &vdc_model::InstanceId, grace: Duration) -> Duration {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let in_flight = inner.in_flight(id);
+        if in_flight == 0 {
+            return started.elapsed();
+        }
+        if started.elapsed() >= grace {
+            tracing::warn!(
+                instance = %id,
+                in_flight,
+                "still serving when its grace period ended; stopping it anyway"
+            );
+            return started.elapsed();
+        }
+        sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 

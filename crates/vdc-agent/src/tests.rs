@@ -109,6 +109,7 @@ fn start_request(index: u32) -> StartInstance {
             name("peer"),
             ("127.0.0.1:4444".parse().unwrap(), Protocol::Http),
         )]),
+        platform: None,
     }
 }
 

@@ -281,3 +281,80 @@ pub struct TenantToken {
     pub tenant: TenantView,
     pub token: String,
 }
+
+// === scaling ===
+
+/// `POST /v1/apps/{app}/components/{component}/scale`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    pub replicas: u32,
+}
+
+/// `POST /v1/apps/{app}/components/{component}/autoscale`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscaleRequest {
+    pub enabled: bool,
+}
+
+/// A component's replicas, bounds, and what the autoscaler last decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScaleView {
+    pub app: String,
+    pub component: String,
+    pub replicas: u32,
+    pub ready: u32,
+    pub min: u32,
+    pub max: u32,
+    /// Whether the autoscaler may change the count now.
+    pub autoscale: bool,
+    /// Why it may not, when it may not: "no SLA", "min = max", "turned off".
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub autoscale_off_because: Option<String>,
+    /// The SLA it keeps, as written: "web.http: p99 <= 50ms".
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sla: Option<String>,
+    /// Who set the count last, when it was not the spec.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub set_by: Option<String>,
+    /// Replicas running above the tenant's quota, billed at burst prices.
+    pub in_burst: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_decision: Option<ScaleDecision>,
+}
+
+/// One decision of the autoscaler.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScaleDecision {
+    pub at_ms: u64,
+    /// `up`, `down` or `hold`.
+    pub direction: String,
+    pub replicas: u32,
+    pub reason: String,
+    /// What stopped it short, if anything.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub limited_by: Option<String>,
+}
+
+/// `POST /v1/self/load`: an instance reports how loaded it is. Either its
+/// utilization (1.0 is at capacity), or a queue depth and the depth it
+/// aims at (their ratio is then its utilization).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadReport {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub utilization: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub queue: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub queue_target: Option<u64>,
+}
+
+/// What `GET /v1/self` tells an instance about itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelfView {
+    pub instance: String,
+    pub tenant: String,
+    pub scale: ScaleView,
+}

@@ -36,9 +36,17 @@ use serde::{Deserialize, Serialize};
 use vdc_spec::Sla;
 use vdc_telemetry::Histogram;
 
-/// Fewer requests than this over the judged seconds say nothing about a
-/// percentile: the latency objective is then neither met nor breached.
+/// Fewer requests than this over the judged seconds say nothing: the
+/// objective is then neither met nor breached.
 pub const MIN_REQUESTS: u64 = 20;
+
+/// The requests a percentile needs before it is judged: enough that at
+/// least two lie beyond it (200 for p99, 2000 for p99.9), so one slow
+/// request among few cannot breach an objective by itself.
+pub fn requests_to_judge(percentile: f64) -> u64 {
+    let beyond = (1.0 - percentile / 100.0).max(1e-6);
+    ((2.0 / beyond - 1e-6).ceil() as u64).max(MIN_REQUESTS)
+}
 
 /// Latency at or under this share of the threshold counts as room to spare.
 pub const CALM_SHARE: f64 = 0.5;
@@ -439,7 +447,7 @@ fn observe(input: &Input<'_>, settled_at: Option<u64>) -> Observed {
         errors as f64 / requests as f64
     };
     let latency_us = match input.sla.latency {
-        Some(objective) if latency.count() >= MIN_REQUESTS => {
+        Some(objective) if latency.count() >= requests_to_judge(objective.percentile) => {
             Some(latency.quantile_us(objective.percentile / 100.0))
         }
         _ => None,
@@ -552,6 +560,10 @@ fn need_when_calm(input: &Input<'_>, state: &State, observed: &Observed) -> u32 
     }
     if let Some(utilization) = input.signals.utilization {
         need = need.max(replicas_for(utilization, TARGET_UTILIZATION));
+    }
+    if let Some(requested) = input.signals.requested {
+        // What the component asked for lately is a floor.
+        need = need.max(requested);
     }
     need.clamp(input.min, current.max(input.min))
 }
@@ -675,7 +687,8 @@ fn hold(input: &Input<'_>, state: &mut State, observed: Observed, reason: String
 
 /// The smallest count of replicas that keeps `load / replicas <= each`.
 fn replicas_for(load: f64, each: f64) -> u32 {
-    if !(load > 0.0) || !(each > 0.0) {
+    // NaN and non-positive loads need nothing.
+    if load.is_nan() || each.is_nan() || load <= 0.0 || each <= 0.0 {
         return 0;
     }
     let n = (load / each - 1e-9).ceil();
@@ -702,8 +715,9 @@ fn describe(sla: &Sla, o: &Observed) -> String {
                 parts.push(format!("{p} {} {op} {threshold}", format_us(us as f64)));
             }
             None => parts.push(format!(
-                "{p} not judged ({} requests, {MIN_REQUESTS} needed)",
-                o.requests
+                "{p} not judged ({} requests, {} needed)",
+                o.requests,
+                requests_to_judge(objective.percentile)
             )),
         }
     }

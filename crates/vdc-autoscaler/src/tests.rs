@@ -111,6 +111,22 @@ fn too_few_requests_judge_nothing() {
 }
 
 #[test]
+fn one_slow_request_among_few_breaches_nothing() {
+    let sla = sla(50);
+    let mut seconds = vec![second(100, 150, Duration::from_millis(5))];
+    seconds.push(second(99, 1, Duration::from_millis(300)));
+    let d = decide(&input(100, &sla, 3, &seconds), &mut State::default());
+    assert_eq!(d.direction, Direction::Hold, "{}", d.reason);
+    assert!(
+        d.reason.contains("151 requests, 200 needed"),
+        "{}",
+        d.reason
+    );
+    assert_eq!(requests_to_judge(99.9), 2000);
+    assert_eq!(requests_to_judge(50.0), MIN_REQUESTS);
+}
+
+#[test]
 fn an_error_objective_breaches_on_errors() {
     let mut sla = sla(50);
     sla.latency = None;

@@ -36,6 +36,7 @@ pub(crate) fn router(control: ControlPlane) -> Router {
         .route("/v1/shutdown", post(shutdown))
         .merge(crate::streams::router())
         .merge(crate::tenants::router())
+        .merge(crate::scale::router())
         .layer(axum::middleware::from_fn_with_state(
             control.clone(),
             crate::auth::authenticate,
@@ -54,6 +55,19 @@ pub(crate) enum ApiError {
     Invalid(Vec<Diagnostic>),
     Conflict(String),
     Internal(String),
+}
+
+impl ApiError {
+    /// The one-line message, for events and logs.
+    pub(crate) fn message(&self) -> String {
+        match self {
+            ApiError::NotFound(m)
+            | ApiError::BadRequest(m)
+            | ApiError::Conflict(m)
+            | ApiError::Internal(m) => m.clone(),
+            ApiError::Invalid(d) => format!("the app spec has {} problem(s)", d.len()),
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -341,7 +355,11 @@ fn check_gateways(apps: &[AppRecord], spec: &vdc_spec::AppSpec) -> Result<(), Ap
 
 /// Admission: the whole app must fit on the pool next to what runs now, or
 /// nothing of it is applied.
-fn admit(control: &ControlPlane, apps: &[AppRecord], record: &AppRecord) -> Result<(), ApiError> {
+pub(crate) fn admit(
+    control: &ControlPlane,
+    apps: &[AppRecord],
+    record: &AppRecord,
+) -> Result<(), ApiError> {
     let mut with_new: Vec<AppRecord> = apps
         .iter()
         .filter(|a| a.spec.name != record.spec.name)

@@ -11,10 +11,12 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use vdc_api::ErrorBody;
+use vdc_model::InstanceId;
 
 use crate::ControlPlane;
 
@@ -48,6 +50,105 @@ impl Principal {
     pub fn is_admin(&self) -> bool {
         matches!(self, Principal::Admin)
     }
+}
+
+/// An instance calling the platform about itself, with the token the node
+/// handed it at start. It may only use `/v1/self`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceCaller {
+    pub id: InstanceId,
+    pub tenant: String,
+}
+
+/// The prefix of instance tokens.
+const INSTANCE_PREFIX: &str = "vdci-";
+
+/// The key instance tokens are signed with: `DATA_DIR/instance.key`, made
+/// at first start. An instance token is `vdci-APP.COMPONENT.INDEX.MAC`, MAC
+/// being HMAC-SHA256 of `APP/COMPONENT/INDEX` under this key, so nothing per
+/// instance is stored, a token survives a server restart, and a token for
+/// one instance cannot be turned into another's.
+#[derive(Clone)]
+pub(crate) struct InstanceKey([u8; 32]);
+
+impl std::fmt::Debug for InstanceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstanceKey(..)")
+    }
+}
+
+impl InstanceKey {
+    pub(crate) fn load_or_create(data_dir: &Path) -> std::io::Result<InstanceKey> {
+        let path = data_dir.join("instance.key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let bytes = from_hex(text.trim()).filter(|b| b.len() == 32).ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{} does not hold 64 hex digits; remove it to make a new key (running instances then need a restart to call the platform)",
+                            path.display()
+                        ),
+                    )
+                })?;
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&bytes);
+                Ok(InstanceKey(key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut key);
+                write_secret(&path, &to_hex(&key))?;
+                Ok(InstanceKey(key))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mac(&self, id: &InstanceId) -> String {
+        // A key of any length is accepted by HMAC; this cannot fail.
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
+            Ok(mac) => mac,
+            Err(_) => return String::new(),
+        };
+        mac.update(id.to_string().as_bytes());
+        to_hex(&mac.finalize().into_bytes())
+    }
+
+    /// The token handed to instance `id`.
+    pub(crate) fn token_for(&self, id: &InstanceId) -> String {
+        format!(
+            "{INSTANCE_PREFIX}{}.{}.{}.{}",
+            id.app,
+            id.component,
+            id.index,
+            self.mac(id)
+        )
+    }
+
+    /// The instance a token was made for, if it was made here.
+    fn verify(&self, token: &str) -> Option<InstanceId> {
+        let rest = token.strip_prefix(INSTANCE_PREFIX)?;
+        let mut parts = rest.splitn(4, '.');
+        let (app, component, index, mac) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let id: InstanceId = format!("{app}/{component}/{index}").parse().ok()?;
+        same_hash(&self.mac(&id), mac).then_some(id)
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// A new token for `owner` (a tenant name, or [`ADMIN`]): the owner, a dot,
@@ -93,6 +194,17 @@ fn unauthorized(message: &str) -> Response {
         .into_response()
 }
 
+fn forbidden(message: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(ErrorBody {
+            error: message.to_owned(),
+            diagnostics: vec![],
+        }),
+    )
+        .into_response()
+}
+
 /// The token of a request: `Authorization: Bearer TOKEN`, or for clients
 /// that cannot set headers (browser EventSource, WebSocket) the
 /// `access_token` query parameter.
@@ -126,6 +238,27 @@ pub(crate) async fn authenticate(
             "this API needs a token: send `Authorization: Bearer TOKEN` (vdc login, or VDC_TOKEN)",
         );
     };
+    let for_instances = request.uri().path().starts_with("/v1/self");
+    if token.starts_with(INSTANCE_PREFIX) {
+        let Some(id) = control.instance_key().verify(&token) else {
+            return unauthorized("invalid token");
+        };
+        // A token works while its instance runs here, and only for itself.
+        if !control.agent().instances().iter().any(|s| s.id == id) {
+            return unauthorized("invalid token: its instance is not running");
+        }
+        if !for_instances {
+            return forbidden("an instance token can only call /v1/self");
+        }
+        let tenant = control.tenant_of(id.app.as_str());
+        request
+            .extensions_mut()
+            .insert(InstanceCaller { id, tenant });
+        return next.run(request).await;
+    }
+    if for_instances {
+        return forbidden("/v1/self is for instances, with the token in their VDC_TOKEN");
+    }
     let Some(owner) = owner_of(&token) else {
         return unauthorized("malformed token: expected vdc-NAME.<64 hex digits>");
     };

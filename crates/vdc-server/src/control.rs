@@ -46,6 +46,10 @@ struct Inner {
     unplaced: Mutex<BTreeMap<String, Vec<String>>>,
     /// Listener problems of the last pass, per listener key.
     wiring_errors: Mutex<BTreeMap<String, String>>,
+    /// Signs the tokens instances call the platform with.
+    instance_key: crate::auth::InstanceKey,
+    /// The autoscaler's memory and what instances reported.
+    scaling: crate::scale::Scaling,
 }
 
 impl ControlPlane {
@@ -55,6 +59,7 @@ impl ControlPlane {
         data_dir: PathBuf,
         api: SocketAddr,
         shutdown: CancellationToken,
+        instance_key: crate::auth::InstanceKey,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -69,6 +74,8 @@ impl ControlPlane {
                 shutdown,
                 unplaced: Mutex::new(BTreeMap::new()),
                 wiring_errors: Mutex::new(BTreeMap::new()),
+                instance_key,
+                scaling: crate::scale::Scaling::default(),
             }),
         }
     }
@@ -91,6 +98,14 @@ impl ControlPlane {
             .get(app)
             .cloned()
             .unwrap_or_else(|| "default".to_owned())
+    }
+
+    pub(crate) fn instance_key(&self) -> &crate::auth::InstanceKey {
+        &self.inner.instance_key
+    }
+
+    pub(crate) fn scaling(&self) -> &crate::scale::Scaling {
+        &self.inner.scaling
     }
 
     pub fn data_dir(&self) -> &PathBuf {
@@ -312,7 +327,11 @@ impl ControlPlane {
                     let Some(app) = apps.iter().find(|a| a.spec.name == instance.app) else {
                         continue;
                     };
-                    if let Some(request) = start_request(app, &bindings, instance, revision) {
+                    if let Some(mut request) = start_request(app, &bindings, instance, revision) {
+                        request.platform = Some(vdc_agent::PlatformAccess {
+                            api: self.inner.api,
+                            token: self.inner.instance_key.token_for(&request.id),
+                        });
                         self.inner.telemetry.event(
                             EventKind::Placement,
                             app.spec.tenant.as_str(),
@@ -341,6 +360,7 @@ impl ControlPlane {
                     let tenant = self.tenant_of(app.as_str());
                     store.delete_app(app.as_str()).await?;
                     self.inner.telemetry.forget_app(app.as_str());
+                    self.inner.scaling.forget_app(app.as_str());
                     self.inner.telemetry.event(
                         EventKind::AppDown,
                         &tenant,
@@ -377,6 +397,7 @@ fn start_request(
         revision,
         component,
         links,
+        platform: None,
     })
 }
 

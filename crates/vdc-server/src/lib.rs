@@ -12,6 +12,7 @@ mod auth;
 mod control;
 mod metering;
 mod node;
+mod scale;
 mod status;
 mod streams;
 mod telemetry;
@@ -136,7 +137,20 @@ impl Server {
             DataPlane::with_config(dataplane_config),
         );
         let shutdown = CancellationToken::new();
-        let control = ControlPlane::new(store, agent, data_dir.clone(), api_addr, shutdown.clone());
+        let instance_key = auth::InstanceKey::load_or_create(&data_dir).map_err(|source| {
+            ServerError::DataDir {
+                path: data_dir.join("instance.key").display().to_string(),
+                source,
+            }
+        })?;
+        let control = ControlPlane::new(
+            store,
+            agent,
+            data_dir.clone(),
+            api_addr,
+            shutdown.clone(),
+            instance_key,
+        );
         auth::bootstrap_admin(&control, &data_dir).await?;
         tenants::bootstrap_default(&control).await?;
         Ok(Server {
@@ -159,6 +173,7 @@ impl Server {
         let control = self.control.clone();
         let loop_task = tokio::spawn(control.clone().run());
         let metering = tokio::spawn(metering::run(control.clone(), self.shutdown.clone()));
+        let autoscaler = tokio::spawn(scale::run(control.clone(), self.shutdown.clone()));
         let collector = tokio::spawn(
             control
                 .telemetry()
@@ -177,6 +192,7 @@ impl Server {
                 let _ = loop_task.await;
                 let _ = collector.await;
                 let _ = metering.await;
+                let _ = autoscaler.await;
                 control.agent().shutdown(Duration::from_secs(10)).await;
                 control.persist_all().await;
                 // Every namespace is gone with its instance: let go of the

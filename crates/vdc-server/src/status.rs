@@ -9,7 +9,7 @@ use vdc_spec::Protocol;
 use crate::ControlPlane;
 
 /// True when an instance counts as ready for its app's current revision.
-fn is_current_and_ready(app: &AppRecord, s: &InstanceStatus) -> bool {
+pub(crate) fn is_current_and_ready(app: &AppRecord, s: &InstanceStatus) -> bool {
     s.state == InstanceState::Ready && s.revision >= app.component_revision(&s.id.component)
 }
 

@@ -112,11 +112,34 @@ pub enum Command {
     /// Manage tenants: create them, set their quotas, rotate their tokens.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Set a component's replica count (within its min and max and the
+    /// tenant's quota), or show its scaling and the autoscaler's last
+    /// decision when no count is given.
+    Scale {
+        /// APP/COMPONENT.
+        target: String,
+        /// The replica count to set.
+        replicas: Option<u32>,
+    },
+    /// Let the autoscaler keep a component's SLA (`on`), or keep its count
+    /// as set by hand (`off`).
+    Autoscale {
+        /// APP/COMPONENT.
+        target: String,
+        #[arg(value_enum)]
+        state: Switch,
+    },
     /// A live view of apps, refreshed every second (q or Ctrl-C quits, s changes the sort).
     Top {
         /// Only this app.
         app: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]

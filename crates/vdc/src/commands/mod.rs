@@ -3,6 +3,7 @@
 mod events;
 mod list;
 mod logs;
+mod scale;
 mod server;
 mod stats;
 mod tenant;
@@ -43,6 +44,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stats { app, seconds } => stats::run(&client, &app, seconds, cli.output).await,
         Command::Top { app } => top::run(&client, app.as_deref()).await,
+        Command::Scale { target, replicas } => {
+            scale::scale(&client, &target, replicas, cli.output).await
+        }
+        Command::Autoscale { target, state } => {
+            scale::autoscale(&client, &target, state, cli.output).await
+        }
         Command::Usage { tenant, from, to } => {
             usage::run(
                 &client,

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod load;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_vdc");
 
 pub fn examples_dir() -> PathBuf {

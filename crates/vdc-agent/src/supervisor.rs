@@ -134,10 +134,11 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
                 {
                     Ended::Stopped => {
                         // Out of the balancing set already: let what is in
-                        // flight finish before asking the process to stop.
-                        let drained = drain(&inner, &id, request.component.stop_grace).await;
-                        let grace = request.component.stop_grace.saturating_sub(drained);
-                        let info = handle.stop(grace).await;
+                        // flight finish (for up to the grace period) before
+                        // asking the process to stop, which then gets its
+                        // whole grace period between SIGTERM and SIGKILL.
+                        drain(&inner, &id, request.component.stop_grace).await;
+                        let info = handle.stop(request.component.stop_grace).await;
                         tracing::info!(instance = %id, "stopped: {info}");
                         break;
                     }
@@ -356,14 +357,14 @@ async fn watch(
 }
 
 /// Waits until no request or connection is in flight to the instance, for
-/// at most `grace`; returns how long it waited.
-async fn drain(inner: &Inner, id: &vdc_model::InstanceId, grace: Duration) -> Duration {
+/// at most `grace`.
+async fn drain(inner: &Inner, id: &vdc_model::InstanceId, grace: Duration) {
     let started = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {
         let in_flight = inner.in_flight(id);
         if in_flight == 0 {
-            return started.elapsed();
+            return;
         }
         if started.elapsed() >= grace {
             tracing::warn!(
@@ -371,7 +372,7 @@ async fn drain(inner: &Inner, id: &vdc_model::InstanceId, grace: Duration) -> Du
                 in_flight,
                 "still serving when its grace period ended; stopping it anyway"
             );
-            return started.elapsed();
+            return;
         }
         sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(50));

@@ -40,6 +40,12 @@ use vdc_telemetry::Histogram;
 /// objective is then neither met nor breached.
 pub const MIN_REQUESTS: u64 = 20;
 
+/// Requests over the threshold that breach a latency objective before its
+/// percentile can be judged, when they are also more than twice the share
+/// the objective allows: an overloaded component answers few requests, and
+/// waiting for enough of them would delay the remedy.
+pub const SLOW_TO_BREACH_EARLY: u64 = 10;
+
 /// The requests a percentile needs before it is judged: enough that at
 /// least two lie beyond it (200 for p99, 2000 for p99.9), so one slow
 /// request among few cannot breach an objective by itself.
@@ -80,7 +86,12 @@ const TARGET_UTILIZATION: f64 = 0.8;
 pub struct Second {
     /// The unix second this covers.
     pub ts: u64,
+    /// Requests answered.
     pub requests: u64,
+    /// Requests that arrived for the input (the load offered, which an
+    /// overloaded component answers less of); 0 when unknown, and
+    /// `requests` stands in.
+    pub arrivals: u64,
     /// Requests that failed: 5xx answers and broken exchanges.
     pub errors: u64,
     /// Latency of the requests answered in that second.
@@ -185,6 +196,7 @@ pub struct Observed {
     /// How many seconds were judged.
     pub seconds: u64,
     pub requests: u64,
+    /// Requests offered per second (arrivals).
     pub rate: f64,
     /// The busiest of the last few judged seconds: the load now, where
     /// `rate` still averages in the seconds before a step.
@@ -427,7 +439,7 @@ fn observe(input: &Input<'_>, settled_at: Option<u64>) -> Observed {
     }
     let recent_from = input.now.saturating_sub(RECENT_S - 1).max(from);
     let mut latency = Histogram::new();
-    let (mut requests, mut errors, mut recent) = (0u64, 0u64, 0u64);
+    let (mut requests, mut errors, mut recent, mut arrived) = (0u64, 0u64, 0u64, 0u64);
     for s in input
         .seconds
         .iter()
@@ -435,8 +447,14 @@ fn observe(input: &Input<'_>, settled_at: Option<u64>) -> Observed {
     {
         requests = requests.saturating_add(s.requests);
         errors = errors.saturating_add(s.errors);
+        let offered = if s.arrivals > 0 {
+            s.arrivals
+        } else {
+            s.requests
+        };
+        arrived = arrived.saturating_add(offered);
         if s.ts >= recent_from {
-            recent = recent.max(s.requests);
+            recent = recent.max(offered);
         }
         latency.merge(&s.latency);
     }
@@ -446,15 +464,24 @@ fn observe(input: &Input<'_>, settled_at: Option<u64>) -> Observed {
     } else {
         errors as f64 / requests as f64
     };
-    let latency_us = match input.sla.latency {
-        Some(objective) if latency.count() >= requests_to_judge(objective.percentile) => {
-            Some(latency.quantile_us(objective.percentile / 100.0))
+    let (latency_us, latency_breached) = match input.sla.latency {
+        Some(objective) if latency.count() >= MIN_REQUESTS => {
+            let q = objective.percentile / 100.0;
+            let threshold_us = u64::try_from(objective.threshold.as_micros()).unwrap_or(u64::MAX);
+            let at_q = latency.quantile_us(q);
+            let slow = latency
+                .count()
+                .saturating_sub(latency.cumulative(&[threshold_us])[0]);
+            let judged = latency.count() >= requests_to_judge(objective.percentile);
+            let early = slow >= SLOW_TO_BREACH_EARLY
+                && slow as f64 > 2.0 * (1.0 - q) * latency.count() as f64;
+            if judged || early {
+                (Some(at_q), at_q > threshold_us || early)
+            } else {
+                (None, false)
+            }
         }
-        _ => None,
-    };
-    let latency_breached = match (input.sla.latency, latency_us) {
-        (Some(objective), Some(us)) => us as u128 > objective.threshold.as_micros(),
-        _ => false,
+        _ => (None, false),
     };
     let errors_breached = match input.sla.max_error_ratio {
         Some(max) => requests >= MIN_REQUESTS && error_ratio > max,
@@ -463,7 +490,7 @@ fn observe(input: &Input<'_>, settled_at: Option<u64>) -> Observed {
     Observed {
         seconds,
         requests,
-        rate: requests as f64 / seconds as f64,
+        rate: arrived as f64 / seconds as f64,
         recent_rate: recent as f64,
         latency_us,
         error_ratio,

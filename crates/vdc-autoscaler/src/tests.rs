@@ -29,6 +29,7 @@ fn second(ts: u64, requests: u64, latency: Duration) -> Second {
     Second {
         ts,
         requests,
+        arrivals: requests,
         errors: 0,
         latency: h,
     }
@@ -124,6 +125,20 @@ fn one_slow_request_among_few_breaches_nothing() {
     );
     assert_eq!(requests_to_judge(99.9), 2000);
     assert_eq!(requests_to_judge(50.0), MIN_REQUESTS);
+}
+
+#[test]
+fn many_slow_requests_breach_before_the_percentile_can_be_judged() {
+    let sla = sla(50);
+    // An overloaded replica answers 40 requests a second, all late.
+    let seconds = vec![second(100, 40, Duration::from_millis(900))];
+    let d = decide(&input(100, &sla, 1, &seconds), &mut State::default());
+    assert_eq!(d.direction, Direction::Up, "{}", d.reason);
+    // A few slow ones among few do not.
+    let mut seconds = vec![second(100, 60, Duration::from_millis(5))];
+    seconds.push(second(99, 5, Duration::from_millis(300)));
+    let d = decide(&input(100, &sla, 3, &seconds), &mut State::default());
+    assert_eq!(d.direction, Direction::Hold, "{}", d.reason);
 }
 
 #[test]
@@ -378,7 +393,12 @@ impl Simulation {
     fn run(&mut self, sla: &Sla, from: u64, to: u64, rate: u64) {
         for ts in from..to {
             let latency = self.latency(rate as f64);
-            let s = second(ts, rate, latency);
+            // Overloaded, the replicas answer only what they can; the
+            // rest waits in line, but it arrived.
+            let capacity = f64::from(self.ready.max(1)) * 1000.0 / self.per_in_flight_ms;
+            let answered = (rate as f64).min(capacity * 0.95) as u64;
+            let mut s = second(ts, answered, latency);
+            s.arrivals = rate;
             self.p99_ms
                 .push((ts, s.latency.quantile_us(0.99) as f64 / 1000.0));
             self.seconds.push(s);

@@ -328,6 +328,7 @@ async fn pass(control: &ControlPlane) -> Result<(), StoreError> {
                 .map(|s| Second {
                     ts: s.ts,
                     requests: s.requests,
+                    arrivals: s.arrivals,
                     errors: s.errors,
                     latency: s.latency,
                 })

@@ -94,8 +94,11 @@ pub struct SeriesRate {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TargetSecond {
     pub ts: u64,
-    /// HTTP requests, or TCP connections.
+    /// HTTP requests, or TCP connections, its instances served.
     pub requests: u64,
+    /// HTTP requests, or TCP connections, that arrived for it on links and
+    /// gateways: the load offered, which a saturated target serves less of.
+    pub arrivals: u64,
     /// 5xx answers and exchanges that broke.
     pub errors: u64,
     /// Latency of the answered requests (time to response headers).
@@ -286,22 +289,31 @@ impl Window {
     }
 
     /// Per second from `from` on, the traffic that reached `target`
-    /// (`component.input`) of `app`, summed over the target's instances,
-    /// oldest first. Seconds without traffic are left out.
+    /// (`component.input`) of `app`: what its instances answered (summed
+    /// over them) and what arrived for it on the links and gateways leading
+    /// there, oldest first. Seconds without traffic are left out.
     pub fn target_seconds(&self, app: &str, target: &str, from: u64) -> Vec<TargetSecond> {
         let mut out: BTreeMap<u64, TargetSecond> = BTreeMap::new();
-        let series = self.traffic.iter().filter(|((kind, tags), _)| {
-            *kind == SeriesKind::Instance
-                && tags.app == app
-                && tags.target.as_deref() == Some(target)
-        });
-        for (_, entries) in series {
+        let series = self
+            .traffic
+            .iter()
+            .filter(|((_, tags), _)| tags.app == app && tags.target.as_deref() == Some(target));
+        for ((kind, _), entries) in series {
             for entry in entries.iter().filter(|e| e.sample.ts >= from) {
                 let t = &entry.sample.traffic;
                 let second = out.entry(entry.sample.ts).or_insert_with(|| TargetSecond {
                     ts: entry.sample.ts,
                     ..TargetSecond::default()
                 });
+                if *kind != SeriesKind::Instance {
+                    // Counted as they arrive, before any instance answers.
+                    second.arrivals += if entry.sample.protocol == "tcp" {
+                        t.connections_opened
+                    } else {
+                        t.requests
+                    };
+                    continue;
+                }
                 second.requests += if entry.sample.protocol == "tcp" {
                     t.connections_opened
                 } else {

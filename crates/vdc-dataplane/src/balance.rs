@@ -52,6 +52,13 @@ const RTT_FLOOR_NANOS: f64 = 1_000.0;
 /// that breaks after minutes does not bar its endpoint for longer still.
 const MAX_PENALTY: Duration = Duration::from_secs(30);
 
+/// Costs closer than this share are a tie, settled by fewer requests in
+/// flight and then at random: between equal instances the difference is
+/// noise, and following it would pile serial traffic onto whichever
+/// answered a little faster last time. A slow or busy instance costs
+/// several times more and is never within the margin.
+const TIE_MARGIN: f64 = 0.25;
+
 // === types ===
 
 /// One ready instance of the target and the address its input listens on.
@@ -365,10 +372,13 @@ fn p2c(
             .unwrap_or_else(|| *average.get_or_insert_with(|| mean_rtt(set.iter(), now_ms)));
         s.cost(rtt)
     };
-    if cost(second) < cost(first) {
+    let (a, b) = (cost(first), cost(second));
+    if b < a * (1.0 - TIE_MARGIN) {
         Some(second)
-    } else {
+    } else if a < b * (1.0 - TIE_MARGIN) || first.load() <= second.load() {
         Some(first)
+    } else {
+        Some(second)
     }
 }
 

@@ -597,14 +597,24 @@ pub(crate) async fn view(
     })
 }
 
+/// The scaling of a component the caller may see, as it is now.
+async fn current_view(
+    control: &ControlPlane,
+    principal: &Principal,
+    app: &str,
+    component: &str,
+) -> Result<Json<ScaleView>, ApiError> {
+    let (record, _) = find_app(control, principal, app).await?;
+    let spec = component_of(&record, component)?;
+    Ok(Json(view(control, &record, spec).await?))
+}
+
 async fn show(
     State(control): State<ControlPlane>,
     Extension(principal): Extension<Principal>,
     Path((app, component)): Path<(String, String)>,
 ) -> Result<Json<ScaleView>, ApiError> {
-    let (record, _) = find_app(&control, &principal, &app).await?;
-    let spec = component_of(&record, &component)?;
-    Ok(Json(view(&control, &record, spec).await?))
+    current_view(&control, &principal, &app, &component).await
 }
 
 async fn scale(
@@ -623,9 +633,7 @@ async fn scale(
         &|tenant| principal.sees(tenant),
     )
     .await?;
-    let (record, _) = find_app(&control, &principal, &app).await?;
-    let spec = component_of(&record, &component)?;
-    Ok(Json(view(&control, &record, spec).await?))
+    current_view(&control, &principal, &app, &component).await
 }
 
 async fn autoscale(
@@ -635,9 +643,7 @@ async fn autoscale(
     Json(request): Json<AutoscaleRequest>,
 ) -> Result<Json<ScaleView>, ApiError> {
     set_autoscale(&control, &principal, &app, &component, request.enabled).await?;
-    let (record, _) = find_app(&control, &principal, &app).await?;
-    let spec = component_of(&record, &component)?;
-    Ok(Json(view(&control, &record, spec).await?))
+    current_view(&control, &principal, &app, &component).await
 }
 
 /// The caller's own app record and component.

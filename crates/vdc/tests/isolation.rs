@@ -9,13 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn programs() -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/programs")
-        .display()
-        .to_string()
-}
-
 fn root() {
     assert!(
         nix::unistd::geteuid().is_root(),

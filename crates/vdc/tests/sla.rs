@@ -12,13 +12,6 @@ use common::load::{self, Recorder, Sample};
 use common::*;
 use serde_json::Value;
 
-fn programs() -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/programs")
-        .display()
-        .to_string()
-}
-
 /// An app whose `web` component runs the test backend behind a gateway.
 /// `web` is the rest of the component's table (replicas, env, the input).
 fn app(vdc: &Vdc, name: &str, web: &str) -> (std::path::PathBuf, u16) {

@@ -11,13 +11,6 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-fn programs() -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/programs")
-        .display()
-        .to_string()
-}
-
 /// An app whose `web` instances run the test backend behind a gateway.
 fn backend_app(
     vdc: &Vdc,

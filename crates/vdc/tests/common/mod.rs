@@ -334,6 +334,15 @@ pub fn processes_matching(needle: &str) -> Vec<(i32, String)> {
     found
 }
 
+/// The directory of the test programs (`tests/programs`), as a string to
+/// put in specs.
+pub fn programs() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/programs")
+        .display()
+        .to_string()
+}
+
 /// A keep-alive HTTP client for the gateway.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()

@@ -24,6 +24,7 @@ steps, low, high = int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 APP, COMPONENT, OBJECTIVE_S = "sla", "web", 0.100
 target = urlparse(url)
 local = threading.local()
+failures = []  # what failed requests got, for the report
 
 
 def api_get(path):
@@ -44,11 +45,14 @@ def send(scheduled, results):
     try:
         conn.request("GET", target.path or "/")
         response = conn.getresponse()
-        response.read()
+        body = response.read()
         ok = response.status == 200
-    except OSError:
+        if not ok:
+            failures.append(f"{response.status} {body[:200]!r}")
+    except (OSError, http.client.HTTPException) as e:
         local.conn = None
         ok = False
+        failures.append(repr(e))
     results.append((scheduled, time.time() - scheduled, ok))
 
 
@@ -70,11 +74,15 @@ def p99(latencies):
     return latencies[max(0, int(len(latencies) * 0.99 + 0.999999) - 1)]
 
 
-def per_second(results, since):
+BUCKET_S = 0.5
+
+
+def per_bucket(results, since):
+    """Latencies by the half-second their requests were scheduled in."""
     buckets = {}
     for scheduled, latency, ok in results:
         if scheduled >= since:
-            buckets.setdefault(int(scheduled - since), []).append(
+            buckets.setdefault(int((scheduled - since) / BUCKET_S), []).append(
                 latency if ok else float("inf"))
     return buckets
 
@@ -112,30 +120,40 @@ def one_step(pool, number):
     watcher.join()
 
     events = api_get(f"/v1/events?app={APP}&limit=1000")
-    ups = [e for e in events if e["kind"] == "scaled" and e["ts_ms"] / 1000 >= step_at
-           and "→" in e["reason"]]
-    buckets = per_second(results, step_at)
-    seconds = sorted(buckets)
-    over = [s for s in seconds if p99(buckets[s]) > OBJECTIVE_S]
+
+    def scales_up(reason):
+        # "…; 3 → 5 replicas…"
+        try:
+            before, after = reason.split(" replicas")[0].rsplit(" ", 3)[-3::2]
+            return int(after) > int(before)
+        except (ValueError, IndexError):
+            return False
+    ups = sorted((e for e in events if e["kind"] == "scaled" and e["ts_ms"] / 1000 >= step_at
+                  and scales_up(e["reason"])), key=lambda e: e["ts_ms"])
+    buckets = per_bucket(results, step_at)
+    indices = sorted(buckets)
+    over = [b for b in indices if p99(buckets[b]) > OBJECTIVE_S]
     if not over:
         print(f"step {number}: p99 never went over the objective at {high:.0f} req/s")
         return None
-    breach = step_at + over[0]
+    breach = step_at + over[0] * BUCKET_S
     recovered = None
-    for s in seconds:
-        if s <= over[0]:
+    # Back under: the first half-second from which p99 holds for 3 s.
+    hold = int(3 / BUCKET_S)
+    for b in indices:
+        if b <= over[0]:
             continue
-        window = [buckets.get(s + k) for k in range(3)]
+        window = [buckets.get(b + k) for k in range(hold)]
         if all(w is not None and p99(w) <= OBJECTIVE_S for w in window):
-            recovered = step_at + s
+            recovered = step_at + b * BUCKET_S
             break
-    decision = ups[-1]["ts_ms"] / 1000 if ups else None  # events are newest first
+    decision = ups[0]["ts_ms"] / 1000 if ups else None
     row = {
         "decision": decision - breach if decision else None,
         "ready": ready_at["t"] - breach if "t" in ready_at else None,
         "recovered": recovered - breach if recovered else None,
         "replicas": ready_at.get("replicas"),
-        "reason": ups[-1]["reason"] if ups else "no decision",
+        "reason": ups[0]["reason"] if ups else "no decision",
         "failed": sum(1 for _, _, ok in results if not ok),
     }
 
@@ -162,6 +180,8 @@ def main():
         if values:
             print(f"median time from the first second over the objective {label}: "
                   f"{statistics.median(values):.2f} s (of {len(values)} steps)")
+    if failures:
+        print(f"{len(failures)} requests failed; the first: {failures[:5]}")
     recovered = [r["recovered"] for r in rows if r["recovered"] is not None]
     if recovered:
         median = statistics.median(recovered)

@@ -756,8 +756,13 @@ fn describe(sla: &Sla, o: &Observed) -> String {
             max * 100.0
         ));
     }
+    let now = if o.recent_rate > o.rate * 1.2 {
+        format!(", {} req/s now", format_rate(o.recent_rate))
+    } else {
+        String::new()
+    };
     format!(
-        "{} over {}s at {} req/s",
+        "{} over {}s at {} req/s{now}",
         parts.join(", "),
         o.seconds,
         format_rate(o.rate)

@@ -22,9 +22,15 @@
 # server, its instances (and HAProxy) on another (CPU 1): the proxy and the
 # backend share one core, so every cycle the proxy spends is taken from the
 # backend, as on a busy node.
+#
+# The servers run with --shared-loopback: "direct" and HAProxy reach the
+# backend instance on the host's loopback, which an instance in its own
+# network namespace does not listen on. bench/isolation.sh measures what
+# namespaces cost the gateway (nothing measurable).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need wrk
+UP_FLAGS=(--shared-loopback)
 
 REPS="${REPS:-3}"
 DURATION="${DURATION:-10s}"

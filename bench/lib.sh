@@ -126,14 +126,15 @@ server_pid() {
 }
 
 # up_detached ADDR DATA_DIR SPEC [PIN...]: `vdc up SPEC -d` against ADDR,
-# starting a background server there if none answers. Registers ADDR for
-# cleanup first, so an interrupted run leaves nothing behind.
+# starting a background server there if none answers (with the server flags
+# in the UP_FLAGS array, if set). Registers ADDR for cleanup first, so an
+# interrupted run leaves nothing behind.
 up_detached() {
     local addr="$1" data="$2" spec="$3"
     shift 3
     SERVER_ADDRS+=("$addr")
     DATA_OF[$addr]="$data"
-    "$@" "$VDC" --addr "$addr" up "$spec" -d --data-dir "$data"
+    "$@" "$VDC" --addr "$addr" up "$spec" -d --data-dir "$data" "${UP_FLAGS[@]+"${UP_FLAGS[@]}"}"
 }
 
 # running PID: true while PID runs (a zombie, exited but not yet reaped by

@@ -11,6 +11,7 @@ hide its slowness by slowing the load (no coordinated omission)."""
 
 import http.client
 import json
+import os
 import statistics
 import sys
 import threading
@@ -97,9 +98,59 @@ def wait_for_one_replica(pool, results):
     raise SystemExit("the app did not go back to one replica within 2 minutes")
 
 
+def record(path, until):
+    """Writes what the autoscaler sees, second by second, as JSON lines: the
+    gateway's arrivals, each instance's answers (count, errors, latency
+    summary), and the replicas set and ready as the API shows them. The
+    autoscaler's tests replay such a recording (crates/vdc-autoscaler/tests)."""
+    host, port = api.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn.request("GET", f"/v1/streams/metrics?app={APP}",
+                 headers={"Authorization": "Bearer " + token})
+    response = conn.getresponse()
+    seconds, buffer, last = {}, b"", None
+    while time.time() < until:
+        chunk = response.read1(65536)
+        if not chunk:
+            break
+        buffer += chunk
+        while b"\n\n" in buffer:
+            block, buffer = buffer.split(b"\n\n", 1)
+            for line in block.split(b"\n"):
+                if not line.startswith(b"data: "):
+                    continue
+                m = json.loads(line[6:])
+                if m.get("type") != "traffic":
+                    continue
+                second = seconds.setdefault(m["ts"], {"ts": m["ts"], "arrivals": 0, "instances": []})
+                if m["kind"] == "gateway":
+                    second["arrivals"] += m["traffic"]["requests"]
+                elif m["kind"] == "instance" and m["tags"].get("target") == "web.http":
+                    t = m["traffic"]
+                    second["instances"].append({
+                        "requests": t["requests"],
+                        "errors": t["responses_5xx"] + t["errors_other"],
+                        "latency": m.get("latency"),
+                    })
+                if last is None or m["ts"] > last:
+                    if last is not None:
+                        view = scale_view()
+                        seconds[last]["replicas"] = view["replicas"]
+                        seconds[last]["ready"] = view["ready"]
+                    last = m["ts"]
+    with open(path, "w") as f:
+        for ts in sorted(seconds):
+            if "replicas" in seconds[ts]:
+                f.write(json.dumps(seconds[ts]) + "\n")
+
+
 def one_step(pool, number):
     results = []
     wait_for_one_replica(pool, results)
+    recorder = None
+    if number == 1 and os.environ.get("RECORD"):
+        recorder = threading.Thread(target=record, args=(os.environ["RECORD"], time.time() + 60))
+        recorder.start()
     load(pool, low, 3, results)
     step_at = time.time()
     ready_at = {}
@@ -118,6 +169,10 @@ def one_step(pool, number):
     load(pool, high, 25, results)
     time.sleep(2)
     watcher.join()
+    if recorder:
+        # The load falls back, and the replicas are given back.
+        load(pool, low, 30, results)
+        recorder.join()
 
     events = api_get(f"/v1/events?app={APP}&limit=1000")
 

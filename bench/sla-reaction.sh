@@ -13,6 +13,7 @@
 #
 #   bench/sla-reaction.sh               # 5 steps
 #   STEPS=3 HIGH=150 bench/sla-reaction.sh
+#   RECORD=FILE bench/sla-reaction.sh   # also record the first step's telemetry
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

@@ -65,6 +65,9 @@ pub const SETTLE_TIMEOUT_S: u64 = 30;
 /// the queue the old count left behind does not count against the new one.
 pub const JUDGE_AFTER_CHANGE_S: u64 = 2;
 
+/// Answering more than this times what arrives means a queue is draining.
+const DRAINING_SHARE: f64 = 1.1;
+
 /// The seconds that make up the load "now".
 pub const RECENT_S: u64 = 3;
 
@@ -326,6 +329,29 @@ pub fn decide(input: &Input<'_>, state: &mut State) -> Decision {
                     ),
                 );
             }
+        }
+    }
+
+    // After a scale-up, the queue that built up before it drains through
+    // the old replicas with the latency it had: while they answer clearly
+    // more than arrives, those seconds say nothing about the new count.
+    if let Some((at, Direction::Up)) = state.last_change {
+        let newest = input.seconds.iter().find(|s| s.ts == now);
+        let draining = newest.is_some_and(|s| {
+            s.arrivals > 0 && s.requests as f64 > s.arrivals as f64 * DRAINING_SHARE
+        });
+        if draining && now.saturating_sub(at) < SETTLE_TIMEOUT_S {
+            state.settled_at = Some(now);
+            let s = newest.map_or((0, 0), |s| (s.requests, s.arrivals));
+            return hold(
+                input,
+                state,
+                Observed::default(),
+                format!(
+                    "the queue from before the change is draining ({} answered, {} arrived in the last second)",
+                    s.0, s.1
+                ),
+            );
         }
     }
 

@@ -26,6 +26,7 @@ APP, COMPONENT, OBJECTIVE_S = "sla", "web", 0.100
 target = urlparse(url)
 local = threading.local()
 failures = []  # what failed requests got, for the report
+stale_retries = []  # requests resent after an idle keep-alive connection closed
 
 
 def api_get(path):
@@ -40,20 +41,31 @@ def scale_view():
 
 
 def send(scheduled, results):
-    conn = getattr(local, "conn", None)
-    if conn is None:
-        conn = local.conn = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
-    try:
-        conn.request("GET", target.path or "/")
-        response = conn.getresponse()
-        body = response.read()
-        ok = response.status == 200
-        if not ok:
-            failures.append(f"{response.status} {body[:200]!r}")
-    except (OSError, http.client.HTTPException) as e:
-        local.conn = None
-        ok = False
-        failures.append(repr(e))
+    for attempt in (1, 2):
+        conn = getattr(local, "conn", None)
+        reused = conn is not None
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+        try:
+            conn.request("GET", target.path or "/")
+            response = conn.getresponse()
+            body = response.read()
+            ok = response.status == 200
+            if not ok:
+                failures.append(f"{response.status} {body[:200]!r}")
+            break
+        except (OSError, http.client.HTTPException) as e:
+            local.conn = None
+            ok = False
+            # A keep-alive connection the server closed while it sat idle
+            # (after 30 s without a request): resent once on a new one, as
+            # browsers and most HTTP clients do.
+            if reused and attempt == 1 and isinstance(
+                    e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
+                stale_retries.append(repr(e))
+                continue
+            failures.append(repr(e))
+            break
     results.append((scheduled, time.time() - scheduled, ok))
 
 
@@ -237,6 +249,9 @@ def main():
                   f"{statistics.median(values):.2f} s (of {len(values)} steps)")
     if failures:
         print(f"{len(failures)} requests failed; the first: {failures[:5]}")
+    if stale_retries:
+        print(f"{len(stale_retries)} requests were resent because their idle keep-alive "
+              f"connection had been closed (as an HTTP client does)")
     recovered = [r["recovered"] for r in rows if r["recovered"] is not None]
     if recovered:
         median = statistics.median(recovered)

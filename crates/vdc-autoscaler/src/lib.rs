@@ -343,6 +343,27 @@ pub fn decide(input: &Input<'_>, state: &mut State) -> Decision {
         if draining && now.saturating_sub(at) < SETTLE_TIMEOUT_S {
             state.settled_at = Some(now);
             let s = newest.map_or((0, 0), |s| (s.requests, s.arrivals));
+            // Latency says nothing now, but the load still does: if what
+            // arrives needs more replicas than run, at the best rate a
+            // replica was seen to hold, add them.
+            if let Some(good) = state.good_rate().filter(|g| *g > 0.0) {
+                let wanted = replicas_for(s.1 as f64, good);
+                if wanted > input.current {
+                    let observed = Observed {
+                        seconds: 1,
+                        requests: s.0,
+                        rate: s.1 as f64,
+                        recent_rate: s.1 as f64,
+                        ..Observed::default()
+                    };
+                    let why = format!(
+                        "{} req/s arriving need {wanted} replicas at the {} req/s one was seen to hold",
+                        s.1,
+                        format_rate(good)
+                    );
+                    return up_to(input, state, observed, wanted, why);
+                }
+            }
             return hold(
                 input,
                 state,

@@ -356,8 +356,12 @@ pub fn decide(input: &Input<'_>, state: &mut State) -> Decision {
                         recent_rate: s.1 as f64,
                         ..Observed::default()
                     };
+                    let p = input
+                        .sla
+                        .latency
+                        .map_or("latency".to_owned(), |o| format_percentile(o.percentile));
                     let why = format!(
-                        "{} req/s arriving need {wanted} replicas at the {} req/s one was seen to hold",
+                        "{p} not judged while the queue from before the change drains; {} req/s arriving need {wanted} replicas at the {} req/s one was seen to hold",
                         s.1,
                         format_rate(good)
                     );

@@ -5,15 +5,18 @@
 //! key-value interface with revisions and compare-and-set, shaped so that a
 //! replicated engine (a JetStream key-value bucket) can implement it. The
 //! embedded implementation, [`RedbStore`], keeps one crash-safe file and needs
-//! no server. [`MemStore`] is the test double.
+//! no server. [`NatsStore`] keeps the same buckets in one NATS JetStream
+//! key-value bucket. [`MemStore`] is the test double.
 
 #![forbid(unsafe_code)]
 
 mod mem;
+mod nats;
 mod redb_store;
 mod typed;
 
 pub use mem::MemStore;
+pub use nats::NatsStore;
 pub use redb_store::RedbStore;
 pub use typed::{InstanceRecord, StateStore};
 

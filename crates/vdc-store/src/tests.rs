@@ -96,3 +96,220 @@ async fn a_second_process_cannot_open_the_same_file() {
     let err = RedbStore::open(&path).unwrap_err().to_string();
     assert!(err.contains("cannot open the state store"), "{err}");
 }
+
+/// A `nats-server` with JetStream on a free loopback port, storing under a
+/// directory; killed when dropped.
+struct NatsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl NatsServer {
+    fn binary() -> std::path::PathBuf {
+        let on_path = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .unwrap_or_default();
+        on_path
+            .into_iter()
+            .chain(["/usr/sbin".into(), "/usr/bin".into()])
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| {
+                panic!(
+                    "nats-server is not installed: the NatsStore tests need a real server \
+                     (apt-get install nats-server)"
+                )
+            })
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn start(store_dir: &std::path::Path) -> Self {
+        Self::start_on(store_dir, Self::free_port())
+    }
+
+    fn start_on(store_dir: &std::path::Path, port: u16) -> Self {
+        let child = std::process::Command::new(Self::binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot start nats-server");
+        let server = NatsServer { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not listen on port {port} within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn nats_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let store = NatsStore::connect(&server.url(), "vdc-test").await.unwrap();
+    suite(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_compare_and_set_races_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let a = NatsStore::connect(&server.url(), "vdc-test").await.unwrap();
+    let b = NatsStore::connect(&server.url(), "vdc-test").await.unwrap();
+
+    // Both create the same key: one wins.
+    let (ra, rb) = tokio::join!(
+        a.cas(Bucket::Apps, "shop", b"a".to_vec(), None),
+        b.cas(Bucket::Apps, "shop", b"b".to_vec(), None),
+    );
+    let (won, lost) = match (ra, rb) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        other => panic!("expected exactly one winner, got {other:?}"),
+    };
+    assert!(
+        matches!(lost, StoreError::Conflict { found: Some(f), expected: None, .. } if f == won),
+        "{lost:?}"
+    );
+
+    // Both update from the same revision: one wins.
+    let (ra, rb) = tokio::join!(
+        a.cas(Bucket::Apps, "shop", b"a2".to_vec(), Some(won)),
+        b.cas(Bucket::Apps, "shop", b"b2".to_vec(), Some(won)),
+    );
+    let (won2, lost) = match (ra, rb) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        other => panic!("expected exactly one winner, got {other:?}"),
+    };
+    assert!(won2 > won);
+    assert!(
+        matches!(lost, StoreError::Conflict { found: Some(f), .. } if f == won2),
+        "{lost:?}"
+    );
+    assert_eq!(
+        a.get(Bucket::Apps, "shop").await.unwrap().unwrap().revision,
+        won2
+    );
+}
+
+#[tokio::test]
+async fn nats_keys_nats_does_not_allow_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let store = NatsStore::connect(&server.url(), "vdc-test").await.unwrap();
+    let keys = ["shop/lb:gateway", "shop/web.db", "a=b", "shop/web/0"];
+    for key in keys {
+        store
+            .put(Bucket::Links, key, key.as_bytes().to_vec())
+            .await
+            .unwrap();
+        let got = store.get(Bucket::Links, key).await.unwrap().unwrap();
+        assert_eq!(got.value, key.as_bytes());
+    }
+    let listed: Vec<(String, Vec<u8>)> = store
+        .list(Bucket::Links)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, e)| (k, e.value))
+        .collect();
+    let mut want: Vec<(String, Vec<u8>)> = keys
+        .iter()
+        .map(|k| (k.to_string(), k.as_bytes().to_vec()))
+        .collect();
+    want.sort();
+    assert_eq!(listed, want);
+    // Another bucket with the same key is another key.
+    assert_eq!(
+        store.get(Bucket::Apps, "shop/lb:gateway").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn nats_deleted_key_can_be_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let store = NatsStore::connect(&server.url(), "vdc-test").await.unwrap();
+    let r1 = store
+        .cas(Bucket::Tenants, "acme", b"1".to_vec(), None)
+        .await
+        .unwrap();
+    assert!(store.delete(Bucket::Tenants, "acme").await.unwrap());
+    assert_eq!(store.get(Bucket::Tenants, "acme").await.unwrap(), None);
+    assert!(store.list(Bucket::Tenants).await.unwrap().is_empty());
+    // An update from the revision before the delete is stale.
+    let stale = store
+        .cas(Bucket::Tenants, "acme", b"x".to_vec(), Some(r1))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { found: None, .. })),
+        "{stale:?}"
+    );
+    let r2 = store
+        .cas(Bucket::Tenants, "acme", b"2".to_vec(), None)
+        .await
+        .unwrap();
+    assert!(r2 > r1);
+    let got = store.get(Bucket::Tenants, "acme").await.unwrap().unwrap();
+    assert_eq!(got.value, b"2");
+    assert_eq!(got.revision, r2);
+}
+
+#[tokio::test]
+async fn nats_store_survives_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let port = server.port;
+    let rev = {
+        let store = NatsStore::connect(&server.url(), "vdc-test").await.unwrap();
+        store
+            .put(Bucket::Apps, "shop", b"v1".to_vec())
+            .await
+            .unwrap()
+    };
+    drop(server);
+    let server = NatsServer::start_on(dir.path(), port);
+    let store = NatsStore::connect(&server.url(), "vdc-test").await.unwrap();
+    let got = store.get(Bucket::Apps, "shop").await.unwrap().unwrap();
+    assert_eq!(got.value, b"v1");
+    assert_eq!(got.revision, rev);
+    assert!(store.put(Bucket::Apps, "x", vec![]).await.unwrap() > rev);
+    assert_eq!(store.list(Bucket::Apps).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn nats_connect_to_nothing_fails_quickly() {
+    let port = NatsServer::free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let err = NatsStore::connect(&url, "vdc-test").await.unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(6));
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&url), "{msg}");
+    assert!(msg.contains("cannot connect"), "{msg}");
+}

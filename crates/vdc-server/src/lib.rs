@@ -26,18 +26,26 @@ use std::time::Duration;
 use vdc_agent::{Agent, AgentConfig};
 use vdc_dataplane::{DataPlane, DataPlaneConfig};
 use vdc_driver::{Driver, Leftover, ProcessDriver};
-use vdc_store::{RedbStore, StateStore};
+use vdc_store::{NatsStore, RedbStore, StateStore, Store};
 
 pub use auth::Principal;
 pub use control::ControlPlane;
 pub use telemetry::Telemetry;
 pub use tokio_util::sync::CancellationToken;
 
+/// The JetStream key-value bucket the state lives in with
+/// [`ServerConfig::nats`].
+pub const NATS_BUCKET: &str = "vdc-state";
+
 /// How a server is set up.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Where state, logs and volumes live.
     pub data_dir: PathBuf,
+    /// A NATS server (`nats://HOST:PORT`) whose JetStream key-value bucket
+    /// [`NATS_BUCKET`] holds the state instead of `state.redb` in the data
+    /// directory. Logs, volumes and keys stay in the data directory.
+    pub nats: Option<String>,
     /// Where the API listens.
     pub api: SocketAddr,
     /// The node's name; defaults to the host name.
@@ -98,7 +106,11 @@ impl Server {
             .data_dir
             .canonicalize()
             .unwrap_or(config.data_dir.clone());
-        let store = StateStore::new(Arc::new(RedbStore::open(&data_dir.join("state.redb"))?));
+        let kv: Arc<dyn Store> = match &config.nats {
+            Some(url) => Arc::new(NatsStore::connect(url, NATS_BUCKET).await?),
+            None => Arc::new(RedbStore::open(&data_dir.join("state.redb"))?),
+        };
+        let store = StateStore::new(kv);
         let api_listener = tokio::net::TcpListener::bind(config.api)
             .await
             .map_err(|source| ServerError::ApiBind {

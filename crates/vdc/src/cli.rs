@@ -233,6 +233,11 @@ pub struct ServerOpts {
     /// Where state, logs and volumes live [default: the user's data directory].
     #[arg(long, env = "VDC_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep the state in NATS JetStream (key-value bucket `vdc-state`) at
+    /// this URL, e.g. nats://127.0.0.1:4222, instead of a file in the data
+    /// directory.
+    #[arg(long, env = "VDC_NATS", value_name = "URL")]
+    pub nats: Option<String>,
     /// Where the API listens [default: --addr].
     #[arg(long)]
     pub api: Option<SocketAddr>,

@@ -30,6 +30,7 @@ pub fn api_addr(addr: &str, opts: &ServerOpts) -> anyhow::Result<SocketAddr> {
 fn config(addr: &str, opts: &ServerOpts) -> anyhow::Result<ServerConfig> {
     Ok(ServerConfig {
         data_dir: opts.data_dir(),
+        nats: opts.nats.clone(),
         api: api_addr(addr, opts)?,
         node_name: opts.node_name.clone(),
         measure: !opts.no_measurements,
@@ -43,9 +44,13 @@ pub async fn foreground(addr: &str, opts: &ServerOpts) -> anyhow::Result<()> {
     let server = Server::start(config.clone()).await?;
     let token = server.shutdown_token();
     tracing::info!(
-        "vdc server listening on http://{}, data in {}",
+        "vdc server listening on http://{}, data in {}{}",
         server.api_addr,
-        config.data_dir.display()
+        config.data_dir.display(),
+        match &config.nats {
+            Some(url) => format!(", state in NATS at {url}"),
+            None => String::new(),
+        }
     );
     tokio::spawn(stop_on_signals(token));
     server.run().await?;
@@ -121,6 +126,9 @@ pub async fn start_background(
         .stderr(log)
         // Its own process group: Ctrl-C in this terminal must not reach it.
         .process_group(0);
+    if let Some(url) = &config.nats {
+        command.arg("--nats").arg(url);
+    }
     if let Some(name) = &opts.node_name {
         command.arg("--node-name").arg(name);
     }

@@ -46,6 +46,8 @@ pub struct Vdc {
     pub dir: tempfile::TempDir,
     pub addr: String,
     server: Option<Child>,
+    /// Flags every `vdc server` this harness starts gets.
+    server_args: Vec<String>,
 }
 
 impl Vdc {
@@ -55,6 +57,7 @@ impl Vdc {
             dir: tempfile::tempdir().unwrap(),
             addr: format!("127.0.0.1:{}", free_port()),
             server: None,
+            server_args: Vec::new(),
         }
     }
 
@@ -63,6 +66,20 @@ impl Vdc {
         let mut vdc = Self::new();
         vdc.spawn_server();
         vdc
+    }
+
+    /// Starts `vdc server ARGS...` and waits until it answers.
+    pub fn start_with(args: &[&str]) -> Self {
+        let mut vdc = Self::new();
+        vdc.spawn_server_with(args);
+        vdc
+    }
+
+    /// Starts `vdc server ARGS...` on this data directory and address (and
+    /// keeps ARGS for later starts).
+    pub fn spawn_server_with(&mut self, args: &[&str]) {
+        self.server_args = args.iter().map(|a| a.to_string()).collect();
+        self.spawn_server();
     }
 
     /// Starts `vdc server` on this data directory and address.
@@ -75,6 +92,7 @@ impl Vdc {
         let child = Command::new(BIN)
             .args(["server", "--api", &self.addr, "--data-dir"])
             .arg(self.data_dir())
+            .args(&self.server_args)
             .env("VDC_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -313,3 +313,41 @@ async fn nats_connect_to_nothing_fails_quickly() {
     assert!(msg.contains(&url), "{msg}");
     assert!(msg.contains("cannot connect"), "{msg}");
 }
+
+#[tokio::test]
+async fn nats_list_sees_every_live_key_of_its_bucket_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let store = NatsStore::connect(&server.url(), "vdc-test").await.unwrap();
+    for i in 0..300 {
+        let key = format!("acme/shop/web/{i:09}");
+        store.put(Bucket::Ledger, &key, vec![1]).await.unwrap();
+        store.put(Bucket::Instances, &key, vec![2]).await.unwrap();
+    }
+    // Rewrites and deletes: one entry per key, the last write, tombstones
+    // skipped.
+    for i in 0..300 {
+        let key = format!("acme/shop/web/{i:09}");
+        if i % 3 == 0 {
+            store.delete(Bucket::Ledger, &key).await.unwrap();
+        } else if i % 3 == 1 {
+            store.put(Bucket::Ledger, &key, vec![3]).await.unwrap();
+        }
+    }
+    let listed = store.list(Bucket::Ledger).await.unwrap();
+    assert_eq!(listed.len(), 200);
+    let keys: Vec<&String> = listed.iter().map(|(k, _)| k).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    for (key, entry) in &listed {
+        let i: u32 = key.rsplit('/').next().unwrap().parse().unwrap();
+        assert_eq!(entry.value, if i % 3 == 1 { vec![3] } else { vec![1] });
+        assert_eq!(
+            store.get(Bucket::Ledger, key).await.unwrap().as_ref(),
+            Some(entry)
+        );
+    }
+    assert_eq!(store.list(Bucket::Instances).await.unwrap().len(), 300);
+    assert!(store.list(Bucket::Apps).await.unwrap().is_empty());
+}

@@ -10,11 +10,13 @@
 
 #![forbid(unsafe_code)]
 
+mod lease;
 mod mem;
 mod nats;
 mod redb_store;
 mod typed;
 
+pub use lease::{decide, wall_ms, Leadership, LeaseRecord, LeaseStep, LEADER_KEY};
 pub use mem::MemStore;
 pub use nats::NatsStore;
 pub use redb_store::RedbStore;

@@ -25,6 +25,12 @@ pub struct Health {
     pub node: NodeInfo,
     /// Why instances on this node are not fully isolated, if they are not.
     pub isolation_warning: Option<String>,
+    /// Whether this server leads the control loops (always, without NATS).
+    #[serde(default)]
+    pub leader: bool,
+    /// The term it leads in; absent while another server leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
 }
 
 /// `POST /v1/apps`: submit (create or update) an app.

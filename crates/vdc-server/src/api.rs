@@ -169,6 +169,8 @@ async fn health(State(control): State<ControlPlane>) -> Json<Health> {
         api: control.api_addr().to_string(),
         node: agent.node().clone(),
         isolation_warning: agent.driver().isolation().warning.clone(),
+        leader: control.is_leader(),
+        term: control.term(),
     })
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use vdc_agent::{Agent, ListenerBinding, StartInstance};
 use vdc_model::{AppRecord, InstanceId, InstanceState, InstanceStatus};
@@ -17,6 +17,14 @@ use vdc_telemetry::EventKind;
 use crate::telemetry::Telemetry;
 use vdc_reconciler::{Action, ListenerKind};
 use vdc_store::{InstanceRecord, StateStore, StoreError};
+
+/// How this server shares the store with others.
+pub(crate) struct Cluster {
+    /// `Some(term)` while this server leads.
+    pub leader: watch::Receiver<Option<u64>>,
+    /// Whether other servers may share the store.
+    pub shared: bool,
+}
 
 /// The control plane; cheap to clone.
 #[derive(Clone)]
@@ -50,6 +58,11 @@ struct Inner {
     instance_key: crate::auth::InstanceKey,
     /// The autoscaler's memory and what instances reported.
     scaling: crate::scale::Scaling,
+    /// `Some(term)` while this server leads the control loops.
+    leader: watch::Receiver<Option<u64>>,
+    /// Whether other servers share the store (NATS): then only records of
+    /// this node are this server's to clean up.
+    shared: bool,
 }
 
 impl ControlPlane {
@@ -60,6 +73,7 @@ impl ControlPlane {
         api: SocketAddr,
         shutdown: CancellationToken,
         instance_key: crate::auth::InstanceKey,
+        cluster: Cluster,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -76,6 +90,8 @@ impl ControlPlane {
                 wiring_errors: Mutex::new(BTreeMap::new()),
                 instance_key,
                 scaling: crate::scale::Scaling::default(),
+                leader: cluster.leader,
+                shared: cluster.shared,
             }),
         }
     }
@@ -129,6 +145,36 @@ impl ControlPlane {
         self.inner.shutdown.cancelled().await;
     }
 
+    /// The term this server leads in, `None` while another server leads.
+    /// An embedded server (redb) always leads, in term 1.
+    pub fn term(&self) -> Option<u64> {
+        *self.inner.leader.borrow()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.term().is_some()
+    }
+
+    /// Resolves once this server leads (at once if it does).
+    pub(crate) async fn leading(&self) {
+        let mut rx = self.inner.leader.clone();
+        if rx.wait_for(Option::is_some).await.is_err() {
+            // Nobody will ever make this server lead.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether an instance record in the store is this server's: every
+    /// record when the store is its own, only this node's when shared.
+    pub(crate) fn owns(&self, record: &InstanceRecord) -> bool {
+        !self.inner.shared || record.status.node == self.inner.agent.node().id
+    }
+
+    /// A receiver of the term this server leads in.
+    pub(crate) fn leader(&self) -> watch::Receiver<Option<u64>> {
+        self.inner.leader.clone()
+    }
+
     /// Asks the loop for a pass now (after a submission or a `down`).
     pub fn wake(&self) {
         self.inner.wake.notify_one();
@@ -150,16 +196,23 @@ impl ControlPlane {
             .collect()
     }
 
-    /// Runs until shutdown.
+    /// Runs until shutdown. Passes run only while this server leads; what
+    /// the local agent reports is recorded either way.
     pub async fn run(self) {
         let mut changes = self.inner.agent.subscribe();
+        let mut leader = self.leader();
         loop {
-            if let Err(e) = self.pass().await {
-                tracing::error!("control loop pass failed: {e}");
+            if self.is_leader() {
+                if let Err(e) = self.pass().await {
+                    tracing::error!("control loop pass failed: {e}");
+                }
             }
             tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
                 _ = self.inner.wake.notified() => {}
+                // A pass at once on becoming leader; a closed channel (the
+                // embedded server) never changes again.
+                Ok(()) = leader.changed() => {}
                 change = changes.recv() => match change {
                     Ok(status) => self.persist(status).await,
                     Err(broadcast::error::RecvError::Lagged(_)) => self.persist_all().await,
@@ -254,8 +307,10 @@ impl ControlPlane {
                 tracing::error!("cannot record instance state: {e}");
             }
         }
+        // Only this node's records: with a shared store, other nodes keep
+        // theirs.
         if let Ok(stored) = self.inner.store.instances().await {
-            for r in stored {
+            for r in stored.into_iter().filter(|r| self.owns(r)) {
                 let id = r.status.id.to_string();
                 if !live.contains(&id) {
                     let _ = self.inner.store.delete_instance(&id).await;

@@ -26,7 +26,8 @@ use std::time::Duration;
 use vdc_agent::{Agent, AgentConfig};
 use vdc_dataplane::{DataPlane, DataPlaneConfig};
 use vdc_driver::{Driver, Leftover, ProcessDriver};
-use vdc_store::{NatsStore, RedbStore, StateStore, Store};
+use vdc_store::{Leadership, NatsStore, RedbStore, StateStore, Store};
+use vdc_telemetry::EventKind;
 
 pub use auth::Principal;
 pub use control::ControlPlane;
@@ -56,7 +57,14 @@ pub struct ServerConfig {
     /// Whether instances get their own namespaces when the node allows it
     /// (root). Off: they share the host's loopback.
     pub confine: bool,
+    /// With [`ServerConfig::nats`]: how long the leader lease holds without
+    /// a renewal (servers sharing a bucket elect one to run the control
+    /// loops). Ignored without NATS: an embedded server always leads.
+    pub leader_ttl: Duration,
 }
+
+/// The default of [`ServerConfig::leader_ttl`].
+pub const DEFAULT_LEADER_TTL: Duration = Duration::from_secs(6);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -84,6 +92,8 @@ pub struct Server {
     pub api_addr: SocketAddr,
     api_listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
+    /// The election this server takes part in (NATS only).
+    leadership: Option<Leadership>,
 }
 
 impl std::fmt::Debug for Server {
@@ -123,9 +133,18 @@ impl Server {
         if let Some(warning) = &driver.isolation().warning {
             tracing::warn!("{warning}");
         }
-        reap_leftovers(&store, driver.as_ref()).await?;
-
         let node = node::detect(config.node_name.clone());
+        let shared = config.nats.is_some();
+        reap_leftovers(&store, driver.as_ref(), shared.then_some(&node.id)).await?;
+        let (leadership, leader) = if shared {
+            let me = format!("{}/{}", node.id, std::process::id());
+            let (leadership, rx) = Leadership::new(store.kv().clone(), me, config.leader_ttl);
+            (Some(leadership), rx)
+        } else {
+            // Alone on its redb file (the file is locked): leads for good.
+            (None, tokio::sync::watch::channel(Some(1)).1)
+        };
+
         let confine = if config.confine {
             confinement(&data_dir)
         } else {
@@ -162,6 +181,7 @@ impl Server {
             api_addr,
             shutdown.clone(),
             instance_key,
+            control::Cluster { leader, shared },
         );
         auth::bootstrap_admin(&control, &data_dir).await?;
         tenants::bootstrap_default(&control).await?;
@@ -170,6 +190,7 @@ impl Server {
             api_addr,
             api_listener,
             shutdown,
+            leadership,
         })
     }
 
@@ -183,6 +204,11 @@ impl Server {
     /// cancelled, then stops every instance cleanly.
     pub async fn run(self) -> Result<(), ServerError> {
         let control = self.control.clone();
+        let election = self.leadership.map(|l| {
+            let me = l.me().to_owned();
+            tokio::spawn(announce_leadership(control.clone(), me));
+            tokio::spawn(l.run())
+        });
         let loop_task = tokio::spawn(control.clone().run());
         let metering = tokio::spawn(metering::run(control.clone(), self.shutdown.clone()));
         let autoscaler = tokio::spawn(scale::run(control.clone(), self.shutdown.clone()));
@@ -205,6 +231,9 @@ impl Server {
                 let _ = collector.await;
                 let _ = metering.await;
                 let _ = autoscaler.await;
+                if let Some(election) = election {
+                    election.abort();
+                }
                 control.agent().shutdown(Duration::from_secs(10)).await;
                 control.persist_all().await;
                 // Every namespace is gone with its instance: let go of the
@@ -258,11 +287,37 @@ fn confinement(data_dir: &std::path::Path) -> Option<vdc_agent::Confine> {
     })
 }
 
+/// Logs and emits an event each time this server starts leading.
+async fn announce_leadership(control: ControlPlane, me: String) {
+    let mut rx = control.leader();
+    loop {
+        if let Some(term) = *rx.borrow_and_update() {
+            let text = format!("server {me} leads (term {term})");
+            tracing::info!("{text}");
+            control
+                .telemetry()
+                .event(EventKind::Leadership, "default", "", None, None, text);
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Kills what a previous run of the server left behind (it was killed before
 /// it could stop its instances), so the control loop starts from a clean
-/// node and restarts what is desired.
-async fn reap_leftovers(store: &StateStore, driver: &dyn Driver) -> Result<(), ServerError> {
+/// node and restarts what is desired. With `only_node` (a store shared with
+/// other servers), only that node's records: the others belong to servers
+/// that may still run them.
+async fn reap_leftovers(
+    store: &StateStore,
+    driver: &dyn Driver,
+    only_node: Option<&vdc_model::NodeId>,
+) -> Result<(), ServerError> {
     for record in store.instances().await? {
+        if only_node.is_some_and(|node| &record.status.node != node) {
+            continue;
+        }
         if let Some(pid) = record.pid {
             let leftover = Leftover {
                 pid,

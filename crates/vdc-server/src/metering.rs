@@ -46,7 +46,25 @@ async fn restore(control: &ControlPlane) -> Accumulator {
     }
 }
 
+/// Meters while this server leads (only the leader writes the ledger and
+/// the checkpoint); on becoming leader it starts from the checkpoint the
+/// previous leader left.
 pub(crate) async fn run(control: ControlPlane, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = control.leading() => {}
+        }
+        if lead(&control, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Meters until shutdown (true) or until this server stops leading (false).
+async fn lead(control: &ControlPlane, shutdown: &CancellationToken) -> bool {
+    let control = control.clone();
+    let mut leader = control.leader();
     let mut acc = restore(&control).await;
     let mut samples =
         control
@@ -59,6 +77,11 @@ pub(crate) async fn run(control: ControlPlane, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            // Another server may lead now: it writes from here on.
+            Ok(()) = leader.changed() => if !control.is_leader() {
+                tracing::info!("metering pauses: this server no longer leads");
+                return false;
+            },
             message = samples.recv() => match message {
                 Some(Message::Resources(sample)) => {
                     let _ = acc.observe_resource_sample(&sample);
@@ -73,6 +96,9 @@ pub(crate) async fn run(control: ControlPlane, shutdown: CancellationToken) {
                 None => break,
             },
             _ = tick.tick() => {
+                if !control.is_leader() {
+                    return false;
+                }
                 let ts = now();
                 observe_reservations(&control, &mut acc, ts).await;
                 let closed = acc.close_due(ts);
@@ -84,7 +110,10 @@ pub(crate) async fn run(control: ControlPlane, shutdown: CancellationToken) {
             }
         }
     }
-    save(&control, &acc).await;
+    if control.is_leader() {
+        save(&control, &acc).await;
+    }
+    true
 }
 
 /// Appends closed minutes; false if the store failed (the checkpoint must

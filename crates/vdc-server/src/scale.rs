@@ -285,6 +285,11 @@ pub(crate) async fn run(control: ControlPlane, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+        // Only the leader scales; a follower's memory of the past is kept
+        // for when it leads.
+        if !control.is_leader() {
+            continue;
+        }
         if let Err(e) = pass(&control).await {
             tracing::warn!("autoscaler pass failed: {e}");
         }

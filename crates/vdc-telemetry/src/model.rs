@@ -159,6 +159,9 @@ pub enum EventKind {
     /// The autoscaler wanted more replicas than a limit allows.
     ScaleLimited,
     Warning,
+    /// A server started leading the control loops (servers sharing a NATS
+    /// store elect one).
+    Leadership,
 }
 
 /// One message on a stream.

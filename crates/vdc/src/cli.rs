@@ -244,6 +244,12 @@ pub struct ServerOpts {
     /// This node's name [default: the host name].
     #[arg(long)]
     pub node_name: Option<String>,
+    /// With --nats: how long the leader lease holds without a renewal.
+    /// Servers sharing a bucket elect one to run the control loops; the
+    /// others take over this long after it stops renewing. e.g. 6s, 2s,
+    /// 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "6s", value_parser = parse_ttl)]
+    pub leader_ttl: std::time::Duration,
     /// Do not record latency histograms (counters are still kept); only
     /// useful to measure what measuring costs.
     #[arg(long)]
@@ -291,4 +297,26 @@ pub fn token_file() -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("vdc").join("token"))
+}
+
+/// A duration such as `6s`, `2.5s`, `500ms` or `1m`.
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 6s, 500ms)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("`{unit}` is not a unit: use ms, s or m")),
+    };
+    if !(0.03..=3600.0).contains(&seconds) {
+        return Err(format!("`{text}` is out of range (30ms to 1h)"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }

@@ -111,3 +111,91 @@ fn state_in_nats_outlives_the_server_and_its_data_directory() {
         signal(pid, nix::sys::signal::Signal::SIGKILL);
     }
 }
+
+/// `GET /v1/health` of a server, with its admin token.
+fn health(vdc: &Vdc) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { vdc.api_get("/v1/health").await.json().await.unwrap() })
+}
+
+fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_servers_on_one_bucket_elect_one_leader_and_the_other_takes_over() {
+    let nats_dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(nats_dir.path());
+    let url = nats.url();
+    let args = |node: &'static str| ["--nats", &url, "--node-name", node, "--leader-ttl", "2s"];
+    let args_a = args("a");
+    let args_b = args("b");
+
+    let mut a = Vdc::start_with(&args_a);
+    wait_for("a to lead", Duration::from_secs(10), || {
+        health(&a)["leader"] == true
+    });
+    // The admin token lives in NATS; b gets the same one.
+    let mut b = Vdc::new();
+    std::fs::create_dir_all(b.data_dir()).unwrap();
+    std::fs::write(b.data_dir().join("admin.token"), a.admin_token()).unwrap();
+    b.spawn_server_with(&args_b);
+    // b follows: it answers the API but does not lead.
+    std::thread::sleep(Duration::from_secs(1));
+    let hb = health(&b);
+    assert_eq!(hb["leader"], false, "{hb:#}");
+    assert_eq!(health(&a)["term"], 1);
+
+    // Run by the leader only. (`up` waits on the status of the server it
+    // talks to, which shows the instances of that server's node.)
+    let marker = tempfile::tempdir().unwrap();
+    let spec = app(&a, "shop", marker.path());
+    a.ok(&["up", "-d", spec.to_str().unwrap()]);
+    // The follower sees the app in the shared store.
+    assert!(b.ok(&["apps"]).contains("shop"));
+    a.wait_instances("shop", "web to run on a", |list| {
+        list.len() == 1 && list[0]["state"] == "ready"
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        b.instances("shop").is_empty(),
+        "only the leader runs instances"
+    );
+    assert_eq!(health(&b)["leader"], false);
+
+    // The leader dies with its instances.
+    a.kill_server();
+    let died = Instant::now();
+    for needle in [a.dir.path(), marker.path()] {
+        for (pid, _) in processes_matching(&needle.to_string_lossy()) {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    b.wait_instances("shop", "web to run on b", |list| {
+        list.len() == 1 && list[0]["state"] == "ready"
+    });
+    let failover = died.elapsed();
+    println!("failover: the app ran again {failover:?} after the leader died (lease ttl 2s)");
+    let hb = health(&b);
+    assert_eq!(hb["leader"], true, "{hb:#}");
+    assert_eq!(hb["term"], 2, "{hb:#}");
+    assert!(failover < Duration::from_secs(8), "{failover:?}");
+    assert!(
+        b.server_log().contains("leads (term 2)"),
+        "{}",
+        b.server_log()
+    );
+
+    b.ok(&["down", "shop"]);
+    drop(b);
+    for (pid, _) in processes_matching(&marker.path().to_string_lossy()) {
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}

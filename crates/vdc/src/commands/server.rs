@@ -33,6 +33,7 @@ fn config(addr: &str, opts: &ServerOpts) -> anyhow::Result<ServerConfig> {
         nats: opts.nats.clone(),
         api: api_addr(addr, opts)?,
         node_name: opts.node_name.clone(),
+        leader_ttl: opts.leader_ttl,
         measure: !opts.no_measurements,
         confine: !opts.shared_loopback,
     })
@@ -132,6 +133,9 @@ pub async fn start_background(
     if let Some(name) = &opts.node_name {
         command.arg("--node-name").arg(name);
     }
+    command
+        .arg("--leader-ttl")
+        .arg(format!("{}ms", opts.leader_ttl.as_millis()));
     if opts.no_measurements {
         command.arg("--no-measurements");
     }

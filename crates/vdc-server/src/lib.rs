@@ -206,8 +206,9 @@ impl Server {
         let control = self.control.clone();
         let election = self.leadership.map(|l| {
             let me = l.me().to_owned();
-            tokio::spawn(announce_leadership(control.clone(), me));
-            tokio::spawn(l.run())
+            let store = l.store().clone();
+            tokio::spawn(announce_leadership(control.clone(), me.clone()));
+            (me, store, tokio::spawn(l.run()))
         });
         let loop_task = tokio::spawn(control.clone().run());
         let metering = tokio::spawn(metering::run(control.clone(), self.shutdown.clone()));
@@ -231,8 +232,15 @@ impl Server {
                 let _ = collector.await;
                 let _ = metering.await;
                 let _ = autoscaler.await;
-                if let Some(election) = election {
+                if let Some((me, store, election)) = election {
                     election.abort();
+                    // The loops have stopped: hand the lease over now
+                    // rather than after its ttl.
+                    match vdc_store::release(store.as_ref(), &me).await {
+                        Ok(true) => tracing::info!("released the leader lease"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("cannot release the leader lease: {e}"),
+                    }
                 }
                 control.agent().shutdown(Duration::from_secs(10)).await;
                 control.persist_all().await;

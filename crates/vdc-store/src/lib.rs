@@ -16,7 +16,7 @@ mod nats;
 mod redb_store;
 mod typed;
 
-pub use lease::{decide, wall_ms, Leadership, LeaseRecord, LeaseStep, LEADER_KEY};
+pub use lease::{decide, release, wall_ms, Leadership, LeaseRecord, LeaseStep, LEADER_KEY};
 pub use mem::MemStore;
 pub use nats::NatsStore;
 pub use redb_store::RedbStore;

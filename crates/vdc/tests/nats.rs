@@ -199,3 +199,34 @@ fn two_servers_on_one_bucket_elect_one_leader_and_the_other_takes_over() {
         signal(pid, nix::sys::signal::Signal::SIGKILL);
     }
 }
+
+#[test]
+fn a_leader_stopped_cleanly_hands_the_lease_over_at_once() {
+    let nats_dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(nats_dir.path());
+    let url = nats.url();
+    // A long ttl: a takeover after a clean stop must not wait it out.
+    let args = |node: &'static str| ["--nats", &url, "--node-name", node, "--leader-ttl", "30s"];
+    let args_a = args("a");
+    let args_b = args("b");
+    let mut a = Vdc::start_with(&args_a);
+    wait_for("a to lead", Duration::from_secs(10), || {
+        health(&a)["leader"] == true
+    });
+    let mut b = Vdc::new();
+    std::fs::create_dir_all(b.data_dir()).unwrap();
+    std::fs::write(b.data_dir().join("admin.token"), a.admin_token()).unwrap();
+    b.spawn_server_with(&args_b);
+    assert_eq!(health(&b)["leader"], false);
+
+    let stopped = Instant::now();
+    a.stop_server();
+    wait_for("b to lead", Duration::from_secs(20), || {
+        health(&b)["leader"] == true
+    });
+    let handover = stopped.elapsed();
+    println!("handover after a clean stop: {handover:?} (lease ttl 30s)");
+    // The follower reads the lease every second: far sooner than the ttl.
+    assert!(handover < Duration::from_secs(10), "{handover:?}");
+    assert_eq!(health(&b)["term"], 2);
+}

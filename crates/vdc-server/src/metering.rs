@@ -6,7 +6,7 @@
 //! at most those seconds and never counts a minute twice.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use vdc_metering::{Accumulator, Checkpoint, LedgerEntry, Reservation};
@@ -19,12 +19,6 @@ use crate::ControlPlane;
 const CHECKPOINT: &str = "metering-checkpoint";
 /// How often the open minute is checkpointed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// The accumulator as the last run left it.
 async fn restore(control: &ControlPlane) -> Accumulator {
@@ -99,7 +93,7 @@ async fn lead(control: &ControlPlane, shutdown: &CancellationToken) -> bool {
                 if !control.is_leader() {
                     return false;
                 }
-                let ts = now();
+                let ts = crate::telemetry::now_s();
                 observe_reservations(&control, &mut acc, ts).await;
                 let closed = acc.close_due(ts);
                 let wrote = append(&control, &closed).await;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -185,9 +185,12 @@ pub(crate) async fn set_replicas(
             reason,
         );
         if *by != SetBy::Autoscaler {
-            control
-                .scaling()
-                .changed_by_hand(app, component, now_s(), replicas > before);
+            control.scaling().changed_by_hand(
+                app,
+                component,
+                crate::telemetry::now_s(),
+                replicas > before,
+            );
         }
         control.wake();
         return Ok(before);
@@ -275,12 +278,10 @@ fn component_of<'a>(record: &'a AppRecord, component: &str) -> Result<&'a Compon
 /// second's telemetry is collected.
 pub(crate) async fn run(control: ControlPlane, shutdown: CancellationToken) {
     loop {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let into = Duration::from_nanos(u64::from(now.subsec_nanos()));
-        // The collector runs 5 ms into each second; this runs after it.
-        let wait = Duration::from_secs(1).saturating_sub(into) + Duration::from_millis(40);
+        // After the collector has taken the second.
+        let wait = crate::telemetry::until_next_second(
+            crate::telemetry::COLLECT_AFTER + Duration::from_millis(35),
+        );
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -511,12 +512,6 @@ fn room(
         budget,
         pool,
     }
-}
-
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 // === the API ===

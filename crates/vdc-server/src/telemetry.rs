@@ -12,6 +12,9 @@ use vdc_telemetry::{Bus, Event, EventKind, Exposition, LocalBus, Message, Topic,
 
 /// Seconds of history kept for one-shot views (stats, topology).
 const WINDOW_SECONDS: usize = 60;
+
+/// How far into each second the collector takes the second before it.
+pub(crate) const COLLECT_AFTER: Duration = Duration::from_millis(5);
 /// Events kept for `vdc events` without `-f`.
 const EVENTS_KEPT: usize = 1000;
 
@@ -122,19 +125,11 @@ impl Telemetry {
         loop {
             // Wake a few milliseconds into the next second so the second
             // being stamped is over.
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let into = Duration::from_nanos(u64::from(now.subsec_nanos()));
-            let wait = Duration::from_secs(1).saturating_sub(into) + Duration::from_millis(5);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(until_next_second(COLLECT_AFTER)) => {}
             }
-            let ts = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-                .saturating_sub(1);
+            let ts = now_s().saturating_sub(1);
             let collected = agent.collect(ts);
             {
                 let mut state = self.state();
@@ -156,6 +151,24 @@ impl Default for Telemetry {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The current unix second.
+pub(crate) fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How long until `offset` into the next wall-clock second: loops that work
+/// on each second's data wake there (the collector 5 ms in, the autoscaler
+/// after it).
+pub(crate) fn until_next_second(offset: Duration) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let into = Duration::from_nanos(u64::from(now.subsec_nanos()));
+    Duration::from_secs(1).saturating_sub(into) + offset
 }
 
 pub(crate) fn now_ms() -> u64 {

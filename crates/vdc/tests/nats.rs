@@ -129,24 +129,28 @@ fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Servers `a` (which leads) and `b` on one bucket, each with its own data
+/// directory and node name. The admin token lives in NATS; b's data
+/// directory gets a copy of the file for the harness.
+fn two_servers(nats: &NatsServer, ttl: &str) -> (Vdc, Vdc) {
+    let url = nats.url();
+    let args = |node: &'static str| ["--nats", &url, "--node-name", node, "--leader-ttl", ttl];
+    let a = Vdc::start_with(&args("a"));
+    wait_for("a to lead", Duration::from_secs(10), || {
+        health(&a)["leader"] == true
+    });
+    let mut b = Vdc::new();
+    std::fs::create_dir_all(b.data_dir()).unwrap();
+    std::fs::write(b.data_dir().join("admin.token"), a.admin_token()).unwrap();
+    b.spawn_server_with(&args("b"));
+    (a, b)
+}
+
 #[test]
 fn two_servers_on_one_bucket_elect_one_leader_and_the_other_takes_over() {
     let nats_dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(nats_dir.path());
-    let url = nats.url();
-    let args = |node: &'static str| ["--nats", &url, "--node-name", node, "--leader-ttl", "2s"];
-    let args_a = args("a");
-    let args_b = args("b");
-
-    let mut a = Vdc::start_with(&args_a);
-    wait_for("a to lead", Duration::from_secs(10), || {
-        health(&a)["leader"] == true
-    });
-    // The admin token lives in NATS; b gets the same one.
-    let mut b = Vdc::new();
-    std::fs::create_dir_all(b.data_dir()).unwrap();
-    std::fs::write(b.data_dir().join("admin.token"), a.admin_token()).unwrap();
-    b.spawn_server_with(&args_b);
+    let (mut a, b) = two_servers(&nats, "2s");
     // b follows: it answers the API but does not lead.
     std::thread::sleep(Duration::from_secs(1));
     let hb = health(&b);
@@ -204,19 +208,8 @@ fn two_servers_on_one_bucket_elect_one_leader_and_the_other_takes_over() {
 fn a_leader_stopped_cleanly_hands_the_lease_over_at_once() {
     let nats_dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(nats_dir.path());
-    let url = nats.url();
     // A long ttl: a takeover after a clean stop must not wait it out.
-    let args = |node: &'static str| ["--nats", &url, "--node-name", node, "--leader-ttl", "30s"];
-    let args_a = args("a");
-    let args_b = args("b");
-    let mut a = Vdc::start_with(&args_a);
-    wait_for("a to lead", Duration::from_secs(10), || {
-        health(&a)["leader"] == true
-    });
-    let mut b = Vdc::new();
-    std::fs::create_dir_all(b.data_dir()).unwrap();
-    std::fs::write(b.data_dir().join("admin.token"), a.admin_token()).unwrap();
-    b.spawn_server_with(&args_b);
+    let (mut a, b) = two_servers(&nats, "30s");
     assert_eq!(health(&b)["leader"], false);
 
     let stopped = Instant::now();

@@ -35,34 +35,21 @@ fn minutes_are_billed_once_each_across_a_kill_of_the_server() {
     let mut vdc = Vdc::start();
     // A quota smaller than the app: its one instance runs in the burst
     // allowance, billed at the burst prices.
-    let token = vdc
-        .ok(&[
-            "tenant",
-            "create",
-            "acme",
-            "--cpu",
-            "0.25",
-            "--memory",
-            "1GiB",
-            "--instances",
-            "1",
-            "--burst-cpu",
-            "1",
-            "--burst-memory",
-            "1GiB",
-            "--burst-instances",
-            "1",
-            "--price-cpu-minute",
-            "0.01",
-            "--price-gib-minute",
-            "0.001",
-            "--price-burst-cpu-minute",
-            "0.03",
-            "--price-burst-gib-minute",
-            "0.003",
-        ])
-        .trim()
-        .to_owned();
+    let limits = [
+        "--cpu",
+        "0.25",
+        "--memory",
+        "1GiB",
+        "--instances",
+        "1",
+        "--burst-cpu",
+        "1",
+        "--burst-memory",
+        "1GiB",
+        "--burst-instances",
+        "1",
+    ];
+    let token = vdc.create_tenant("acme", &[&limits[..], &PRICES[..]].concat());
     let spec = vdc.dir.path().join("burn.toml");
     std::fs::write(
         &spec,

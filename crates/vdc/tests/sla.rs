@@ -345,28 +345,8 @@ inputs = { http = { protocol = "http", health = "/healthz" } }"#,
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_autoscaler_stops_at_the_quota_then_bursts_and_the_bill_shows_it() {
     let vdc = Vdc::start();
-    let token = vdc
-        .ok(&[
-            "tenant",
-            "create",
-            "acme",
-            "--cpu",
-            "4",
-            "--memory",
-            "4GiB",
-            "--instances",
-            "2",
-            "--price-cpu-minute",
-            "0.01",
-            "--price-gib-minute",
-            "0.001",
-            "--price-burst-cpu-minute",
-            "0.03",
-            "--price-burst-gib-minute",
-            "0.003",
-        ])
-        .trim()
-        .to_owned();
+    let limits = ["--cpu", "4", "--memory", "4GiB", "--instances", "2"];
+    let token = vdc.create_tenant("acme", &[&limits[..], &PRICES[..]].concat());
     let (spec, port) = app(
         &vdc,
         "quota",

@@ -29,12 +29,6 @@ fn as_token(vdc: &Vdc, token: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn create_tenant(vdc: &Vdc, name: &str, limits: &[&str]) -> String {
-    let mut args = vec!["tenant", "create", name];
-    args.extend_from_slice(limits);
-    vdc.ok(&args).trim().to_owned()
-}
-
 /// A spec with no `tenant`: it belongs to whoever submits it.
 fn app(vdc: &Vdc, name: &str, replicas: u32, port: u16) -> std::path::PathBuf {
     let path = vdc.dir.path().join(format!("{name}.toml"));
@@ -61,8 +55,8 @@ inputs = {{ http = {{ protocol = "http", health = "/" }} }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_tenant_sees_only_its_own_apps_streams_and_metrics() {
     let vdc = Vdc::start();
-    let acme = create_tenant(&vdc, "acme", &[]);
-    let blue = create_tenant(&vdc, "blue", &[]);
+    let acme = vdc.create_tenant("acme", &[]);
+    let blue = vdc.create_tenant("blue", &[]);
     assert!(acme.starts_with("vdc-acme."), "{acme}");
 
     let port = free_port();
@@ -169,7 +163,7 @@ async fn each_tenant_sees_only_its_own_apps_streams_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_malformed_wrong_and_rotated_tokens_are_refused() {
     let vdc = Vdc::start();
-    let acme = create_tenant(&vdc, "acme", &[]);
+    let acme = vdc.create_tenant("acme", &[]);
     let client = http();
     let url = format!("http://{}/v1/apps", vdc.addr);
 
@@ -285,8 +279,7 @@ async fn missing_malformed_wrong_and_rotated_tokens_are_refused() {
 #[test]
 fn quotas_refuse_whole_apps_and_burst_allowances_admit_them() {
     let vdc = Vdc::start();
-    let acme = create_tenant(
-        &vdc,
+    let acme = vdc.create_tenant(
         "acme",
         &["--cpu", "1", "--memory", "1GiB", "--instances", "2"],
     );

@@ -180,6 +180,13 @@ impl Vdc {
             .unwrap()
     }
 
+    /// `vdc tenant create NAME ARGS...`; returns the tenant's token.
+    pub fn create_tenant(&self, name: &str, args: &[&str]) -> String {
+        let mut all = vec!["tenant", "create", name];
+        all.extend_from_slice(args);
+        self.ok(&all).trim().to_owned()
+    }
+
     /// Runs a command that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
@@ -351,6 +358,19 @@ pub fn processes_matching(needle: &str) -> Vec<(i32, String)> {
     }
     found
 }
+
+/// Prices for `vdc tenant create`: quota and burst apart, so a bill tells
+/// which is which.
+pub const PRICES: [&str; 8] = [
+    "--price-cpu-minute",
+    "0.01",
+    "--price-gib-minute",
+    "0.001",
+    "--price-burst-cpu-minute",
+    "0.03",
+    "--price-burst-gib-minute",
+    "0.003",
+];
 
 /// The directory of the test programs (`tests/programs`), as a string to
 /// put in specs.

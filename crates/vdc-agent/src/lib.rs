@@ -12,6 +12,7 @@
 mod collect;
 mod confine;
 mod env;
+mod expose;
 mod probe;
 mod supervisor;
 mod wiring;
@@ -133,9 +134,16 @@ struct Inner {
     /// Cumulative counters at the previous collection, per listener and per
     /// endpoint, to turn them into per-second deltas.
     collected: Mutex<collect::Previous>,
+    /// Ready instances of other nodes, per target input, reached through
+    /// their node's ingress.
+    remote: Mutex<BTreeMap<TargetKey, Vec<Endpoint>>>,
+    /// Per input of each instance this node runs, the listener through which
+    /// other nodes reach it.
+    ingress: Mutex<BTreeMap<(InstanceId, TerminalName), expose::Ingress>>,
 }
 
-type TargetKey = (AppName, ComponentName, TerminalName);
+/// A balancing set's identity: the app, component and input traffic goes to.
+pub type TargetKey = (AppName, ComponentName, TerminalName);
 
 /// An instance the agent runs.
 struct Slot {
@@ -178,6 +186,8 @@ impl Agent {
                 listeners: Mutex::new(BTreeMap::new()),
                 changes,
                 collected: Mutex::new(collect::Previous::default()),
+                remote: Mutex::new(BTreeMap::new()),
+                ingress: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -258,6 +268,7 @@ impl Agent {
                     pid: None,
                     start_ticks: None,
                     cgroup_name: None,
+                    exposed: BTreeMap::new(),
                 },
                 stop: stop.clone(),
                 tenant: request.tenant.clone(),
@@ -268,6 +279,28 @@ impl Agent {
         drop(instances);
         let _ = self.inner.changes.send(status);
         tokio::spawn(supervisor::supervise(self.inner.clone(), request, stop));
+    }
+
+    /// Sets the ready instances other nodes run, per target input: they join
+    /// this node's balancing sets beside the local ones.
+    pub fn set_remote_endpoints(&self, remote: BTreeMap<TargetKey, Vec<Endpoint>>) {
+        let changed: Vec<TargetKey> = {
+            let mut current = lock(&self.inner.remote);
+            let keys: std::collections::BTreeSet<TargetKey> =
+                current.keys().chain(remote.keys()).cloned().collect();
+            let changed = keys
+                .into_iter()
+                .filter(|k| current.get(k) != remote.get(k))
+                .collect();
+            *current = remote;
+            changed
+        };
+        let mut done = std::collections::BTreeSet::new();
+        for (app, component, _) in changed {
+            if done.insert((app.clone(), component.clone())) {
+                self.inner.refresh_backends(&app, &component);
+            }
+        }
     }
 
     /// Asks an instance to stop: it leaves the balancing set at once, gets
@@ -407,6 +440,14 @@ impl Inner {
                     instance: status.id.to_string(),
                     addr: locator.0,
                 });
+            }
+        }
+        for ((r_app, r_component, input), endpoints) in lock(&self.remote).iter() {
+            if r_app == app && r_component == component {
+                per_input
+                    .entry(input.clone())
+                    .or_default()
+                    .extend(endpoints.iter().cloned());
             }
         }
         let targets = lock(&self.targets);

@@ -62,6 +62,7 @@ fn component() -> ComponentSpec {
         gateway: None,
         stop_grace: Duration::from_secs(1),
         egress: false,
+        placement: Default::default(),
     }
 }
 

@@ -61,14 +61,24 @@ impl Agent {
         }
 
         for plan in plans {
-            let current = lock(&self.inner.listeners).get(&plan.key).cloned();
+            let mut current = lock(&self.inner.listeners).get(&plan.key).cloned();
+            // Another node recorded the link's address first: the link
+            // listens there on every node.
+            let recorded = known.get(&plan.key).copied();
+            if let (Some(c), Some(addr)) = (&current, recorded) {
+                if plan.fixed_address().is_none() && c.address != addr {
+                    self.inner.dataplane.unbind(&plan.key, UNBIND_GRACE).await;
+                    lock(&self.inner.listeners).remove(&plan.key);
+                    current = None;
+                }
+            }
             if current.as_ref().is_some_and(|c| &c.plan == plan) {
                 continue;
             }
             let wanted_addr = plan
                 .fixed_address()
                 .or_else(|| current.as_ref().map(|c| c.address))
-                .or_else(|| known.get(&plan.key).copied())
+                .or(recorded)
                 .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
             let backends = self.inner.backends_for((
                 plan.app.clone(),

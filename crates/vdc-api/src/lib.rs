@@ -364,3 +364,34 @@ pub struct SelfView {
     pub tenant: String,
     pub scale: ScaleView,
 }
+
+/// A node of the pool, as `GET /v1/nodes` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeSummary {
+    pub name: String,
+    pub address: String,
+    /// `ready`, `draining` or `down`.
+    pub state: String,
+    pub labels: BTreeMap<String, String>,
+    /// Millicores and bytes the node offers.
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    /// What the instances assigned to it reserve.
+    pub allocated_cpu_millis: u64,
+    pub allocated_memory_bytes: u64,
+    /// Instances assigned to it.
+    pub instances: usize,
+    /// Milliseconds since its last heartbeat.
+    pub heartbeat_age_ms: u64,
+    /// Unix milliseconds when its agent started.
+    pub started_ms: u64,
+}
+
+/// `POST /v1/nodes/{node}/drain`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// `true` to empty the node and keep new instances off it; `false` to
+    /// let it take instances again.
+    pub draining: bool,
+}

@@ -18,6 +18,72 @@ pub struct NodeInfo {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A node as the pool knows it: what it offers, when it last said it was
+/// alive, and whether an operator is emptying it. Written by the node
+/// (heartbeats) and by `vdc node drain`, both with compare-and-set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub info: NodeInfo,
+    /// Unix milliseconds of the node's last heartbeat.
+    pub heartbeat_ms: u64,
+    /// Unix milliseconds when the node's agent started.
+    pub started_ms: u64,
+    /// Set by `vdc node drain`: the node takes no new instances and those it
+    /// runs are moved off.
+    #[serde(default)]
+    pub draining: bool,
+    /// Identifies the agent heartbeating under this name (kept in its data
+    /// directory), so a second machine cannot take a live node's name.
+    #[serde(default)]
+    pub incarnation: String,
+}
+
+/// What the pool thinks of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Heartbeating and taking new instances.
+    Ready,
+    /// Heartbeating, being emptied, taking no new instances.
+    Draining,
+    /// No heartbeat for longer than the node timeout: its instances are
+    /// placed elsewhere.
+    Down,
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeState::Ready => "ready",
+            NodeState::Draining => "draining",
+            NodeState::Down => "down",
+        })
+    }
+}
+
+impl NodeRecord {
+    /// The node's state at `now_ms`, given how long a node may stay silent.
+    pub fn state(&self, now_ms: u64, timeout_ms: u64) -> NodeState {
+        if now_ms.saturating_sub(self.heartbeat_ms) > timeout_ms {
+            NodeState::Down
+        } else if self.draining {
+            NodeState::Draining
+        } else {
+            NodeState::Ready
+        }
+    }
+}
+
+/// Where the control plane wants an instance to run, and from which
+/// revision of its component. Written only by the leading server; each node
+/// runs exactly the instances assigned to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub node: crate::NodeId,
+    pub revision: u64,
+    pub at_ms: u64,
+}
+
 /// An app as submitted: the desired state of one app.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppRecord {

@@ -96,9 +96,14 @@ impl NetnsConnector {
 impl Connector for NetnsConnector {
     fn connect<'a>(&'a self, endpoint: &'a Endpoint) -> BoxFuture<'a, io::Result<TcpStream>> {
         Box::pin(async move {
+            // An instance of another node is reached at its node's address,
+            // never inside a namespace here, even while an instance of the
+            // same name (moving) runs on this node too.
             match self.get(&endpoint.instance) {
-                Some(netns) => netns.connect_tcp(endpoint.addr, self.host.timeout).await,
-                None => self.host.connect(endpoint).await,
+                Some(netns) if endpoint.addr.ip().is_loopback() => {
+                    netns.connect_tcp(endpoint.addr, self.host.timeout).await
+                }
+                _ => self.host.connect(endpoint).await,
             }
         })
     }

@@ -11,7 +11,7 @@
 
 mod wiring;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use vdc_model::{AppRecord, InstanceId, InstanceStatus, NodeId, NodeInfo};
@@ -135,6 +135,7 @@ pub fn reconcile(
                     demands.push(Demand {
                         instance: id,
                         resources: component.resources,
+                        labels: component.placement.labels.clone(),
                     });
                 }
             }
@@ -175,30 +176,38 @@ pub fn reconcile(
 }
 
 /// The pool as the scheduler sees it: capacity minus what running instances
-/// reserve (leaving instances still hold their resources until gone).
+/// reserve (leaving instances still hold their resources until gone). One
+/// pass over the instances, whatever the size of the pool.
 fn node_views(
     apps: &[AppRecord],
     instances: &[InstanceStatus],
     nodes: &[NodeInfo],
     draining: &BTreeSet<NodeId>,
 ) -> Vec<NodeView> {
+    // The first record of each app name, as a linear search would find.
+    let mut by_name: HashMap<&AppName, &AppRecord> = HashMap::with_capacity(apps.len());
+    for app in apps {
+        by_name.entry(&app.spec.name).or_insert(app);
+    }
+    let mut allocated: HashMap<&NodeId, Resources> = HashMap::with_capacity(nodes.len());
+    for status in instances {
+        let Some(component) = by_name
+            .get(&status.id.app)
+            .and_then(|app| app.spec.components.get(&status.id.component))
+        else {
+            continue;
+        };
+        let total = allocated.entry(&status.node).or_default();
+        *total = total.plus(component.resources);
+    }
     nodes
         .iter()
-        .map(|node| {
-            let allocated = instances
-                .iter()
-                .filter(|s| s.node == node.id)
-                .filter_map(|s| {
-                    let app = apps.iter().find(|a| a.spec.name == s.id.app)?;
-                    Some(app.spec.components.get(&s.id.component)?.resources)
-                })
-                .fold(Resources::default(), Resources::plus);
-            NodeView {
-                id: node.id.clone(),
-                capacity: node.capacity,
-                allocated,
-                schedulable: !draining.contains(&node.id),
-            }
+        .map(|node| NodeView {
+            id: node.id.clone(),
+            capacity: node.capacity,
+            allocated: allocated.get(&node.id).copied().unwrap_or_default(),
+            schedulable: !draining.contains(&node.id),
+            labels: node.labels.clone(),
         })
         .collect()
 }

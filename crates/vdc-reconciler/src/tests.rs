@@ -54,6 +54,7 @@ fn component(n: &str, replicas: u32) -> ComponentSpec {
         gateway: None,
         stop_grace: Duration::from_secs(5),
         egress: false,
+        placement: Default::default(),
     }
 }
 
@@ -238,6 +239,76 @@ fn what_does_not_fit_is_reported() {
         plan.unplaced[0].reason.contains("shop/web/2"),
         "{}",
         plan.unplaced[0].reason
+    );
+}
+
+fn ssd_db() -> ComponentSpec {
+    let mut db = component("db", 1);
+    db.placement
+        .labels
+        .insert("disk".to_owned(), "ssd".to_owned());
+    db
+}
+
+#[test]
+fn a_placement_label_picks_the_labelled_node() {
+    let mut ssd = node("n2", 8000);
+    ssd.labels.insert("disk".to_owned(), "ssd".to_owned());
+    let nodes = [node("n1", 1000), ssd];
+    let plan = reconcile(
+        &[app("shop", vec![ssd_db()])],
+        &[],
+        &nodes,
+        &BTreeSet::new(),
+    );
+    assert_eq!(
+        plan.actions,
+        [Action::Start {
+            instance: "shop/db/0".parse().unwrap(),
+            node: NodeId("n2".into()),
+            revision: 1,
+        }]
+    );
+}
+
+#[test]
+fn a_placement_label_no_node_has_is_the_reason() {
+    let mut hdd = node("n2", 8000);
+    hdd.labels.insert("disk".to_owned(), "hdd".to_owned());
+    let plan = reconcile(
+        &[app("shop", vec![ssd_db()])],
+        &[],
+        &[node("n1", 8000), hdd],
+        &BTreeSet::new(),
+    );
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(
+        plan.unplaced[0].reason,
+        "no node has label disk=ssd for shop/db/0 (0.5 CPU and 256MiB memory)"
+    );
+}
+
+#[test]
+fn running_instances_reserve_their_node() {
+    // n1 is full with web/0 and db/0: web/2 goes to n2, although n1 would
+    // be the tighter fit were its instances not counted.
+    let apps = [app("shop", vec![component("web", 3), component("db", 1)])];
+    let mut on_n2 = running("shop/web/1", InstanceState::Ready, 1);
+    on_n2.node = NodeId("n2".into());
+    let actual = [
+        running("shop/web/0", InstanceState::Ready, 1),
+        running("shop/db/0", InstanceState::Ready, 1),
+        on_n2,
+    ];
+    let nodes = [node("n1", 1000), node("n2", 2000)];
+    let plan = reconcile(&apps, &actual, &nodes, &BTreeSet::new());
+    assert_eq!(
+        plan.actions,
+        [Action::Start {
+            instance: "shop/web/2".parse().unwrap(),
+            node: NodeId("n2".into()),
+            revision: 1,
+        }]
     );
 }
 

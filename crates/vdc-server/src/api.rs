@@ -1,7 +1,6 @@
 //! The HTTP/JSON API (documented in docs/api.md). Every CLI command goes
 //! through it.
 
-use std::collections::BTreeSet;
 use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +36,7 @@ pub(crate) fn router(control: ControlPlane) -> Router {
         .merge(crate::streams::router())
         .merge(crate::tenants::router())
         .merge(crate::scale::router())
+        .merge(crate::nodes::router())
         .layer(axum::middleware::from_fn_with_state(
             control.clone(),
             crate::auth::authenticate,
@@ -180,7 +180,7 @@ async fn list_apps(
 ) -> Result<Json<Vec<AppSummary>>, ApiError> {
     let mut apps = control.store().apps().await?;
     apps.retain(|a| principal.sees(a.spec.tenant.as_str()));
-    let instances = control.agent().instances();
+    let instances = control.instances();
     Ok(Json(
         apps.iter()
             .map(|a| status::summary(&control, a, &instances))
@@ -194,7 +194,7 @@ async fn show_app(
     Path(app): Path<String>,
 ) -> Result<Json<AppDetail>, ApiError> {
     let (record, _) = find_app(&control, &principal, &app).await?;
-    let instances = control.agent().instances();
+    let instances = control.instances();
     Ok(Json(status::detail(&control, &record, &instances)))
 }
 
@@ -369,17 +369,12 @@ pub(crate) fn admit(
         .collect();
     with_new.push(record.clone());
     let instances: Vec<InstanceStatus> = control
-        .agent()
         .instances()
         .into_iter()
         .filter(|s| s.id.app != record.spec.name)
         .collect();
-    let plan = vdc_reconciler::reconcile(
-        &with_new,
-        &instances,
-        &[control.agent().node().clone()],
-        &BTreeSet::new(),
-    );
+    let (nodes, draining) = control.pool();
+    let plan = vdc_reconciler::reconcile(&with_new, &instances, &nodes, &draining);
     let reasons: Vec<String> = plan
         .unplaced
         .into_iter()
@@ -442,7 +437,6 @@ async fn list_instances(
     }
     Ok(Json(
         control
-            .agent()
             .instances()
             .into_iter()
             .filter(|s| q.app.as_deref().is_none_or(|a| s.id.app.as_str() == a))
@@ -470,10 +464,21 @@ async fn logs(
     let id: InstanceId = format!("{app}/{component}/{index}")
         .parse()
         .map_err(|e: vdc_model::InstanceIdError| ApiError::NotFound(e.to_string()))?;
+    let here = &control.agent().node().id;
+    let elsewhere = control
+        .instances()
+        .into_iter()
+        .find(|s| s.id == id && &s.node != here);
     let path = control.agent().log_path(&id);
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|_| ApiError::NotFound(format!("no logs for instance {id}")))?;
+    let mut file = match (tokio::fs::File::open(&path).await, elsewhere) {
+        (Ok(file), _) => file,
+        // Logs stay on the node that runs the instance.
+        (Err(_), Some(s)) => return Err(ApiError::NotFound(format!(
+            "instance {id} runs on node {}: its logs are there (ask that node's API with --addr)",
+            s.node
+        ))),
+        (Err(_), None) => return Err(ApiError::NotFound(format!("no logs for instance {id}"))),
+    };
     let len = file
         .metadata()
         .await

@@ -244,7 +244,7 @@ pub(crate) async fn authenticate(
             return unauthorized("invalid token");
         };
         // A token works while its instance runs here, and only for itself.
-        if !control.agent().instances().iter().any(|s| s.id == id) {
+        if !control.instances().iter().any(|s| s.id == id) {
             return unauthorized("invalid token: its instance is not running");
         }
         if !for_instances {

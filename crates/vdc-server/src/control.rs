@@ -24,6 +24,8 @@ pub(crate) struct Cluster {
     pub leader: watch::Receiver<Option<u64>>,
     /// Whether other servers may share the store.
     pub shared: bool,
+    /// This node's part in a cluster (a shared store).
+    pub node: Option<crate::cluster::ClusterNode>,
 }
 
 /// The control plane; cheap to clone.
@@ -63,6 +65,7 @@ struct Inner {
     /// Whether other servers share the store (NATS): then only records of
     /// this node are this server's to clean up.
     shared: bool,
+    cluster: Option<crate::cluster::ClusterNode>,
 }
 
 impl ControlPlane {
@@ -92,6 +95,7 @@ impl ControlPlane {
                 scaling: crate::scale::Scaling::default(),
                 leader: cluster.leader,
                 shared: cluster.shared,
+                cluster: cluster.node,
             }),
         }
     }
@@ -106,6 +110,36 @@ impl ControlPlane {
 
     pub fn telemetry(&self) -> &Telemetry {
         &self.inner.telemetry
+    }
+
+    /// This node's part in a cluster, when the store is shared.
+    pub(crate) fn cluster(&self) -> Option<&crate::cluster::ClusterNode> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// Every instance of the pool: this node's alone, or in a cluster those
+    /// every live node reports.
+    pub fn instances(&self) -> Vec<InstanceStatus> {
+        match self.cluster() {
+            Some(c) => c.view().instances(),
+            None => self.inner.agent.instances(),
+        }
+    }
+
+    /// The nodes that take instances, and those draining.
+    pub(crate) fn pool(&self) -> (Vec<vdc_model::NodeInfo>, BTreeSet<vdc_model::NodeId>) {
+        match self.cluster() {
+            Some(c) => c.view().schedulable(),
+            None => (vec![self.inner.agent.node().clone()], BTreeSet::new()),
+        }
+    }
+
+    /// What the pool's schedulable nodes offer together.
+    pub(crate) fn pool_capacity(&self) -> vdc_spec::Resources {
+        match self.cluster() {
+            Some(c) => c.view().capacity(),
+            None => self.inner.agent.node().capacity,
+        }
     }
 
     /// The tenant owning `app`, as of the last pass.
@@ -203,7 +237,12 @@ impl ControlPlane {
         let mut leader = self.leader();
         loop {
             if self.is_leader() {
-                if let Err(e) = self.pass().await {
+                let pass = if self.cluster().is_some() {
+                    self.pass_cluster().await
+                } else {
+                    self.pass().await
+                };
+                if let Err(e) = pass {
                     tracing::error!("control loop pass failed: {e}");
                 }
             }
@@ -278,7 +317,7 @@ impl ControlPlane {
         let result = if status.state == InstanceState::Stopped {
             self.inner
                 .store
-                .delete_instance(&status.id.to_string())
+                .delete_instance(&status.id.to_string(), &status.node.0)
                 .await
                 .map(drop)
         } else {
@@ -301,7 +340,7 @@ impl ControlPlane {
     /// Writes every instance record (after missed changes, and at shutdown).
     pub(crate) async fn persist_all(&self) {
         let records: Vec<InstanceRecord> = self.inner.agent.records();
-        let live: BTreeSet<String> = records.iter().map(|r| r.status.id.to_string()).collect();
+        let live: BTreeSet<String> = records.iter().map(InstanceRecord::key).collect();
         for record in &records {
             if let Err(e) = self.inner.store.put_instance(record).await {
                 tracing::error!("cannot record instance state: {e}");
@@ -311,9 +350,12 @@ impl ControlPlane {
         // theirs.
         if let Ok(stored) = self.inner.store.instances().await {
             for r in stored.into_iter().filter(|r| self.owns(r)) {
-                let id = r.status.id.to_string();
-                if !live.contains(&id) {
-                    let _ = self.inner.store.delete_instance(&id).await;
+                if !live.contains(&r.key()) {
+                    let _ = self
+                        .inner
+                        .store
+                        .delete_instance(&r.status.id.to_string(), &r.status.node.0)
+                        .await;
                 }
             }
         }
@@ -324,10 +366,7 @@ impl ControlPlane {
         let store = &self.inner.store;
         let agent = &self.inner.agent;
         let apps = store.apps().await?;
-        *lock(&self.inner.tenants) = apps
-            .iter()
-            .map(|a| (a.spec.name.to_string(), a.spec.tenant.to_string()))
-            .collect();
+        self.remember_tenants(&apps);
 
         // Wiring first: instances need their link addresses in their
         // environment when they start.
@@ -350,29 +389,12 @@ impl ControlPlane {
                 store.delete_link_address(key).await?;
             }
         }
-        *lock(&self.inner.wiring_errors) = errors
-            .iter()
-            .map(|e| {
-                let key = match e {
-                    vdc_agent::WiringError::Bind { key, .. }
-                    | vdc_agent::WiringError::Moved { key, .. } => key.clone(),
-                };
-                tracing::warn!("{e}");
-                (key, e.to_string())
-            })
-            .collect();
+        self.record_wiring_errors(&errors);
 
         let instances = agent.instances();
         let plan =
             vdc_reconciler::reconcile(&apps, &instances, &[agent.node().clone()], &BTreeSet::new());
-        let mut unplaced: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for u in plan.unplaced {
-            unplaced
-                .entry(u.instance.app.to_string())
-                .or_default()
-                .push(u.reason);
-        }
-        *lock(&self.inner.unplaced) = unplaced;
+        self.record_unplaced(plan.unplaced);
 
         for action in plan.actions {
             match action {
@@ -382,20 +404,10 @@ impl ControlPlane {
                     let Some(app) = apps.iter().find(|a| a.spec.name == instance.app) else {
                         continue;
                     };
-                    if let Some(mut request) = start_request(app, &bindings, instance, revision) {
-                        request.platform = Some(vdc_agent::PlatformAccess {
-                            api: self.inner.api,
-                            token: self.inner.instance_key.token_for(&request.id),
-                        });
-                        self.inner.telemetry.event(
-                            EventKind::Placement,
-                            app.spec.tenant.as_str(),
-                            app.spec.name.as_str(),
-                            Some(request.id.component.as_str()),
-                            Some(&request.id.to_string()),
-                            format!("placed on node {} (revision {revision})", agent.node().id),
-                        );
-                        agent.start(request);
+                    let reason =
+                        format!("placed on node {} (revision {revision})", agent.node().id);
+                    if self.start_instance(app, &bindings, instance.clone(), revision) {
+                        self.placement_event(&instance, reason);
                     }
                 }
                 Action::Stop {
@@ -410,23 +422,91 @@ impl ControlPlane {
                     tracing::info!(%instance, revision, "replacing with a new revision");
                     agent.stop(&instance);
                 }
-                Action::Forget { app } => {
-                    tracing::info!(%app, "app taken down");
-                    let tenant = self.tenant_of(app.as_str());
-                    store.delete_app(app.as_str()).await?;
-                    self.inner.telemetry.forget_app(app.as_str());
-                    self.inner.scaling.forget_app(app.as_str());
-                    self.inner.telemetry.event(
-                        EventKind::AppDown,
-                        &tenant,
-                        app.as_str(),
-                        None,
-                        None,
-                        "every instance stopped; the app is forgotten",
-                    );
-                }
+                Action::Forget { app } => self.forget_app(&app).await?,
             }
         }
+        Ok(())
+    }
+
+    pub(crate) fn remember_tenants(&self, apps: &[AppRecord]) {
+        *lock(&self.inner.tenants) = apps
+            .iter()
+            .map(|a| (a.spec.name.to_string(), a.spec.tenant.to_string()))
+            .collect();
+    }
+
+    pub(crate) fn record_wiring_errors(&self, errors: &[vdc_agent::WiringError]) {
+        *lock(&self.inner.wiring_errors) = errors
+            .iter()
+            .map(|e| {
+                let key = match e {
+                    vdc_agent::WiringError::Bind { key, .. }
+                    | vdc_agent::WiringError::Moved { key, .. } => key.clone(),
+                };
+                tracing::warn!("{e}");
+                (key, e.to_string())
+            })
+            .collect();
+    }
+
+    pub(crate) fn record_unplaced(&self, unplaced: Vec<vdc_scheduler::Unplaced>) {
+        let mut per_app: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for u in unplaced {
+            per_app
+                .entry(u.instance.app.to_string())
+                .or_default()
+                .push(u.reason);
+        }
+        *lock(&self.inner.unplaced) = per_app;
+    }
+
+    /// Asks the local agent to run an instance of `app`; false when a link
+    /// it needs has no listener yet (the next round tries again).
+    pub(crate) fn start_instance(
+        &self,
+        app: &AppRecord,
+        bindings: &[ListenerBinding],
+        instance: InstanceId,
+        revision: u64,
+    ) -> bool {
+        let Some(mut request) = start_request(app, bindings, instance, revision) else {
+            return false;
+        };
+        request.platform = Some(vdc_agent::PlatformAccess {
+            api: self.inner.api,
+            token: self.inner.instance_key.token_for(&request.id),
+        });
+        self.inner.agent.start(request);
+        true
+    }
+
+    pub(crate) fn placement_event(&self, instance: &InstanceId, reason: String) {
+        let app = instance.app.as_str();
+        self.inner.telemetry.event(
+            EventKind::Placement,
+            &self.tenant_of(app),
+            app,
+            Some(instance.component.as_str()),
+            Some(&instance.to_string()),
+            reason,
+        );
+    }
+
+    /// Drops everything kept about an app whose instances are all gone.
+    pub(crate) async fn forget_app(&self, app: &vdc_spec::AppName) -> Result<(), StoreError> {
+        tracing::info!(%app, "app taken down");
+        let tenant = self.tenant_of(app.as_str());
+        self.inner.store.delete_app(app.as_str()).await?;
+        self.inner.telemetry.forget_app(app.as_str());
+        self.inner.scaling.forget_app(app.as_str());
+        self.inner.telemetry.event(
+            EventKind::AppDown,
+            &tenant,
+            app.as_str(),
+            None,
+            None,
+            "every instance stopped; the app is forgotten",
+        );
         Ok(())
     }
 }
@@ -456,6 +536,6 @@ fn start_request(
     })
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -9,9 +9,12 @@
 
 mod api;
 mod auth;
+mod bridge;
+mod cluster;
 mod control;
 mod metering;
 mod node;
+mod nodes;
 mod scale;
 mod status;
 mod streams;
@@ -30,6 +33,7 @@ use vdc_store::{Leadership, NatsStore, RedbStore, StateStore, Store};
 use vdc_telemetry::EventKind;
 
 pub use auth::Principal;
+pub use cluster::{JoinError, DEFAULT_NODE_TIMEOUT};
 pub use control::ControlPlane;
 pub use telemetry::Telemetry;
 pub use tokio_util::sync::CancellationToken;
@@ -61,6 +65,27 @@ pub struct ServerConfig {
     /// a renewal (servers sharing a bucket elect one to run the control
     /// loops). Ignored without NATS: an embedded server always leads.
     pub leader_ttl: Duration,
+    /// A server (takes part in leading the control loops and serves the
+    /// API) or only a node agent (`vdc agent --join`).
+    pub role: Role,
+    /// With NATS: the address other nodes reach this one at (its ingress
+    /// and gateways); by default the address of the route to NATS.
+    pub node_address: Option<std::net::IpAddr>,
+    /// The node's labels, which placement constraints match.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// With NATS: how long a node may go without a heartbeat before it is
+    /// down and its instances are placed elsewhere.
+    pub node_timeout: Duration,
+}
+
+/// What a process of a cluster does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Control plane and node.
+    #[default]
+    Server,
+    /// Node only: runs what the leading server assigns to it.
+    Agent,
 }
 
 /// The default of [`ServerConfig::leader_ttl`].
@@ -84,6 +109,10 @@ pub enum ServerError {
     },
     #[error("the API server failed: {0}")]
     Api(#[source] std::io::Error),
+    #[error("cannot join the pool: {0}")]
+    Join(#[from] JoinError),
+    #[error("`vdc agent` needs a cluster to join (a NATS URL)")]
+    AgentWithoutCluster,
 }
 
 /// A running server, before it is asked to stop.
@@ -94,6 +123,8 @@ pub struct Server {
     shutdown: CancellationToken,
     /// The election this server takes part in (NATS only).
     leadership: Option<Leadership>,
+    /// The connection the cluster bus uses (NATS only).
+    nats_client: Option<async_nats::Client>,
 }
 
 impl std::fmt::Debug for Server {
@@ -116,8 +147,14 @@ impl Server {
             .data_dir
             .canonicalize()
             .unwrap_or(config.data_dir.clone());
+        let mut nats_client = None;
         let kv: Arc<dyn Store> = match &config.nats {
-            Some(url) => Arc::new(NatsStore::connect(url, NATS_BUCKET).await?),
+            Some(url) => {
+                let store = NatsStore::connect(url, NATS_BUCKET).await?;
+                nats_client = Some(store.client().clone());
+                Arc::new(store)
+            }
+            None if config.role == Role::Agent => return Err(ServerError::AgentWithoutCluster),
             None => Arc::new(RedbStore::open(&data_dir.join("state.redb"))?),
         };
         let store = StateStore::new(kv);
@@ -133,10 +170,34 @@ impl Server {
         if let Some(warning) = &driver.isolation().warning {
             tracing::warn!("{warning}");
         }
-        let node = node::detect(config.node_name.clone());
+        let mut node = node::detect(config.node_name.clone());
+        node.labels = config.labels.clone();
         let shared = config.nats.is_some();
         reap_leftovers(&store, driver.as_ref(), shared.then_some(&node.id)).await?;
-        let (leadership, leader) = if shared {
+        let cluster_node = match &config.nats {
+            Some(url) => {
+                let address = match config.node_address {
+                    Some(a) => a,
+                    None => node::route_to(url).await,
+                };
+                node.address = address;
+                let incarnation =
+                    node::incarnation(&data_dir).map_err(|source| ServerError::DataDir {
+                        path: data_dir.join("node.id").display().to_string(),
+                        source,
+                    })?;
+                Some(cluster::ClusterNode::new(
+                    config.node_timeout,
+                    address,
+                    incarnation,
+                ))
+            }
+            None => None,
+        };
+        let (leadership, leader) = if config.role == Role::Agent {
+            // Never leads; the sender is dropped, so nothing ever changes.
+            (None, tokio::sync::watch::channel(None).1)
+        } else if shared {
             let me = format!("{}/{}", node.id, std::process::id());
             let (leadership, rx) = Leadership::new(store.kv().clone(), me, config.leader_ttl);
             (Some(leadership), rx)
@@ -181,16 +242,24 @@ impl Server {
             api_addr,
             shutdown.clone(),
             instance_key,
-            control::Cluster { leader, shared },
+            control::Cluster {
+                leader,
+                shared,
+                node: cluster_node,
+            },
         );
-        auth::bootstrap_admin(&control, &data_dir).await?;
-        tenants::bootstrap_default(&control).await?;
+        if config.role == Role::Server {
+            auth::bootstrap_admin(&control, &data_dir).await?;
+            tenants::bootstrap_default(&control).await?;
+        }
+        control.heartbeat().await?;
         Ok(Server {
             control,
             api_addr,
             api_listener,
             shutdown,
             leadership,
+            nats_client,
         })
     }
 
@@ -211,6 +280,24 @@ impl Server {
             (me, store, tokio::spawn(l.run()))
         });
         let loop_task = tokio::spawn(control.clone().run());
+        let node_tasks = control.cluster().is_some().then(|| {
+            (
+                tokio::spawn(control.clone().run_heartbeats()),
+                tokio::spawn(control.clone().run_node()),
+            )
+        });
+        if let Some(client) = self.nats_client.clone() {
+            let (telemetry, node, token) = (
+                control.telemetry().clone(),
+                control.agent().node().id.0.clone(),
+                self.shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = bridge::connect(client, node, telemetry, token).await {
+                    tracing::error!("cannot join the cluster bus: {e}");
+                }
+            });
+        }
         let metering = tokio::spawn(metering::run(control.clone(), self.shutdown.clone()));
         let autoscaler = tokio::spawn(scale::run(control.clone(), self.shutdown.clone()));
         let collector = tokio::spawn(
@@ -229,6 +316,13 @@ impl Server {
             async move {
                 token.cancelled().await;
                 let _ = loop_task.await;
+                if let Some((heartbeats, node)) = node_tasks {
+                    let _ = node.await;
+                    heartbeats.abort();
+                    // The pool places this node's instances elsewhere now,
+                    // while they drain here.
+                    control.leave().await;
+                }
                 let _ = collector.await;
                 let _ = metering.await;
                 let _ = autoscaler.await;
@@ -338,7 +432,15 @@ async fn reap_leftovers(
                 tracing::info!(instance = %record.status.id, pid, "cleaned up an instance left by a previous run");
             }
         }
-        store.delete_instance(&record.status.id.to_string()).await?;
+        store
+            .kv()
+            .delete(vdc_store::Bucket::Instances, &record.key())
+            .await?;
+        // Records written before they were keyed by node.
+        store
+            .kv()
+            .delete(vdc_store::Bucket::Instances, &record.status.id.to_string())
+            .await?;
     }
     Ok(())
 }

@@ -147,7 +147,7 @@ async fn observe_reservations(control: &ControlPlane, acc: &mut Accumulator, ts:
         .into_iter()
         .map(|t| (t.name.to_string(), t))
         .collect();
-    let instances = control.agent().instances();
+    let instances = control.instances();
     let mut held: BTreeMap<String, Usage> = BTreeMap::new();
     for app in apps.iter().filter(|a| !a.deleting) {
         let tenant = app.spec.tenant.as_str();

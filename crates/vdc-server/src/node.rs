@@ -41,3 +41,48 @@ pub(crate) fn cgroup_prefix(data_dir: &Path) -> String {
     data_dir.hash(&mut h);
     format!("vdc-{:08x}", h.finish() as u32)
 }
+
+/// The address of this machine on the route to the NATS server at `url`
+/// (`nats://host:port`, several separated by commas): where the other
+/// nodes, which reach the same NATS, most likely reach this one too.
+pub(crate) async fn route_to(url: &str) -> IpAddr {
+    let first = url.split(',').next().unwrap_or(url).trim();
+    let hostport = first
+        .split_once("://")
+        .map_or(first, |(_, rest)| rest)
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let hostport = if hostport.contains(':') {
+        hostport
+    } else {
+        format!("{hostport}:4222")
+    };
+    let found = async {
+        let target = tokio::net::lookup_host(&hostport).await.ok()?.next()?;
+        let local: std::net::SocketAddr = if target.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = tokio::net::UdpSocket::bind(local).await.ok()?;
+        socket.connect(target).await.ok()?;
+        Some(socket.local_addr().ok()?.ip())
+    };
+    found.await.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A random identity of this node's agent, kept in the data directory so a
+/// restart keeps it and another machine cannot have it.
+pub(crate) fn incarnation(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("node.id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        _ => {
+            let id = format!("{:016x}", rand::random::<u64>());
+            std::fs::write(&path, &id)?;
+            Ok(id)
+        }
+    }
+}

@@ -309,8 +309,8 @@ async fn pass(control: &ControlPlane) -> Result<(), StoreError> {
         .into_iter()
         .map(|t| (t.name.to_string(), t))
         .collect();
-    let instances = control.agent().instances();
-    let capacity = control.agent().node().capacity;
+    let instances = control.instances();
+    let capacity = control.pool_capacity();
     for app in apps.iter().filter(|a| !a.deleting) {
         for component in app.spec.components.values() {
             let key = (app.spec.name.to_string(), component.name.to_string());
@@ -537,7 +537,7 @@ pub(crate) async fn view(
     record: &AppRecord,
     component: &ComponentSpec,
 ) -> Result<ScaleView, ApiError> {
-    let instances = control.agent().instances();
+    let instances = control.instances();
     let apps = control.store().apps().await?;
     let tenant = control
         .store()
@@ -549,7 +549,7 @@ pub(crate) async fn view(
         component,
         &apps,
         tenant.as_ref(),
-        control.agent().node().capacity,
+        control.pool_capacity(),
     );
     let current = record.replicas(&component.name);
     let sla = component.inputs.values().find_map(|i| {

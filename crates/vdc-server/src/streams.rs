@@ -206,7 +206,7 @@ async fn topology(
     Query(q): Query<TopologyQuery>,
 ) -> Result<Json<Topology>, ApiError> {
     let (record, _) = find_app(&control, &principal, &app).await?;
-    let instances = control.agent().instances();
+    let instances = control.instances();
     let summary = status::summary(&control, &record, &instances);
     let seconds = q.seconds.clamp(1, 60);
     let filter = Filter {

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 use vdc_agent::Agent;
-use vdc_telemetry::{Bus, Event, EventKind, Exposition, LocalBus, Message, Topic, Window};
+use vdc_telemetry::{
+    Bus, Event, EventKind, Exposition, Histogram, LocalBus, Message, Topic, Window,
+};
 
 /// Seconds of history kept for one-shot views (stats, topology).
 const WINDOW_SECONDS: usize = 60;
@@ -33,6 +35,9 @@ impl std::fmt::Debug for Telemetry {
 struct Inner {
     bus: LocalBus,
     state: Mutex<State>,
+    /// In a cluster: where this node's samples and events go out to the
+    /// others.
+    outbox: std::sync::OnceLock<crate::bridge::Outbox>,
 }
 
 struct State {
@@ -51,6 +56,7 @@ impl Telemetry {
                     exposition: Exposition::new(),
                     events: VecDeque::new(),
                 }),
+                outbox: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -83,6 +89,15 @@ impl Telemetry {
             reason: reason.into(),
         };
         tracing::debug!(?event.kind, app, instance, "{}", event.reason);
+        if let Some(outbox) = self.inner.outbox.get() {
+            outbox.send(crate::bridge::Outgoing::Event(event.clone()));
+        }
+        self.ingest_event(event);
+    }
+
+    /// Keeps and publishes an event, without sending it to other nodes
+    /// (one of theirs, or one just sent).
+    pub(crate) fn ingest_event(&self, event: Event) {
         {
             let mut state = self.state();
             if state.events.len() == EVENTS_KEPT {
@@ -91,6 +106,28 @@ impl Telemetry {
             state.events.push_back(event.clone());
         }
         self.inner.bus.publish(Topic::Events, Message::Event(event));
+    }
+
+    /// Sends what this node measures and emits to the other nodes too.
+    pub(crate) fn attach(&self, outbox: crate::bridge::Outbox) {
+        let _ = self.inner.outbox.set(outbox);
+    }
+
+    /// Takes one second's samples (this node's or another's) into the
+    /// window and the exposition, and publishes them.
+    pub(crate) fn ingest(&self, samples: Vec<(Message, Option<Histogram>)>) {
+        {
+            let mut state = self.state();
+            for (message, histogram) in &samples {
+                state
+                    .window
+                    .push_with_histogram(message, histogram.as_ref());
+                state.exposition.observe(message, histogram.as_ref());
+            }
+        }
+        for (message, _) in samples {
+            self.inner.bus.publish(Topic::Metrics, message);
+        }
     }
 
     /// The most recent events, oldest first, that `keep` accepts.
@@ -130,19 +167,17 @@ impl Telemetry {
                 _ = tokio::time::sleep(until_next_second(COLLECT_AFTER)) => {}
             }
             let ts = now_s().saturating_sub(1);
-            let collected = agent.collect(ts);
-            {
-                let mut state = self.state();
-                for c in &collected {
-                    state
-                        .window
-                        .push_with_histogram(&c.message, c.histogram.as_ref());
-                    state.exposition.observe(&c.message, c.histogram.as_ref());
+            let collected: Vec<(Message, Option<Histogram>)> = agent
+                .collect(ts)
+                .into_iter()
+                .map(|c| (c.message, c.histogram))
+                .collect();
+            if let Some(outbox) = self.inner.outbox.get() {
+                if !collected.is_empty() {
+                    outbox.send(crate::bridge::Outgoing::Samples(collected.clone()));
                 }
             }
-            for c in collected {
-                self.inner.bus.publish(Topic::Metrics, c.message);
-            }
+            self.ingest(collected);
         }
     }
 }

@@ -192,6 +192,10 @@ pub struct ComponentSpec {
     /// outside). Off by default: a confined instance reaches only its links.
     #[serde(default)]
     pub egress: bool,
+    /// Which nodes may run the component's instances. Records stored before
+    /// the field existed read as "any node".
+    #[serde(default)]
+    pub placement: Placement,
 }
 
 impl ComponentSpec {
@@ -203,6 +207,16 @@ impl ComponentSpec {
 
     /// The name of the one link of a `builtin:http-lb` component.
     pub const LB_BACKEND: &'static str = "backend";
+}
+
+/// Constraints on the nodes that may run a component's instances.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Labels a node must have, each with exactly this value; empty means
+    /// any node. Keys and values are 1 to 63 letters, digits, `.`, `_`, `-`
+    /// or `/`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Replica count and the bounds autoscaling may move it within.

@@ -108,6 +108,9 @@ fn describe(spec: &AppSpec) -> String {
         if let Some(g) = &c.gateway {
             let _ = writeln!(out, "  gateway {}:{} -> {}", g.address, g.port, g.input);
         }
+        for (k, v) in &c.placement.labels {
+            let _ = writeln!(out, "  placement label {k}={v}");
+        }
     }
     out
 }
@@ -220,6 +223,41 @@ links = { api = "api.http" }
             component worker (process): 2 replicas (2..=4), 0.25 CPU, 128MiB, stop grace 5s
               command ["/usr/bin/worker"] in /var/lib/worker
               link api -> api.http
+        "#]],
+    );
+}
+
+#[test]
+fn placement_labels() {
+    check(
+        r#"
+app = "shop"
+
+[components.db]
+command = ["db"]
+placement = { labels = { disk = "ssd", "topology.example.com/zone" = "eu-west_1.a" } }
+
+[components.web]
+command = ["web"]
+
+[components.web.placement]
+labels.disk = "hdd"
+
+[components.cache]
+command = ["cache"]
+placement = {}
+"#,
+        expect![[r#"
+            app shop of tenant default, base /srv/shop
+            component cache (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              command ["cache"] in /srv/shop
+            component db (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              command ["db"] in /srv/shop
+              placement label disk=ssd
+              placement label topology.example.com/zone=eu-west_1.a
+            component web (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              command ["web"] in /srv/shop
+              placement label disk=hdd
         "#]],
     );
 }
@@ -350,5 +388,5 @@ fn documented_examples_are_valid() {
         }
         found += 1;
     }
-    assert_eq!(found, 3);
+    assert_eq!(found, 4);
 }

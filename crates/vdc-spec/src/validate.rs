@@ -56,6 +56,7 @@ pub(crate) struct Draft {
     pub gateway: Option<DraftGateway>,
     pub stop_grace: Duration,
     pub egress: bool,
+    pub placement: Placement,
 }
 
 pub(crate) struct DraftInput {
@@ -278,5 +279,6 @@ fn build_component(d: Draft) -> Option<ComponentSpec> {
         gateway,
         stop_grace: d.stop_grace,
         egress: d.egress,
+        placement: d.placement,
     })
 }

@@ -20,7 +20,7 @@ pub use lease::{decide, release, wall_ms, Leadership, LeaseRecord, LeaseStep, LE
 pub use mem::MemStore;
 pub use nats::NatsStore;
 pub use redb_store::RedbStore;
-pub use typed::{InstanceRecord, StateStore};
+pub use typed::{instance_key, InstanceRecord, StateStore};
 
 use async_trait::async_trait;
 
@@ -41,16 +41,22 @@ pub enum Bucket {
     /// The metering ledger: one entry per tenant, app, component and minute,
     /// written once.
     Ledger,
+    /// One [`vdc_model::NodeRecord`] per node of the pool.
+    Nodes,
+    /// One [`vdc_model::Assignment`] per instance: the node that must run it.
+    Assignments,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 6] = [
+    pub const ALL: [Bucket; 8] = [
         Bucket::Apps,
         Bucket::Instances,
         Bucket::Links,
         Bucket::Tenants,
         Bucket::Meta,
         Bucket::Ledger,
+        Bucket::Nodes,
+        Bucket::Assignments,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +67,8 @@ impl Bucket {
             Bucket::Tenants => "tenants",
             Bucket::Meta => "meta-settings",
             Bucket::Ledger => "ledger",
+            Bucket::Nodes => "nodes",
+            Bucket::Assignments => "assignments",
         }
     }
 }

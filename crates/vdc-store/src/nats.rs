@@ -33,6 +33,7 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct NatsStore {
     kv: kv::Store,
+    client: async_nats::Client,
 }
 
 impl std::fmt::Debug for NatsStore {
@@ -44,6 +45,12 @@ impl std::fmt::Debug for NatsStore {
 impl NatsStore {
     /// Connects to the server at `url` and opens the key-value bucket
     /// `bucket`, creating it (file storage, one replica) if it does not exist.
+    /// The connection to NATS, for the subjects beside the bucket (the
+    /// telemetry and event bus of a cluster).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
     pub async fn connect(url: &str, bucket: &str) -> Result<NatsStore, StoreError> {
         Self::connect_with_replicas(url, bucket, 1).await
     }
@@ -68,7 +75,7 @@ impl NatsStore {
             .await
             .map_err(|_| open_err("cannot connect", "timed out".into()))?
             .map_err(|e| open_err("cannot connect", e.into()))?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let kv = match js.get_key_value(bucket).await {
             Ok(kv) => kv,
             Err(get_err) => js
@@ -88,7 +95,7 @@ impl NatsStore {
                     )
                 })?,
         };
-        Ok(NatsStore { kv })
+        Ok(NatsStore { kv, client })
     }
 
     fn backend(

@@ -1,10 +1,11 @@
 //! Typed access to the buckets: apps, instance records and link addresses.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use vdc_model::{AppRecord, InstanceStatus, Tenant};
+use vdc_model::{AppRecord, Assignment, InstanceStatus, NodeRecord, Tenant};
 
 use crate::{Bucket, Store, StoreError};
 
@@ -18,6 +19,23 @@ pub struct InstanceRecord {
     /// later one that reused the pid.
     pub start_ticks: Option<u64>,
     pub cgroup_name: Option<String>,
+    /// Where other nodes reach each input of the instance: the node's
+    /// address and a port its data plane forwards to the instance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exposed: BTreeMap<String, SocketAddr>,
+}
+
+impl InstanceRecord {
+    /// The record's key: an instance may briefly run on two nodes while it
+    /// moves, and each node reports its own.
+    pub fn key(&self) -> String {
+        instance_key(&self.status.id.to_string(), &self.status.node.0)
+    }
+}
+
+/// The key of the record node `node` keeps for instance `id`.
+pub fn instance_key(id: &str, node: &str) -> String {
+    format!("{id}@{node}")
 }
 
 #[derive(Clone)]
@@ -100,13 +118,75 @@ impl StateStore {
     }
 
     pub async fn put_instance(&self, record: &InstanceRecord) -> Result<(), StoreError> {
-        let key = record.status.id.to_string();
+        let key = record.key();
         let bytes = encode(Bucket::Instances, &key, record)?;
         self.kv.put(Bucket::Instances, &key, bytes).await.map(drop)
     }
 
-    pub async fn delete_instance(&self, id: &str) -> Result<bool, StoreError> {
-        self.kv.delete(Bucket::Instances, id).await
+    /// Removes the record node `node` keeps for instance `id`.
+    pub async fn delete_instance(&self, id: &str, node: &str) -> Result<bool, StoreError> {
+        self.kv
+            .delete(Bucket::Instances, &instance_key(id, node))
+            .await
+    }
+
+    // === nodes ===
+
+    /// Every node with its record's revision.
+    pub async fn nodes(&self) -> Result<Vec<(NodeRecord, u64)>, StoreError> {
+        self.kv
+            .list(Bucket::Nodes)
+            .await?
+            .iter()
+            .map(|(k, e)| Ok((decode(Bucket::Nodes, k, &e.value)?, e.revision)))
+            .collect()
+    }
+
+    pub async fn node(&self, name: &str) -> Result<Option<(NodeRecord, u64)>, StoreError> {
+        match self.kv.get(Bucket::Nodes, name).await? {
+            Some(e) => Ok(Some((decode(Bucket::Nodes, name, &e.value)?, e.revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a node record if nobody changed it since `expected` was read.
+    pub async fn put_node(
+        &self,
+        record: &NodeRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let key = record.info.id.0.as_str();
+        let bytes = encode(Bucket::Nodes, key, record)?;
+        self.kv.cas(Bucket::Nodes, key, bytes, expected).await
+    }
+
+    pub async fn delete_node(&self, name: &str) -> Result<bool, StoreError> {
+        self.kv.delete(Bucket::Nodes, name).await
+    }
+
+    // === assignments ===
+
+    /// Every assignment, by instance id.
+    pub async fn assignments(&self) -> Result<BTreeMap<String, Assignment>, StoreError> {
+        self.kv
+            .list(Bucket::Assignments)
+            .await?
+            .iter()
+            .map(|(k, e)| Ok((k.clone(), decode(Bucket::Assignments, k, &e.value)?)))
+            .collect()
+    }
+
+    pub async fn put_assignment(
+        &self,
+        id: &str,
+        assignment: &Assignment,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(Bucket::Assignments, id, assignment)?;
+        self.kv.put(Bucket::Assignments, id, bytes).await.map(drop)
+    }
+
+    pub async fn delete_assignment(&self, id: &str) -> Result<bool, StoreError> {
+        self.kv.delete(Bucket::Assignments, id).await
     }
 
     // === links ===
@@ -123,6 +203,24 @@ impl StateStore {
     pub async fn put_link_address(&self, key: &str, addr: SocketAddr) -> Result<(), StoreError> {
         let bytes = encode(Bucket::Links, key, &addr)?;
         self.kv.put(Bucket::Links, key, bytes).await.map(drop)
+    }
+
+    /// Records a link's address unless one is recorded already; returns the
+    /// address that holds (the one written, or the one found).
+    pub async fn create_link_address(
+        &self,
+        key: &str,
+        addr: SocketAddr,
+    ) -> Result<SocketAddr, StoreError> {
+        let bytes = encode(Bucket::Links, key, &addr)?;
+        match self.kv.cas(Bucket::Links, key, bytes, None).await {
+            Ok(_) => Ok(addr),
+            Err(StoreError::Conflict { .. }) => match self.kv.get(Bucket::Links, key).await? {
+                Some(e) => decode(Bucket::Links, key, &e.value),
+                None => Ok(addr),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn delete_link_address(&self, key: &str) -> Result<bool, StoreError> {

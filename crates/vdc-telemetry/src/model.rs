@@ -162,6 +162,9 @@ pub enum EventKind {
     /// A server started leading the control loops (servers sharing a NATS
     /// store elect one).
     Leadership,
+    /// A node of the pool joined, went down, came back, began or ended
+    /// draining, or stopped its instances after losing the cluster.
+    Node,
 }
 
 /// One message on a stream.

@@ -39,6 +39,37 @@ struct TrafficEntry {
     hist: Option<Histogram>,
 }
 
+impl TrafficEntry {
+    /// Adds another node's measurement of the same series and second.
+    fn absorb(&mut self, other: TrafficEntry) {
+        self.sample.traffic.merge(&other.sample.traffic);
+        match (&mut self.hist, &other.hist) {
+            (Some(mine), Some(theirs)) => {
+                mine.merge(theirs);
+                let merged = mine.summary();
+                if merged.count > 0 {
+                    self.sample.latency = Some(merged);
+                }
+            }
+            _ => {
+                self.hist = None;
+                self.sample.latency = worse(self.sample.latency, other.sample.latency);
+            }
+        }
+        self.sample.latency_total = worse(self.sample.latency_total, other.sample.latency_total);
+        self.sample.connect = worse(self.sample.connect, other.sample.connect);
+    }
+}
+
+/// Of two summaries of different samples, the one describing more requests
+/// (an upper bound is all a summary allows).
+fn worse(a: Option<Latency>, b: Option<Latency>) -> Option<Latency> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.count > a.count { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct WindowRepr {
     seconds: u64,
@@ -170,7 +201,12 @@ impl Window {
                     hist: hist.cloned(),
                 };
                 let series = self.traffic.entry((s.kind, s.tags.clone())).or_default();
-                insert_by_ts(series, entry, |e| e.sample.ts);
+                // Several nodes measure the same series (a link whose
+                // callers run on many nodes): their seconds add up.
+                match series.iter_mut().rev().find(|e| e.sample.ts == s.ts) {
+                    Some(existing) => existing.absorb(entry),
+                    None => insert_by_ts(series, entry, |e| e.sample.ts),
+                }
             }
             Message::Resources(s) => {
                 let series = self.resources.entry(s.tags.clone()).or_default();

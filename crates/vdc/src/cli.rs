@@ -72,6 +72,12 @@ pub enum Command {
     },
     /// Run the control plane and a local agent in the foreground, or stop one.
     Server(ServerArgs),
+    /// Run a node agent that joins a cluster: it runs the instances the
+    /// leading server places on it (`vdc agent --join nats://HOST:4222`).
+    Agent(AgentArgs),
+    /// The pool's nodes: list them, drain one, let it take instances again.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Lifecycle events (instances started, ready, exited; specs applied; placements).
     Events {
         /// Only this app's events.
@@ -134,6 +140,26 @@ pub enum Command {
         /// Only this app.
         app: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Nodes with their state, capacity, what is allocated and their labels.
+    List,
+    /// Move every instance off a node (each new copy is ready before the
+    /// old one stops) and keep new ones off it.
+    Drain { name: String },
+    /// Let a drained node take instances again.
+    Undrain { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The cluster's NATS server(s), e.g. nats://10.0.0.1:4222.
+    #[arg(long, value_name = "URL")]
+    pub join: String,
+    #[command(flatten)]
+    pub opts: ServerOpts,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -258,13 +284,52 @@ pub struct ServerOpts {
     /// loopback (the only mode without root).
     #[arg(long)]
     pub shared_loopback: bool,
+    /// This node's labels, which components' placement constraints match:
+    /// `disk=ssd,zone=a`.
+    #[arg(long, value_name = "K=V,...", value_parser = parse_labels, default_value = "")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// With NATS: the address other nodes reach this one at [default: this
+    /// machine's address on the route to NATS].
+    #[arg(long, value_name = "IP")]
+    pub node_address: Option<std::net::IpAddr>,
+    /// With NATS: how long a node may go without a heartbeat before it is
+    /// down and its instances are placed elsewhere (it stops them itself
+    /// after two thirds of this).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_ttl)]
+    pub node_timeout: std::time::Duration,
+}
+
+/// `disk=ssd,zone=a` -> labels.
+fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut labels = std::collections::BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(format!("`{pair}` is not a label: expected KEY=VALUE"));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+        };
+        if !valid(k) || !valid(v) {
+            return Err(format!(
+                "`{pair}`: keys and values are 1 to 63 letters, digits, `.`, `_`, `-` or `/`"
+            ));
+        }
+        if labels.insert(k.to_owned(), v.to_owned()).is_some() {
+            return Err(format!("label `{k}` is given twice"));
+        }
+    }
+    Ok(labels)
 }
 
 impl Cli {
     /// Servers log what they do; client commands only warnings.
     pub fn default_log_filter(&self) -> &'static str {
         match &self.command {
-            Command::Server(ServerArgs { action: None, .. }) => "info",
+            Command::Server(ServerArgs { action: None, .. }) | Command::Agent(_) => "info",
             _ => "warn",
         }
     }

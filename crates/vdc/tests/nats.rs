@@ -134,7 +134,18 @@ fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
 /// directory gets a copy of the file for the harness.
 fn two_servers(nats: &NatsServer, ttl: &str) -> (Vdc, Vdc) {
     let url = nats.url();
-    let args = |node: &'static str| ["--nats", &url, "--node-name", node, "--leader-ttl", ttl];
+    let args = |node: &'static str| {
+        [
+            "--nats",
+            &url,
+            "--node-name",
+            node,
+            "--leader-ttl",
+            ttl,
+            "--node-timeout",
+            "2s",
+        ]
+    };
     let a = Vdc::start_with(&args("a"));
     wait_for("a to lead", Duration::from_secs(10), || {
         health(&a)["leader"] == true
@@ -157,22 +168,27 @@ fn two_servers_on_one_bucket_elect_one_leader_and_the_other_takes_over() {
     assert_eq!(hb["leader"], false, "{hb:#}");
     assert_eq!(health(&a)["term"], 1);
 
-    // Run by the leader only. (`up` waits on the status of the server it
-    // talks to, which shows the instances of that server's node.)
+    // Placed by the leader, on one of the two nodes; both servers show the
+    // whole pool.
     let marker = tempfile::tempdir().unwrap();
     let spec = app(&a, "shop", marker.path());
     a.ok(&["up", "-d", spec.to_str().unwrap()]);
     // The follower sees the app in the shared store.
     assert!(b.ok(&["apps"]).contains("shop"));
-    a.wait_instances("shop", "web to run on a", |list| {
+    a.wait_instances("shop", "web to run", |list| {
         list.len() == 1 && list[0]["state"] == "ready"
     });
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(
-        b.instances("shop").is_empty(),
-        "only the leader runs instances"
-    );
+    b.wait_instances("shop", "the follower to see it", |list| {
+        list.len() == 1 && list[0]["state"] == "ready"
+    });
     assert_eq!(health(&b)["leader"], false);
+    // Make sure the instance is on a's node, which dies below.
+    if a.instances("shop")[0]["node"] != "a" {
+        b.ok(&["node", "drain", "b"]);
+        a.wait_instances("shop", "web to move to a", |list| {
+            list.len() == 1 && list[0]["node"] == "a" && list[0]["state"] == "ready"
+        });
+    }
 
     // The leader dies with its instances.
     a.kill_server();
@@ -182,8 +198,9 @@ fn two_servers_on_one_bucket_elect_one_leader_and_the_other_takes_over() {
             signal(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
+    b.ok(&["node", "undrain", "b"]);
     b.wait_instances("shop", "web to run on b", |list| {
-        list.len() == 1 && list[0]["state"] == "ready"
+        list.len() == 1 && list[0]["node"] == "b" && list[0]["state"] == "ready"
     });
     let failover = died.elapsed();
     println!("failover: the app ran again {failover:?} after the leader died (lease ttl 2s)");

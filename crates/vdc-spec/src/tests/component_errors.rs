@@ -355,3 +355,137 @@ volumes.d = { sise = "1GiB" }
         "#]],
     );
 }
+
+// === placement ===
+
+#[test]
+fn placement_label_keys_and_values() {
+    check(
+        r#"
+app = "shop"
+[components.db]
+command = ["db"]
+placement = { labels = { "disk type" = "ssd", "" = "x", zone = "", rack = "r 1", good = "ok" } }
+[components.web]
+command = ["web"]
+placement.labels = { disk = "ssd", "0123456789012345678901234567890123456789012345678901234567890123" = "x" }
+"#,
+        expect![[r#"
+            error: label key `disk type` has a character that is not allowed: expected 1 to 63 letters, digits, `.`, `_`, `-` or `/`
+             --> shop.toml:5:26
+              |
+            5 | placement = { labels = { "disk type" = "ssd", "" = "x", zone = "", rack = "r 1", good = "ok" } }
+              |                          ^^^^^^^^^^^
+              = help: did you mean `disk-type`?
+
+            error: label key is empty: expected 1 to 63 letters, digits, `.`, `_`, `-` or `/`
+             --> shop.toml:5:47
+              |
+            5 | placement = { labels = { "disk type" = "ssd", "" = "x", zone = "", rack = "r 1", good = "ok" } }
+              |                                               ^^
+
+            error: label value is empty: expected 1 to 63 letters, digits, `.`, `_`, `-` or `/`
+             --> shop.toml:5:64
+              |
+            5 | placement = { labels = { "disk type" = "ssd", "" = "x", zone = "", rack = "r 1", good = "ok" } }
+              |                                                                ^^
+
+            error: label value `r 1` has a character that is not allowed: expected 1 to 63 letters, digits, `.`, `_`, `-` or `/`
+             --> shop.toml:5:75
+              |
+            5 | placement = { labels = { "disk type" = "ssd", "" = "x", zone = "", rack = "r 1", good = "ok" } }
+              |                                                                           ^^^^^
+              = help: did you mean `r-1`?
+
+            error: label key `0123456789012345678901234567890123456789012345678901234567890123` has 64 characters: expected 1 to 63 letters, digits, `.`, `_`, `-` or `/`
+             --> shop.toml:8:36
+              |
+            8 | placement.labels = { disk = "ssd", "0123456789012345678901234567890123456789012345678901234567890123" = "x" }
+              |                                    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+        "#]],
+    );
+}
+
+#[test]
+fn placement_label_values_are_strings() {
+    check(
+        r#"
+app = "shop"
+[components.db]
+command = ["db"]
+placement = { labels = { disk = "ssd", gen = 5, fast = true } }
+[components.web]
+command = ["web"]
+placement = { labels = ["disk=ssd"] }
+[components.cache]
+command = ["cache"]
+placement = "disk=ssd"
+"#,
+        expect![[r#"
+            error: wrong type for label `gen`: expected a string, found integer
+             --> shop.toml:5:46
+              |
+            5 | placement = { labels = { disk = "ssd", gen = 5, fast = true } }
+              |                                              ^
+              = help: label values are strings: put the value in quotes
+
+            error: wrong type for label `fast`: expected a string, found boolean
+             --> shop.toml:5:56
+              |
+            5 | placement = { labels = { disk = "ssd", gen = 5, fast = true } }
+              |                                                        ^^^^
+              = help: label values are strings: put the value in quotes
+
+            error: wrong type for `labels`: expected a table of node labels, like { disk = "ssd" }, found array
+             --> shop.toml:8:24
+              |
+            8 | placement = { labels = ["disk=ssd"] }
+              |                        ^
+
+            error: wrong type for `placement`: expected a table like { labels = { disk = "ssd" } }, found string
+              --> shop.toml:11:13
+               |
+            11 | placement = "disk=ssd"
+               |             ^^^^^^^^^^
+        "#]],
+    );
+}
+
+#[test]
+fn placement_unknown_fields() {
+    check(
+        r#"
+app = "shop"
+[components.db]
+command = ["db"]
+inputs = { http = { protocol = "http" } }
+[components.db.placement]
+lables = { disk = "ssd" }
+spread = true
+[components.lb]
+appliance = "builtin:http-lb"
+links = { backend = "db.http" }
+placement = { labels = { disk = "ssd" } }
+"#,
+        expect![[r#"
+            error: unknown field `lables` in `placement` of component `db`; expected one of `labels`
+             --> shop.toml:7:1
+              |
+            7 | lables = { disk = "ssd" }
+              | ^^^^^^
+              = help: did you mean `labels`?
+
+            error: unknown field `spread` in `placement` of component `db`; expected one of `labels`
+             --> shop.toml:8:1
+              |
+            8 | spread = true
+              | ^^^^^^
+
+            error: `placement` is not allowed on a `builtin:http-lb` component: the data plane serves it, no instance is placed on a node
+              --> shop.toml:12:1
+               |
+            12 | placement = { labels = { disk = "ssd" } }
+               | ^^^^^^^^^
+        "#]],
+    );
+}

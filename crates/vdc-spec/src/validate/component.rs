@@ -27,6 +27,7 @@ const FIELDS: &[&str] = &[
     "links",
     "volumes",
     "gateway",
+    "placement",
 ];
 
 /// Fields a built-in appliance must not have, and why.
@@ -40,6 +41,10 @@ const NOT_FOR_BUILTIN: &[(&str, &str)] = &[
     (
         "resources",
         "the data plane serves it and reserves nothing for it",
+    ),
+    (
+        "placement",
+        "the data plane serves it, no instance is placed on a node",
     ),
 ];
 
@@ -94,6 +99,7 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
             .get("egress")
             .and_then(|e| read::boolean(sink, e, "`true` or `false`"))
             .unwrap_or(false),
+        placement: Placement::default(),
     };
 
     if builtin {
@@ -123,6 +129,9 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
         }
         if let Some(e) = f.get("volumes") {
             draft.volumes = volumes(sink, e, &draft.name);
+        }
+        if let Some(e) = f.get("placement") {
+            draft.placement = placement(sink, e, &draft.name);
         }
     }
     if let Some(e) = f.get("links") {
@@ -449,4 +458,87 @@ fn volumes(
         }
     }
     out
+}
+
+/// `placement = { labels = { KEY = "VALUE" } }`: the node labels an instance
+/// needs.
+fn placement(sink: &mut Sink, entry: &Entry, component: &str) -> Placement {
+    let mut out = Placement::default();
+    let Some(table) = read::table(sink, entry, "a table like { labels = { disk = \"ssd\" } }")
+    else {
+        return out;
+    };
+    let what = format!("`placement` of component `{component}`");
+    let f = Fields::new(sink, table, &what, &["labels"]);
+    let Some(labels) = f
+        .get("labels")
+        .and_then(|e| read::table(sink, e, "a table of node labels, like { disk = \"ssd\" }"))
+    else {
+        return out;
+    };
+    for label in labels {
+        let key_ok = check_label(sink, label.key_span.clone(), "label key", &label.key);
+        let value = match &label.node.value {
+            Value::String(value) => {
+                check_label(sink, label.value_span(), "label value", value).then_some(value)
+            }
+            _ => {
+                sink.error_help(
+                    label.value_span(),
+                    format!(
+                        "wrong type for label `{}`: expected a string, found {}",
+                        label.key,
+                        label.node.kind()
+                    ),
+                    "label values are strings: put the value in quotes",
+                );
+                None
+            }
+        };
+        if let (true, Some(value)) = (key_ok, value) {
+            out.labels.insert(label.key.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// True for a label key or value: 1 to 63 ASCII letters, digits, `.`, `_`,
+/// `-` or `/`.
+fn is_valid_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+}
+
+/// Checks a label key or value (`what`), suggesting a fixed-up one.
+fn check_label(sink: &mut Sink, at: Span, what: &str, word: &str) -> bool {
+    if is_valid_label(word) {
+        return true;
+    }
+    let fixed: String = word
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let help =
+        (is_valid_label(&fixed) && fixed != word).then(|| format!("did you mean `{fixed}`?"));
+    let problem = if word.is_empty() {
+        format!("{what} is empty")
+    } else if word.chars().count() > 63 {
+        format!("{what} `{word}` has {} characters", word.chars().count())
+    } else {
+        format!("{what} `{word}` has a character that is not allowed")
+    };
+    sink.error_maybe_help(
+        at,
+        format!("{problem}: expected 1 to 63 letters, digits, `.`, `_`, `-` or `/`"),
+        help,
+    );
+    false
 }

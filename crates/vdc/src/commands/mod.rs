@@ -3,6 +3,7 @@
 mod events;
 mod list;
 mod logs;
+mod nodes;
 mod scale;
 mod server;
 mod stats;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = match &cli.command {
         Command::Up(args) => args.server.data_dir(),
         Command::Server(args) => args.opts.data_dir(),
+        Command::Agent(args) => args.opts.data_dir(),
         _ => crate::cli::default_data_dir(),
     };
     let mut token_files: Vec<std::path::PathBuf> = crate::cli::token_file().into_iter().collect();
@@ -66,6 +68,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             None => server::foreground(&cli.addr, &args.opts).await,
             Some(ServerAction::Stop) => server::stop(&client).await,
         },
+        Command::Agent(args) => server::agent(&args).await,
+        Command::Node(command) => nodes::run(&client, command, cli.output).await,
     }
 }
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
-use vdc_server::{CancellationToken, Server, ServerConfig};
+use vdc_server::{CancellationToken, Role, Server, ServerConfig};
 
-use crate::cli::ServerOpts;
+use crate::cli::{AgentArgs, ServerOpts};
 use crate::client::Client;
 use crate::exit::{fail, Code};
 
@@ -36,7 +36,37 @@ fn config(addr: &str, opts: &ServerOpts) -> anyhow::Result<ServerConfig> {
         leader_ttl: opts.leader_ttl,
         measure: !opts.no_measurements,
         confine: !opts.shared_loopback,
+        role: Role::Server,
+        node_address: opts.node_address,
+        labels: opts.labels.clone(),
+        node_timeout: opts.node_timeout,
     })
+}
+
+/// `vdc agent --join URL`: a node of a cluster, until Ctrl-C or SIGTERM.
+pub async fn agent(args: &AgentArgs) -> anyhow::Result<()> {
+    let opts = &args.opts;
+    if opts.nats.as_ref().is_some_and(|n| n != &args.join) {
+        return Err(fail(
+            Code::Failure,
+            "give the cluster once, with --join (--nats is for servers)",
+        ));
+    }
+    let mut config = config("127.0.0.1:0", opts)?;
+    config.nats = Some(args.join.clone());
+    config.role = Role::Agent;
+    let server = Server::start(config.clone()).await?;
+    tracing::info!(
+        "vdc agent: node {} joined the pool at {} (platform API for its instances on http://{}), data in {}",
+        server.control.agent().node().id,
+        args.join,
+        server.api_addr,
+        config.data_dir.display()
+    );
+    tokio::spawn(stop_on_signals(server.shutdown_token()));
+    server.run().await?;
+    tracing::info!("vdc agent stopped");
+    Ok(())
 }
 
 /// `vdc server`: runs until Ctrl-C, SIGTERM or `vdc server stop`.

@@ -1,0 +1,633 @@
+//! A cluster on one machine: three "hosts", each a network namespace on a
+//! bridge created here, one running `vdc server` and two `vdc agent --join`,
+//! with a NATS server on the bridge. An app spread over the three serves
+//! through one gateway; a host that dies or is cut off loses its instances
+//! to the others, and never runs them at the same time as they do.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// How long a node may be silent in these tests.
+const NODE_TIMEOUT: &str = "3s";
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Three hosts on a bridge: namespace `vdcN-hI` with address PREFIX.(10+I),
+/// the bridge with PREFIX.1. Everything is removed on drop.
+struct Hosts {
+    tag: String,
+    prefix: String,
+    count: usize,
+}
+
+impl Hosts {
+    fn new(count: usize) -> Hosts {
+        require("ip");
+        let pid = std::process::id();
+        let tag = format!("{}", pid % 100_000);
+        let prefix = format!("10.{}.{}", 200 + pid % 50, (pid / 50) % 250);
+        let hosts = Hosts { tag, prefix, count };
+        let bridge = hosts.bridge();
+        sh(&["ip", "link", "add", &bridge, "type", "bridge"]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}.1/24", hosts.prefix),
+            "dev",
+            &bridge,
+        ]);
+        sh(&["ip", "link", "set", &bridge, "up"]);
+        // Bridged frames must not go through the host's firewall.
+        let _ = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "0");
+        for i in 1..=count {
+            let ns = hosts.ns(i);
+            let (outside, inside) = (
+                format!("vo{}h{i}", hosts.tag),
+                format!("vi{}h{i}", hosts.tag),
+            );
+            sh(&["ip", "netns", "add", &ns]);
+            sh(&[
+                "ip", "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+            ]);
+            sh(&["ip", "link", "set", &inside, "netns", &ns]);
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", hosts.ip(i)),
+                "dev",
+                &inside,
+            ]);
+            sh(&["ip", "-n", &ns, "link", "set", &inside, "up"]);
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            sh(&["ip", "link", "set", &outside, "master", &bridge]);
+            sh(&["ip", "link", "set", &outside, "up"]);
+        }
+        hosts
+    }
+
+    fn bridge(&self) -> String {
+        format!("vdcbr{}", self.tag)
+    }
+
+    fn ns(&self, i: usize) -> String {
+        format!("vdc{}-h{i}", self.tag)
+    }
+
+    fn ip(&self, i: usize) -> String {
+        format!("{}.{}", self.prefix, 10 + i)
+    }
+
+    fn gateway_ip(&self) -> String {
+        format!("{}.1", self.prefix)
+    }
+
+    /// Cuts host `i` off the bridge (its processes live on, alone).
+    fn cut(&self, i: usize) {
+        sh(&["ip", "link", "set", &format!("vo{}h{i}", self.tag), "down"]);
+    }
+
+    fn heal(&self, i: usize) {
+        sh(&["ip", "link", "set", &format!("vo{}h{i}", self.tag), "up"]);
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for i in 1..=self.count {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(i)])
+                .status();
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("vo{}h{i}", self.tag)])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge()])
+            .status();
+    }
+}
+
+/// A process in a host's namespace, killed on drop.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(ns: &str, args: &[&str], log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .env("VDC_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGTERM first so instances stop cleanly.
+        signal(self.child.id() as i32, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+    }
+}
+
+struct Cluster {
+    hosts: Hosts,
+    dir: tempfile::TempDir,
+    nats: Child,
+    procs: Vec<Option<Proc>>,
+    api: String,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        require("nats-server");
+        let hosts = Hosts::new(3);
+        let dir = tempfile::tempdir().unwrap();
+        let nats_port = free_port();
+        let nats = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                &hosts.gateway_ip(),
+                "-p",
+                &nats_port.to_string(),
+            ])
+            .arg("-sd")
+            .arg(dir.path().join("nats"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let nats_addr: SocketAddr = format!("{}:{nats_port}", hosts.gateway_ip())
+            .parse()
+            .unwrap();
+        wait_for("nats-server to listen", Duration::from_secs(10), || {
+            TcpStream::connect_timeout(&nats_addr, Duration::from_millis(200)).is_ok()
+        });
+        let url = format!("nats://{nats_addr}");
+        let api = format!("{}:7470", hosts.ip(1));
+        let mut cluster = Cluster {
+            hosts,
+            dir,
+            nats,
+            procs: Vec::new(),
+            api,
+        };
+        let server = cluster.spawn(
+            1,
+            &[
+                "server",
+                "--nats",
+                &url,
+                "--api",
+                &cluster.api.clone(),
+                "--leader-ttl",
+                "2s",
+            ],
+        );
+        cluster.procs.push(Some(server));
+        wait_for("the server to answer", Duration::from_secs(20), || {
+            cluster.data(1).join("admin.token").exists() && cluster.cli(&["apps"]).0
+        });
+        for i in 2..=3 {
+            let agent = cluster.spawn(i, &["agent", "--join", &url]);
+            cluster.procs.push(Some(agent));
+        }
+        wait_for("three ready nodes", Duration::from_secs(20), || {
+            cluster
+                .nodes()
+                .iter()
+                .filter(|n| n["state"] == "ready")
+                .count()
+                == 3
+        });
+        cluster
+    }
+
+    fn data(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("h{i}"))
+    }
+
+    fn spawn(&self, i: usize, args: &[&str]) -> Proc {
+        let data = self.data(i);
+        let name = format!("h{i}");
+        let mut full: Vec<&str> = vec![BIN];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--node-name",
+            &name,
+            "--node-timeout",
+            NODE_TIMEOUT,
+            "--labels",
+        ]);
+        let labels = format!("host=h{i}");
+        full.push(&labels);
+        Proc::spawn(
+            &self.hosts.ns(i),
+            &full,
+            self.dir.path().join(format!("h{i}.log")),
+        )
+    }
+
+    /// Runs the CLI against the server on h1, as the admin.
+    fn cli(&self, args: &[&str]) -> (bool, String) {
+        let token = std::fs::read_to_string(self.data(1).join("admin.token")).unwrap_or_default();
+        let out = Command::new(BIN)
+            .arg("--addr")
+            .arg(&self.api)
+            .args(args)
+            .env("VDC_TOKEN", token.trim())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out) = self.cli(args);
+        assert!(
+            ok,
+            "vdc {args:?} failed: {out}\n--- h1 log:\n{}",
+            self.log(1)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut full = args.to_vec();
+        full.extend_from_slice(&["-o", "json"]);
+        let (ok, out) = self.cli(&full);
+        if !ok {
+            return Vec::new();
+        }
+        serde_json::from_str(&out).unwrap_or_default()
+    }
+
+    fn nodes(&self) -> Vec<Value> {
+        self.json(&["node", "list"])
+    }
+
+    fn instances(&self, app: &str) -> Vec<Value> {
+        self.json(&["ps", app])
+    }
+
+    fn log(&self, i: usize) -> String {
+        self.procs
+            .get(i - 1)
+            .and_then(|p| p.as_ref())
+            .map(Proc::log)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Agents and server first (they stop their instances), then NATS.
+        for p in self.procs.iter_mut().rev() {
+            drop(p.take());
+        }
+        let _ = self.nats.kill();
+        let _ = self.nats.wait();
+    }
+}
+
+fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One GET to `addr`, returning the body (the answering instance's name).
+fn get(addr: &str) -> Result<String, String> {
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    if !response.starts_with("HTTP/1.1 200") {
+        return Err(response.lines().next().unwrap_or("no answer").to_owned());
+    }
+    Ok(response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
+/// Instance programs (not their inits) whose command line mentions
+/// `needle`.
+fn count_processes(needle: &str) -> usize {
+    processes_matching(needle)
+        .iter()
+        .filter(|(_, cmdline)| !cmdline.contains("__vdc-init"))
+        .count()
+}
+
+/// Requests to `addr` every 20 ms until stopped: (sent, failures with the
+/// time each happened).
+struct Load {
+    stop: Arc<AtomicBool>,
+    failures: Arc<Mutex<Vec<Instant>>>,
+    sent: Arc<Mutex<u64>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: String) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(Mutex::new(0));
+        let thread = {
+            let (stop, failures, sent) = (stop.clone(), failures.clone(), sent.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let at = Instant::now();
+                    if get(&addr).is_err() {
+                        failures.lock().unwrap().push(at);
+                    }
+                    *sent.lock().unwrap() += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Load {
+            stop,
+            failures,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// (requests sent, failed, the time from the first failure to the last).
+    fn finish(mut self) -> (u64, usize, Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let failures = self.failures.lock().unwrap();
+        let window = match (failures.first(), failures.last()) {
+            (Some(a), Some(b)) => b.duration_since(*a),
+            _ => Duration::ZERO,
+        };
+        (*self.sent.lock().unwrap(), failures.len(), window)
+    }
+}
+
+fn spec(dir: &Path, gateway_port: u16, marker: &str) -> PathBuf {
+    let path = dir.join("spread.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"app = "spread"
+
+[components.lb]
+appliance = "builtin:http-lb"
+gateway = {{ port = {gateway_port} }}
+links = {{ backend = "web.http" }}
+
+[components.web]
+replicas = 3
+command = ["python3", "{programs}/backend.py", "{marker}"]
+resources = {{ cpu = 0.1, memory = "64MiB" }}
+inputs = {{ http = {{ protocol = "http", health = "/healthz" }} }}
+"#,
+            programs = programs(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn an_app_spread_over_three_nodes_survives_losing_one_and_a_partition() {
+    let cluster = Cluster::start();
+    let nodes = cluster.nodes();
+    assert_eq!(nodes.len(), 3, "{nodes:#?}");
+    assert!(
+        nodes.iter().all(|n| n["labels"]["host"] == n["name"]),
+        "{nodes:#?}"
+    );
+
+    // Spread: one web instance per node.
+    let marker = format!("spread-marker-{}", std::process::id());
+    let gateway_port = free_port();
+    let file = spec(cluster.dir.path(), gateway_port, &marker);
+    cluster.ok(&["up", "-d", file.to_str().unwrap()]);
+    wait_for("three ready instances", Duration::from_secs(30), || {
+        let list = cluster.instances("spread");
+        list.len() == 3 && list.iter().all(|i| i["state"] == "ready")
+    });
+    let list = cluster.instances("spread");
+    let mut on: Vec<String> = list
+        .iter()
+        .map(|i| i["node"].as_str().unwrap().to_owned())
+        .collect();
+    on.sort();
+    assert_eq!(on, ["h1", "h2", "h3"], "{list:#?}");
+
+    // One gateway (h1's) reaches all three, two of them on other nodes.
+    let gateway = format!("{}:{gateway_port}", cluster.hosts.ip(1));
+    let mut answered = std::collections::BTreeSet::new();
+    wait_for(
+        "every instance to answer through h1's gateway",
+        Duration::from_secs(20),
+        || {
+            if let Ok(who) = get(&gateway) {
+                answered.insert(who);
+            }
+            answered.len() == 3
+        },
+    );
+    // So does the gateway of another node.
+    assert!(get(&format!("{}:{gateway_port}", cluster.hosts.ip(3))).is_ok());
+
+    // Kill h2's agent and its instances: they come back on h1 and h3.
+    let load = Load::start(gateway.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Instant::now();
+    let mut cluster = cluster;
+    if let Some(mut agent) = cluster.procs[1].take() {
+        agent.kill();
+        std::mem::forget(agent);
+    }
+    for (pid, _) in processes_matching(&marker) {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if String::from_utf8_lossy(&environ).contains("VDC_NODE=h2\0") {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    wait_for(
+        "h2's instance to run elsewhere",
+        Duration::from_secs(20),
+        || {
+            let list = cluster.instances("spread");
+            list.len() == 3
+                && list
+                    .iter()
+                    .all(|i| i["state"] == "ready" && i["node"] != "h2")
+        },
+    );
+    let recovered = killed.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let (sent, failed, window) = load.finish();
+    println!(
+        "node loss: instances ready elsewhere {recovered:?} after the kill (node timeout {NODE_TIMEOUT}); \
+         gateway: {failed} of {sent} requests failed, over {window:?}"
+    );
+    assert!(recovered < Duration::from_secs(10), "{recovered:?}");
+    let h2 = cluster
+        .nodes()
+        .into_iter()
+        .find(|n| n["name"] == "h2")
+        .unwrap();
+    assert_eq!(h2["state"], "down", "{h2:#}");
+    let events = cluster.ok(&["events", "--limit", "200"]);
+    assert!(events.contains("down: no heartbeat"), "{events}");
+
+    // Cut h3 off: it stops its instances before the pool places them on
+    // h1, so no instance ever runs twice.
+    let on_h3 = cluster
+        .instances("spread")
+        .iter()
+        .filter(|i| i["node"] == "h3")
+        .count();
+    assert!(on_h3 >= 1);
+    cluster.hosts.cut(3);
+    let cut = Instant::now();
+    let mut most = 0;
+    while cut.elapsed() < Duration::from_secs(20) {
+        most = most.max(count_processes(&marker));
+        let list = cluster.instances("spread");
+        if list.len() == 3
+            && list
+                .iter()
+                .all(|i| i["state"] == "ready" && i["node"] == "h1")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let list = cluster.instances("spread");
+    assert!(
+        list.len() == 3
+            && list
+                .iter()
+                .all(|i| i["state"] == "ready" && i["node"] == "h1"),
+        "{list:#?}\n--- h3:\n{}",
+        cluster.log(3)
+    );
+    println!(
+        "partition: all instances on h1 {:?} after the cut; at most {most} running at once",
+        cut.elapsed()
+    );
+    assert!(most <= 3, "{most} copies ran at once during the partition");
+    assert!(
+        cluster.log(3).contains("stopping every instance"),
+        "{}",
+        cluster.log(3)
+    );
+
+    // Heal: h3 comes back, runs nothing it was not given, nothing is lost.
+    cluster.hosts.heal(3);
+    wait_for("h3 to be ready again", Duration::from_secs(20), || {
+        cluster
+            .nodes()
+            .iter()
+            .any(|n| n["name"] == "h3" && n["state"] == "ready")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count_processes(&marker), 3);
+    let list = cluster.instances("spread");
+    assert_eq!(list.len(), 3, "{list:#?}");
+    assert!(get(&gateway).is_ok());
+
+    // Drain h1: its instances move to h3 (h2 is down), each ready before
+    // the old copy stops.
+    let load = Load::start(format!("{}:{gateway_port}", cluster.hosts.ip(3)));
+    cluster.ok(&["node", "drain", "h1"]);
+    wait_for("h1 to be empty", Duration::from_secs(30), || {
+        let list = cluster.instances("spread");
+        list.len() == 3
+            && list
+                .iter()
+                .all(|i| i["state"] == "ready" && i["node"] == "h3")
+    });
+    let (sent, failed, _) = load.finish();
+    println!("drain: {failed} of {sent} requests failed");
+    assert_eq!(failed, 0, "a drain must not fail requests");
+    let h1 = cluster
+        .nodes()
+        .into_iter()
+        .find(|n| n["name"] == "h1")
+        .unwrap();
+    assert_eq!(h1["state"], "draining");
+    assert_eq!(h1["instances"], 0, "{h1:#}");
+
+    cluster.ok(&["down", "spread"]);
+}

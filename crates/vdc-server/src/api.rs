@@ -473,10 +473,12 @@ async fn logs(
     let mut file = match (tokio::fs::File::open(&path).await, elsewhere) {
         (Ok(file), _) => file,
         // Logs stay on the node that runs the instance.
-        (Err(_), Some(s)) => return Err(ApiError::NotFound(format!(
+        (Err(_), Some(s)) => {
+            return Err(ApiError::NotFound(format!(
             "instance {id} runs on node {}: its logs are there (ask that node's API with --addr)",
             s.node
-        ))),
+        )))
+        }
         (Err(_), None) => return Err(ApiError::NotFound(format!("no logs for instance {id}"))),
     };
     let len = file

@@ -58,6 +58,7 @@ fn app(vdc: &Vdc, name: &str, marker: &Path) -> std::path::PathBuf {
         format!(
             r#"app = "{name}"
 [components.web]
+max = 2
 command = ["python3", "-m", "http.server", "${{PORT}}", "--bind", "127.0.0.1", "--directory", "{}"]
 resources = {{ cpu = 0.25, memory = "64MiB" }}
 inputs = {{ http = {{ protocol = "http", health = "/" }} }}
@@ -213,6 +214,12 @@ fn two_servers_on_one_bucket_elect_one_leader_and_the_other_takes_over() {
         "{}",
         b.server_log()
     );
+
+    // The new leader applies changes: scale to two.
+    b.ok(&["scale", "shop/web", "2"]);
+    b.wait_instances("shop", "two replicas under the new leader", |list| {
+        list.len() == 2 && list.iter().all(|i| i["state"] == "ready")
+    });
 
     b.ok(&["down", "shop"]);
     drop(b);

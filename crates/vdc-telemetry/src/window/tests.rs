@@ -32,16 +32,44 @@ fn keeps_the_last_n_seconds_per_series() {
 }
 
 #[test]
-fn a_second_sample_for_the_same_second_replaces_the_first_and_order_is_kept() {
+fn samples_of_the_same_second_add_up_and_order_is_kept() {
+    // Two nodes measure the same link in second 5.
     let mut w = Window::new(10);
     w.push(&traffic_msg(5, link_tags(), 1));
     w.push(&traffic_msg(3, link_tags(), 2));
     w.push(&traffic_msg(4, link_tags(), 3));
     w.push(&traffic_msg(5, link_tags(), 4));
     let rate = w.traffic_rate(SeriesKind::Link, &link_tags(), 10).unwrap();
-    assert_eq!(rate.traffic.requests, 2 + 3 + 4);
-    assert_eq!(w.latest(), vec![traffic_msg(5, link_tags(), 4)]);
+    assert_eq!(rate.traffic.requests, 1 + 2 + 3 + 4);
+    let Message::Traffic(mut both) = traffic_msg(5, link_tags(), 5) else {
+        unreachable!()
+    };
+    both.traffic.connections_opened = 2;
+    both.traffic.connections_active = 4;
+    assert_eq!(w.latest(), vec![Message::Traffic(both)]);
     assert_eq!(rate.seconds, 3, "the window saw 3..=5 only");
+}
+
+#[test]
+fn latency_histograms_of_the_same_second_merge() {
+    let mut w = Window::new(10);
+    let mut fast = Histogram::new();
+    fast.record_us(1_000);
+    let mut slow = Histogram::new();
+    slow.record_us(100_000);
+    for (h, requests) in [(&fast, 1), (&slow, 1)] {
+        let Message::Traffic(mut s) = traffic_msg(5, link_tags(), requests) else {
+            unreachable!()
+        };
+        s.latency = Some(h.summary());
+        w.push_with_histogram(&Message::Traffic(s), Some(h));
+    }
+    let Some(Message::Traffic(s)) = w.latest().into_iter().next() else {
+        panic!("no sample")
+    };
+    let latency = s.latency.unwrap();
+    assert_eq!(latency.count, 2);
+    assert!(latency.max_ms >= 99.0, "{latency:?}");
 }
 
 #[test]

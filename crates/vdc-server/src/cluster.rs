@@ -66,6 +66,32 @@ pub(crate) struct PoolView {
 }
 
 impl PoolView {
+    /// Reads the pool from the store, judging nodes at the wall clock's
+    /// now (returned too).
+    async fn read(
+        store: &vdc_store::StateStore,
+        timeout_ms: u64,
+    ) -> Result<(PoolView, u64), StoreError> {
+        let assignments = store.assignments().await?;
+        let reports = store.instances().await?;
+        let now = wall_ms();
+        let nodes = store
+            .nodes()
+            .await?
+            .into_iter()
+            .map(|(r, _)| {
+                let state = r.state(now, timeout_ms);
+                (r, state)
+            })
+            .collect();
+        let view = PoolView {
+            nodes,
+            reports,
+            assignments,
+        };
+        Ok((view, now))
+    }
+
     fn state_of(&self, node: &NodeId) -> Option<NodeState> {
         self.nodes
             .iter()
@@ -334,23 +360,7 @@ impl ControlPlane {
 
         let store = self.store();
         let apps = store.apps().await?;
-        let assignments = store.assignments().await?;
-        let reports = store.instances().await?;
-        let now = wall_ms();
-        let nodes: Vec<(NodeRecord, NodeState)> = store
-            .nodes()
-            .await?
-            .into_iter()
-            .map(|(r, _)| {
-                let state = r.state(now, cluster.timeout_ms());
-                (r, state)
-            })
-            .collect();
-        let view = PoolView {
-            nodes,
-            reports,
-            assignments,
-        };
+        let (view, now) = PoolView::read(store, cluster.timeout_ms()).await?;
         *lock(&cluster.view) = view.clone();
         self.remember_tenants(&apps);
 
@@ -472,22 +482,8 @@ impl ControlPlane {
         let store = self.store();
         let apps = store.apps().await?;
         self.remember_tenants(&apps);
-        let now = wall_ms();
-        let nodes: Vec<(NodeRecord, NodeState)> = store
-            .nodes()
-            .await?
-            .into_iter()
-            .map(|(r, _)| {
-                let state = r.state(now, cluster.timeout_ms());
-                (r, state)
-            })
-            .collect();
-        self.announce_nodes(&nodes, now);
-        let view = PoolView {
-            nodes,
-            reports: store.instances().await?,
-            assignments: store.assignments().await?,
-        };
+        let (view, now) = PoolView::read(store, cluster.timeout_ms()).await?;
+        self.announce_nodes(&view.nodes, now);
 
         // The instances as the reconciler must see them: each assigned one
         // on a ready node (as its node reports it, or pending until it

@@ -11,20 +11,13 @@ use vdc_store::{wall_ms, StoreError};
 
 use crate::api::ApiError;
 use crate::auth::Principal;
+use crate::tenants::admin_only;
 use crate::ControlPlane;
 
 pub(crate) fn router() -> Router<ControlPlane> {
     Router::new()
         .route("/v1/nodes", get(list))
         .route("/v1/nodes/{node}/drain", post(drain))
-}
-
-fn admin_only(principal: &Principal) -> Result<(), ApiError> {
-    if principal.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound("no such resource".to_owned()))
-    }
 }
 
 async fn list(

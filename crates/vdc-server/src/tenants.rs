@@ -117,7 +117,7 @@ fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("no tenant named `{name}`"))
 }
 
-fn admin_only(principal: &Principal) -> Result<(), ApiError> {
+pub(crate) fn admin_only(principal: &Principal) -> Result<(), ApiError> {
     if principal.is_admin() {
         Ok(())
     } else {

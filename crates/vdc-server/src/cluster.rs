@@ -161,8 +161,9 @@ impl ClusterNode {
         }
     }
 
-    pub(crate) fn view(&self) -> PoolView {
-        lock(&self.view).clone()
+    /// Runs `f` on the pool as last read, without copying it.
+    pub(crate) fn with_view<T>(&self, f: impl FnOnce(&PoolView) -> T) -> T {
+        f(&lock(&self.view))
     }
 
     pub(crate) fn timeout_ms(&self) -> u64 {
@@ -242,20 +243,13 @@ impl ControlPlane {
     /// Says the node is leaving (a clean stop): the pool places its
     /// instances elsewhere at once instead of after the timeout.
     pub(crate) async fn leave(&self) {
-        let id = self.agent().node().id.0.clone();
-        for _ in 0..3 {
-            let Ok(Some((mut record, rev))) = self.store().node(&id).await else {
-                return;
-            };
+        let id = &self.agent().node().id.0;
+        let left = self.store().update_node(id, |record| {
             record.heartbeat_ms = 0;
-            match self.store().put_node(&record, Some(rev)).await {
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => {
-                    tracing::warn!("cannot say this node leaves: {e}");
-                    return;
-                }
-                Ok(_) => return,
-            }
+            true
+        });
+        if let Err(e) = left.await {
+            tracing::warn!("cannot say this node leaves: {e}");
         }
     }
 

@@ -14,6 +14,7 @@ use vdc_agent::{Agent, ListenerBinding, StartInstance};
 use vdc_model::{AppRecord, InstanceId, InstanceState, InstanceStatus};
 use vdc_telemetry::EventKind;
 
+use crate::cluster::PoolView;
 use crate::telemetry::Telemetry;
 use vdc_reconciler::{Action, ListenerKind};
 use vdc_store::{InstanceRecord, StateStore, StoreError};
@@ -121,7 +122,7 @@ impl ControlPlane {
     /// every live node reports.
     pub fn instances(&self) -> Vec<InstanceStatus> {
         match self.cluster() {
-            Some(c) => c.view().instances(),
+            Some(c) => c.with_view(PoolView::instances),
             None => self.inner.agent.instances(),
         }
     }
@@ -129,7 +130,7 @@ impl ControlPlane {
     /// The nodes that take instances, and those draining.
     pub(crate) fn pool(&self) -> (Vec<vdc_model::NodeInfo>, BTreeSet<vdc_model::NodeId>) {
         match self.cluster() {
-            Some(c) => c.view().schedulable(),
+            Some(c) => c.with_view(PoolView::schedulable),
             None => (vec![self.inner.agent.node().clone()], BTreeSet::new()),
         }
     }
@@ -137,7 +138,7 @@ impl ControlPlane {
     /// What the pool's schedulable nodes offer together.
     pub(crate) fn pool_capacity(&self) -> vdc_spec::Resources {
         match self.cluster() {
-            Some(c) => c.view().capacity(),
+            Some(c) => c.with_view(PoolView::capacity),
             None => self.inner.agent.node().capacity,
         }
     }

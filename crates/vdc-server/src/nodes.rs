@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use vdc_api::{DrainRequest, NodeSummary};
 use vdc_model::NodeState;
-use vdc_store::{wall_ms, StoreError};
+use vdc_store::wall_ms;
 
 use crate::api::ApiError;
 use crate::auth::Principal;
@@ -92,24 +92,18 @@ async fn drain(
                 .to_owned(),
         ));
     }
-    let store = control.store();
-    for _ in 0..5 {
-        let Some((mut record, rev)) = store.node(&node).await? else {
-            return Err(ApiError::NotFound(format!("no node `{node}` in the pool")));
-        };
-        if record.draining == request.draining {
-            break;
-        }
-        record.draining = request.draining;
-        match store.put_node(&record, Some(rev)).await {
-            Ok(_) => {
-                control.wake();
-                break;
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    let updated = control
+        .store()
+        .update_node(&node, |record| {
+            let change = record.draining != request.draining;
+            record.draining = request.draining;
+            change
+        })
+        .await?;
+    if updated.is_none() {
+        return Err(ApiError::NotFound(format!("no node `{node}` in the pool")));
     }
+    control.wake();
     summaries(&control)
         .await?
         .into_iter()

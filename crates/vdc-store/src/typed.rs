@@ -160,6 +160,29 @@ impl StateStore {
         self.kv.cas(Bucket::Nodes, key, bytes, expected).await
     }
 
+    /// Changes a node's record with `change` (which says whether it changed
+    /// anything), retrying from a fresh read when another writer came
+    /// first. `None` when there is no such node.
+    pub async fn update_node(
+        &self,
+        name: &str,
+        mut change: impl FnMut(&mut NodeRecord) -> bool,
+    ) -> Result<Option<NodeRecord>, StoreError> {
+        loop {
+            let Some((mut record, rev)) = self.node(name).await? else {
+                return Ok(None);
+            };
+            if !change(&mut record) {
+                return Ok(Some(record));
+            }
+            match self.put_node(&record, Some(rev)).await {
+                Ok(_) => return Ok(Some(record)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub async fn delete_node(&self, name: &str) -> Result<bool, StoreError> {
         self.kv.delete(Bucket::Nodes, name).await
     }

@@ -23,7 +23,7 @@ use vdc_model::{
 };
 use vdc_reconciler::{Action, ListenerKind};
 use vdc_spec::{Bytes, MilliCpu, Resources, TerminalName};
-use vdc_store::{wall_ms, InstanceRecord, StoreError};
+use vdc_store::{wall_ms, Bucket, Changes, InstanceRecord, StoreError};
 use vdc_telemetry::EventKind;
 
 use crate::control::{lock, ControlPlane};
@@ -31,8 +31,23 @@ use crate::control::{lock, ControlPlane};
 /// How long a node may stay silent before it is down, by default.
 pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often each node reads its assignments and the pool.
-const SYNC_EVERY: Duration = Duration::from_millis(250);
+/// How often each node reads its assignments and the pool without being
+/// woken by a change: the level-triggered safety net under the watches
+/// (and what notices a node going down, which writes nothing).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a round waits after a change for the rest of a burst (a pass
+/// writes many assignments) before reading the pool.
+pub(crate) const SETTLE: Duration = Duration::from_millis(20);
+
+/// The buckets whose changes start a node's round: what to run, where the
+/// others' instances are, what to wire.
+const NODE_WATCHES: [Bucket; 4] = [
+    Bucket::Assignments,
+    Bucket::Instances,
+    Bucket::Apps,
+    Bucket::Links,
+];
 
 /// How long one round may wait on the store.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
@@ -277,12 +292,14 @@ impl ControlPlane {
         }
     }
 
-    /// Runs this node's share until shutdown: every [`SYNC_EVERY`], bring
-    /// the local agent to what is assigned to this node; meanwhile a
-    /// watchdog fences the node when its heartbeats stop getting through,
-    /// however long a round waits on the store.
+    /// Runs this node's share until shutdown: on every change to what it
+    /// follows in the store (and at least every [`SYNC_EVERY`]), bring the
+    /// local agent to what is assigned to this node; meanwhile a watchdog
+    /// fences the node when its heartbeats stop getting through, however
+    /// long a round waits on the store.
     pub(crate) async fn run_node(self) {
         let watchdog = tokio::spawn(self.clone().fence_watchdog());
+        let mut changes = Changes::new(self.store().kv().clone(), &NODE_WATCHES).await;
         loop {
             match tokio::time::timeout(SYNC_TIMEOUT, self.sync_node()).await {
                 Ok(Ok(())) => {}
@@ -291,8 +308,11 @@ impl ControlPlane {
             }
             tokio::select! {
                 _ = self.shutting_down() => break,
+                _ = changes.next() => tokio::time::sleep(SETTLE).await,
                 _ = tokio::time::sleep(SYNC_EVERY) => {}
             }
+            // The round reads everything: notices up to here are covered.
+            changes.drain();
         }
         watchdog.abort();
     }

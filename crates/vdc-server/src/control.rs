@@ -70,8 +70,10 @@ struct Inner {
 }
 
 impl ControlPlane {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         store: StateStore,
+        telemetry: Telemetry,
         agent: Agent,
         data_dir: PathBuf,
         api: SocketAddr,
@@ -83,7 +85,7 @@ impl ControlPlane {
             inner: Arc::new(Inner {
                 store,
                 agent,
-                telemetry: Telemetry::new(),
+                telemetry,
                 last_seen: Mutex::new(BTreeMap::new()),
                 tenants: Mutex::new(BTreeMap::new()),
                 data_dir,
@@ -236,6 +238,18 @@ impl ControlPlane {
     pub async fn run(self) {
         let mut changes = self.inner.agent.subscribe();
         let mut leader = self.leader();
+        // In a cluster, other servers' API calls and other nodes' reports
+        // change the store: a pass follows at once, not at the next tick.
+        let mut store_changes = match self.cluster() {
+            Some(_) => Some(
+                vdc_store::Changes::new(
+                    self.inner.store.kv().clone(),
+                    &[vdc_store::Bucket::Apps, vdc_store::Bucket::Instances],
+                )
+                .await,
+            ),
+            None => None,
+        };
         loop {
             if self.is_leader() {
                 let pass = if self.cluster().is_some() {
@@ -258,7 +272,16 @@ impl ControlPlane {
                     Err(broadcast::error::RecvError::Lagged(_)) => self.persist_all().await,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
+                () = async {
+                    match &mut store_changes {
+                        Some(c) => c.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => tokio::time::sleep(crate::cluster::SETTLE).await,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if let Some(c) = &mut store_changes {
+                c.drain();
             }
             // Take every change queued meanwhile before the next pass.
             while let Ok(status) = changes.try_recv() {

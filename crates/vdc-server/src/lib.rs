@@ -9,7 +9,6 @@
 
 mod api;
 mod auth;
-mod bridge;
 mod cluster;
 mod control;
 mod metering;
@@ -111,6 +110,8 @@ pub enum ServerError {
     Api(#[source] std::io::Error),
     #[error("cannot join the pool: {0}")]
     Join(#[from] JoinError),
+    #[error("cannot join the cluster bus: {0}")]
+    Bus(#[from] vdc_telemetry::NatsBusError),
     #[error("`vdc agent` needs a cluster to join (a NATS URL)")]
     AgentWithoutCluster,
 }
@@ -123,8 +124,6 @@ pub struct Server {
     shutdown: CancellationToken,
     /// The election this server takes part in (NATS only).
     leadership: Option<Leadership>,
-    /// The connection the cluster bus uses (NATS only).
-    nats_client: Option<async_nats::Client>,
 }
 
 impl std::fmt::Debug for Server {
@@ -235,8 +234,13 @@ impl Server {
                 source,
             }
         })?;
+        let telemetry = match &nats_client {
+            Some(client) => Telemetry::on_nats(client.clone(), &agent.node().id.0).await?,
+            None => Telemetry::new(),
+        };
         let control = ControlPlane::new(
             store,
+            telemetry,
             agent,
             data_dir.clone(),
             api_addr,
@@ -259,7 +263,6 @@ impl Server {
             api_listener,
             shutdown,
             leadership,
-            nats_client,
         })
     }
 
@@ -286,18 +289,6 @@ impl Server {
                 tokio::spawn(control.clone().run_node()),
             )
         });
-        if let Some(client) = self.nats_client.clone() {
-            let (telemetry, node, token) = (
-                control.telemetry().clone(),
-                control.agent().node().id.0.clone(),
-                self.shutdown.clone(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = bridge::connect(client, node, telemetry, token).await {
-                    tracing::error!("cannot join the cluster bus: {e}");
-                }
-            });
-        }
         let metering = tokio::spawn(metering::run(control.clone(), self.shutdown.clone()));
         let autoscaler = tokio::spawn(scale::run(control.clone(), self.shutdown.clone()));
         let collector = tokio::spawn(

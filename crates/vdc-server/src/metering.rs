@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vdc_metering::{Accumulator, Checkpoint, LedgerEntry, Reservation};
 use vdc_model::{Admission, Tenant, Usage};
-use vdc_telemetry::{Bus, Filter, Message, Topic};
+use vdc_telemetry::{Filter, Message, Topic};
 
 use crate::ControlPlane;
 

@@ -15,7 +15,7 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use vdc_api::{Topology, TopologyComponent, TopologyInstance, TopologyLink};
 use vdc_model::InstanceState;
-use vdc_telemetry::{Bus, Event, Filter, Message, SeriesKind, Subscription, Topic};
+use vdc_telemetry::{Event, Filter, Message, SeriesKind, Subscription, Topic};
 
 use crate::api::{find_app, ApiError};
 use crate::auth::Principal;

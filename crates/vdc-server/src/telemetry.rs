@@ -1,6 +1,12 @@
 //! The telemetry hub: collects what the node measured once a second, keeps
 //! recent history and cumulative counters, and publishes every sample and
 //! event on the bus for subscribers.
+//!
+//! In a cluster the bus is a [`NatsBus`]: what this node publishes reaches
+//! the other nodes' subscribers too, and what they publish comes in, both to
+//! this node's subscribers and (with histograms) into this hub's window and
+//! exposition. So any server's streams, `/metrics`, windows, metering and
+//! autoscaler see the whole pool.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,8 +15,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use vdc_agent::Agent;
 use vdc_telemetry::{
-    Bus, Event, EventKind, Exposition, Histogram, LocalBus, Message, Topic, Window,
+    Bus, Event, EventKind, Exposition, Histogram, Ingest, LocalBus, Message, NatsBus, NatsBusError,
+    Topic, Window,
 };
+
+/// The NATS subject a cluster's buses meet on.
+const SUBJECT: &str = "vdc.bus";
 
 /// Seconds of history kept for one-shot views (stats, topology).
 const WINDOW_SECONDS: usize = 60;
@@ -33,11 +43,9 @@ impl std::fmt::Debug for Telemetry {
 }
 
 struct Inner {
-    bus: LocalBus,
-    state: Mutex<State>,
-    /// In a cluster: where this node's samples and events go out to the
-    /// others.
-    outbox: std::sync::OnceLock<crate::bridge::Outbox>,
+    bus: Arc<dyn Bus>,
+    /// Shared with what takes in the other nodes' messages.
+    state: Arc<Mutex<State>>,
 }
 
 struct State {
@@ -46,27 +54,80 @@ struct State {
     events: VecDeque<Event>,
 }
 
+/// Takes the other nodes' samples and events into the hub.
+struct Remote {
+    state: Arc<Mutex<State>>,
+}
+
+impl Ingest for Remote {
+    fn ingest(&self, message: &Message, histogram: Option<&Histogram>) {
+        let mut state = lock(&self.state);
+        match message {
+            Message::Event(event) => state.keep_event(event.clone()),
+            Message::Traffic(_) | Message::Resources(_) => state.observe(message, histogram),
+            Message::Dropped { .. } => {}
+        }
+    }
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            window: Window::new(WINDOW_SECONDS),
+            exposition: Exposition::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    fn keep_event(&mut self, event: Event) {
+        if self.events.len() == EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    fn observe(&mut self, message: &Message, histogram: Option<&Histogram>) {
+        self.window.push_with_histogram(message, histogram);
+        self.exposition.observe(message, histogram);
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Telemetry {
+    /// A hub on the in-process bus.
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
-                bus: LocalBus::new(),
-                state: Mutex::new(State {
-                    window: Window::new(WINDOW_SECONDS),
-                    exposition: Exposition::new(),
-                    events: VecDeque::new(),
-                }),
-                outbox: std::sync::OnceLock::new(),
+                bus: Arc::new(LocalBus::new()),
+                state: Arc::new(Mutex::new(State::new())),
             }),
         }
     }
 
-    pub fn bus(&self) -> &LocalBus {
-        &self.inner.bus
+    /// A hub on the cluster bus, as node `node`.
+    pub async fn on_nats(client: async_nats::Client, node: &str) -> Result<Self, NatsBusError> {
+        let state = Arc::new(Mutex::new(State::new()));
+        let remote = Arc::new(Remote {
+            state: Arc::clone(&state),
+        });
+        let bus = NatsBus::connect(client, SUBJECT, node, Some(remote)).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                bus: Arc::new(bus),
+                state,
+            }),
+        })
+    }
+
+    pub fn bus(&self) -> &dyn Bus {
+        self.inner.bus.as_ref()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner.state)
     }
 
     /// Records and publishes a lifecycle event.
@@ -89,44 +150,21 @@ impl Telemetry {
             reason: reason.into(),
         };
         tracing::debug!(?event.kind, app, instance, "{}", event.reason);
-        if let Some(outbox) = self.inner.outbox.get() {
-            outbox.send(crate::bridge::Outgoing::Event(event.clone()));
-        }
-        self.ingest_event(event);
-    }
-
-    /// Keeps and publishes an event, without sending it to other nodes
-    /// (one of theirs, or one just sent).
-    pub(crate) fn ingest_event(&self, event: Event) {
-        {
-            let mut state = self.state();
-            if state.events.len() == EVENTS_KEPT {
-                state.events.pop_front();
-            }
-            state.events.push_back(event.clone());
-        }
+        self.state().keep_event(event.clone());
         self.inner.bus.publish(Topic::Events, Message::Event(event));
     }
 
-    /// Sends what this node measures and emits to the other nodes too.
-    pub(crate) fn attach(&self, outbox: crate::bridge::Outbox) {
-        let _ = self.inner.outbox.set(outbox);
-    }
-
-    /// Takes one second's samples (this node's or another's) into the
-    /// window and the exposition, and publishes them.
+    /// Takes one second of this node's samples into the window and the
+    /// exposition, and publishes them.
     pub(crate) fn ingest(&self, samples: Vec<(Message, Option<Histogram>)>) {
         {
             let mut state = self.state();
             for (message, histogram) in &samples {
-                state
-                    .window
-                    .push_with_histogram(message, histogram.as_ref());
-                state.exposition.observe(message, histogram.as_ref());
+                state.observe(message, histogram.as_ref());
             }
         }
-        for (message, _) in samples {
-            self.inner.bus.publish(Topic::Metrics, message);
+        for (message, histogram) in samples {
+            self.inner.bus.publish_sample(message, histogram.as_ref());
         }
     }
 
@@ -172,11 +210,6 @@ impl Telemetry {
                 .into_iter()
                 .map(|c| (c.message, c.histogram))
                 .collect();
-            if let Some(outbox) = self.inner.outbox.get() {
-                if !collected.is_empty() {
-                    outbox.send(crate::bridge::Outgoing::Samples(collected.clone()));
-                }
-            }
             self.ingest(collected);
         }
     }

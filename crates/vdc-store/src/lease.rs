@@ -501,6 +501,9 @@ mod tests {
             async fn list(&self, b: Bucket) -> Result<Vec<(String, crate::Entry)>, StoreError> {
                 self.inner.list(b).await
             }
+            async fn watch(&self, b: Bucket) -> Result<crate::Watch, StoreError> {
+                self.inner.watch(b).await
+            }
         }
         let flaky = Arc::new(Flaky {
             inner: MemStore::new(),

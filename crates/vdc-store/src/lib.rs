@@ -15,12 +15,14 @@ mod mem;
 mod nats;
 mod redb_store;
 mod typed;
+mod watch;
 
 pub use lease::{decide, release, wall_ms, Leadership, LeaseRecord, LeaseStep, LEADER_KEY};
 pub use mem::MemStore;
 pub use nats::NatsStore;
 pub use redb_store::RedbStore;
 pub use typed::{instance_key, InstanceRecord, StateStore};
+pub use watch::{Changes, Watch};
 
 use async_trait::async_trait;
 
@@ -137,6 +139,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, bucket: Bucket, key: &str) -> Result<bool, StoreError>;
     /// Every key of the bucket, in key order.
     async fn list(&self, bucket: Bucket) -> Result<Vec<(String, Entry)>, StoreError>;
+    /// Notices of every later write and delete in the bucket, from anyone
+    /// sharing the store.
+    async fn watch(&self, bucket: Bucket) -> Result<Watch, StoreError>;
 }
 
 #[cfg(test)]

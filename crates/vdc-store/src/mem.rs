@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::watch::{Watch, Watchers};
 use crate::{Bucket, Entry, Store, StoreError};
 
 /// Entries by bucket and key.
@@ -14,6 +15,7 @@ type Entries = BTreeMap<(Bucket, String), Entry>;
 pub struct MemStore {
     /// The last revision handed out, and the entries.
     inner: Mutex<(u64, Entries)>,
+    watchers: Watchers,
 }
 
 impl MemStore {
@@ -37,7 +39,7 @@ impl Store for MemStore {
     }
 
     async fn put(&self, bucket: Bucket, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
-        Ok(self.with(|rev, m| {
+        let written = self.with(|rev, m| {
             *rev += 1;
             m.insert(
                 (bucket, key.to_owned()),
@@ -47,7 +49,9 @@ impl Store for MemStore {
                 },
             );
             *rev
-        }))
+        });
+        self.watchers.notify(bucket, key);
+        Ok(written)
     }
 
     async fn cas(
@@ -57,7 +61,7 @@ impl Store for MemStore {
         value: Vec<u8>,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
-        self.with(|rev, m| {
+        let written = self.with(|rev, m| {
             let found = m.get(&(bucket, key.to_owned())).map(|e| e.revision);
             if found != expected {
                 return Err(StoreError::Conflict {
@@ -76,11 +80,17 @@ impl Store for MemStore {
                 },
             );
             Ok(*rev)
-        })
+        })?;
+        self.watchers.notify(bucket, key);
+        Ok(written)
     }
 
     async fn delete(&self, bucket: Bucket, key: &str) -> Result<bool, StoreError> {
-        Ok(self.with(|_, m| m.remove(&(bucket, key.to_owned())).is_some()))
+        let existed = self.with(|_, m| m.remove(&(bucket, key.to_owned())).is_some());
+        if existed {
+            self.watchers.notify(bucket, key);
+        }
+        Ok(existed)
     }
 
     async fn list(&self, bucket: Bucket) -> Result<Vec<(String, Entry)>, StoreError> {
@@ -90,5 +100,9 @@ impl Store for MemStore {
                 .map(|((_, k), e)| (k.clone(), e.clone()))
                 .collect()
         }))
+    }
+
+    async fn watch(&self, bucket: Bucket) -> Result<Watch, StoreError> {
+        Ok(self.watchers.watch(bucket))
     }
 }

@@ -22,7 +22,7 @@ use async_nats::jetstream::{
 use async_trait::async_trait;
 use futures_util::StreamExt;
 
-use crate::{Bucket, Entry, Store, StoreError};
+use crate::{Bucket, Entry, Store, StoreError, Watch};
 
 /// How long connecting to the server may take before opening fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -286,6 +286,34 @@ impl Store for NatsStore {
             .await
             .map_err(|e| Self::backend("delete", bucket, key, e))?;
         Ok(true)
+    }
+
+    /// Follows the bucket's prefix with an ordered consumer that delivers
+    /// only new writes and deletes.
+    async fn watch(&self, bucket: Bucket) -> Result<Watch, StoreError> {
+        let prefix = format!("{}.", bucket.as_str());
+        let mut changes = self
+            .kv
+            .watch(format!("{prefix}*"))
+            .await
+            .map_err(|e| Self::backend("watch", bucket, "*", e))?;
+        let (watch, tx) = Watch::channel();
+        let task = tokio::spawn(async move {
+            use futures_util::StreamExt;
+            while let Some(change) = changes.next().await {
+                let Ok(entry) = change else {
+                    // The consumer is gone (the connection ended): closing
+                    // the watch tells the caller to watch again.
+                    return;
+                };
+                let encoded = entry.key.strip_prefix(&prefix).unwrap_or(&entry.key);
+                let key = decode_key(encoded).unwrap_or_else(|| encoded.to_owned());
+                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = tx.try_send(key) {
+                    return;
+                }
+            }
+        });
+        Ok(watch.with_task(task))
     }
 
     /// The last write of every key under the bucket's prefix, read with one

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 
+use crate::watch::{Watch, Watchers};
 use crate::{Bucket, Entry, Store, StoreError};
 
 /// Each bucket is a table of key -> (revision, bytes).
@@ -23,6 +24,7 @@ fn table(bucket: Bucket) -> Table {
 #[derive(Clone)]
 pub struct RedbStore {
     db: Arc<Database>,
+    watchers: Watchers,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -56,7 +58,10 @@ impl RedbStore {
         }
         tx.open_table(META).map_err(|e| open_err(Box::new(e)))?;
         tx.commit().map_err(|e| open_err(Box::new(e)))?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            watchers: Watchers::default(),
+        })
     }
 
     /// Runs blocking redb work off the async worker threads.
@@ -144,9 +149,12 @@ impl Store for RedbStore {
     }
 
     async fn put(&self, bucket: Bucket, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {
-        let key = key.to_owned();
-        self.blocking(move |db| Ok(write(db, bucket, &key, Some(&value), None)?.0))
-            .await
+        let owned = key.to_owned();
+        let written = self
+            .blocking(move |db| Ok(write(db, bucket, &owned, Some(&value), None)?.0))
+            .await?;
+        self.watchers.notify(bucket, key);
+        Ok(written)
     }
 
     async fn cas(
@@ -156,15 +164,23 @@ impl Store for RedbStore {
         value: Vec<u8>,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let key = key.to_owned();
-        self.blocking(move |db| Ok(write(db, bucket, &key, Some(&value), Some(expected))?.0))
-            .await
+        let owned = key.to_owned();
+        let written = self
+            .blocking(move |db| Ok(write(db, bucket, &owned, Some(&value), Some(expected))?.0))
+            .await?;
+        self.watchers.notify(bucket, key);
+        Ok(written)
     }
 
     async fn delete(&self, bucket: Bucket, key: &str) -> Result<bool, StoreError> {
-        let key = key.to_owned();
-        self.blocking(move |db| Ok(write(db, bucket, &key, None, None)?.1))
-            .await
+        let owned = key.to_owned();
+        let existed = self
+            .blocking(move |db| Ok(write(db, bucket, &owned, None, None)?.1))
+            .await?;
+        if existed {
+            self.watchers.notify(bucket, key);
+        }
+        Ok(existed)
     }
 
     async fn list(&self, bucket: Bucket) -> Result<Vec<(String, Entry)>, StoreError> {
@@ -187,5 +203,9 @@ impl Store for RedbStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn watch(&self, bucket: Bucket) -> Result<Watch, StoreError> {
+        Ok(self.watchers.watch(bucket))
     }
 }

@@ -54,6 +54,50 @@ async fn suite(store: Arc<dyn Store>) {
     assert!(!store.delete(Bucket::Apps, "blog").await.unwrap());
     assert_eq!(store.list(Bucket::Apps).await.unwrap().len(), 1);
     assert_eq!(store.list(Bucket::Instances).await.unwrap().len(), 0);
+
+    watch_contract(store.as_ref()).await;
+}
+
+/// The next notice of a watch, failing after 5 s.
+async fn notice(watch: &mut Watch) -> String {
+    tokio::time::timeout(std::time::Duration::from_secs(5), watch.changed())
+        .await
+        .expect("no notice within 5 s")
+        .expect("the watch ended")
+}
+
+/// A watcher hears of every write and delete in its bucket, and of nothing
+/// else: not other buckets, not refused writes, not deletes of nothing.
+async fn watch_contract(store: &dyn Store) {
+    let mut watch = store.watch(Bucket::Tenants).await.unwrap();
+    store
+        .put(Bucket::Links, "acme", b"x".to_vec())
+        .await
+        .unwrap();
+    let r = store
+        .put(Bucket::Tenants, "acme", b"1".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(notice(&mut watch).await, "acme");
+    let refused = store
+        .cas(Bucket::Tenants, "acme", b"2".to_vec(), Some(r + 1000))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict { .. })));
+    store
+        .cas(Bucket::Tenants, "acme", b"2".to_vec(), Some(r))
+        .await
+        .unwrap();
+    assert_eq!(notice(&mut watch).await, "acme");
+    assert!(!store.delete(Bucket::Tenants, "nobody").await.unwrap());
+    assert!(store.delete(Bucket::Tenants, "acme").await.unwrap());
+    assert_eq!(notice(&mut watch).await, "acme");
+    // Keys NATS cannot spell come back as written.
+    store
+        .put(Bucket::Tenants, "a b/c.d", b"1".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(notice(&mut watch).await, "a b/c.d");
+    assert_eq!(watch.drain(), 0, "nothing else was written");
 }
 
 #[tokio::test]
@@ -97,74 +141,7 @@ async fn a_second_process_cannot_open_the_same_file() {
     assert!(err.contains("cannot open the state store"), "{err}");
 }
 
-/// A `nats-server` with JetStream on a free loopback port, storing under a
-/// directory; killed when dropped.
-struct NatsServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl NatsServer {
-    fn binary() -> std::path::PathBuf {
-        let on_path = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .unwrap_or_default();
-        on_path
-            .into_iter()
-            .chain(["/usr/sbin".into(), "/usr/bin".into()])
-            .map(|d| d.join("nats-server"))
-            .find(|p| p.is_file())
-            .unwrap_or_else(|| {
-                panic!(
-                    "nats-server is not installed: the NatsStore tests need a real server \
-                     (apt-get install nats-server)"
-                )
-            })
-    }
-
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    fn start(store_dir: &std::path::Path) -> Self {
-        Self::start_on(store_dir, Self::free_port())
-    }
-
-    fn start_on(store_dir: &std::path::Path, port: u16) -> Self {
-        let child = std::process::Command::new(Self::binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("cannot start nats-server");
-        let server = NatsServer { child, port };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nats-server did not listen on port {port} within 10 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use vdc_testkit::NatsServer;
 
 #[tokio::test]
 async fn nats_store_keeps_the_contract() {
@@ -283,7 +260,7 @@ async fn nats_deleted_key_can_be_created_again() {
 async fn nats_store_survives_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = NatsServer::start(dir.path());
-    let port = server.port;
+    let port = server.port();
     let rev = {
         let store = NatsStore::connect(&server.url(), "vdc-test").await.unwrap();
         store
@@ -303,7 +280,7 @@ async fn nats_store_survives_a_server_restart() {
 
 #[tokio::test]
 async fn nats_connect_to_nothing_fails_quickly() {
-    let port = NatsServer::free_port();
+    let port = vdc_testkit::free_port();
     let url = format!("nats://127.0.0.1:{port}");
     let started = std::time::Instant::now();
     let err = NatsStore::connect(&url, "vdc-test").await.unwrap_err();
@@ -350,4 +327,24 @@ async fn nats_list_sees_every_live_key_of_its_bucket_only() {
     }
     assert_eq!(store.list(Bucket::Instances).await.unwrap().len(), 300);
     assert!(store.list(Bucket::Apps).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn changes_wake_on_any_watched_bucket_and_not_on_others() {
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let mut changes = Changes::new(store.clone(), &[Bucket::Apps, Bucket::Assignments]).await;
+    store.put(Bucket::Nodes, "n1", vec![]).await.unwrap();
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), changes.next()).await;
+    assert!(quiet.is_err(), "a write to an unwatched bucket woke it");
+    store
+        .put(Bucket::Assignments, "shop/web/0", vec![])
+        .await
+        .unwrap();
+    store.put(Bucket::Apps, "shop", vec![]).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), changes.next())
+        .await
+        .unwrap();
+    changes.drain();
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), changes.next()).await;
+    assert!(quiet.is_err(), "drained notices woke it again");
 }

@@ -11,14 +11,21 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::hist::Histogram;
 use crate::model::{Message, SeriesKind, Tags};
+
+mod nats;
+
+pub use nats::{Ingest, NatsBus, NatsBusError};
 
 // === types ===
 
 /// A stream on the bus.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Topic {
     /// Traffic and resource samples, once a second per series.
     Metrics,
@@ -42,16 +49,29 @@ pub struct Filter {
 
 /// Publish/subscribe between the collector and whoever listens (API
 /// streams, the autoscaler, metering). [`LocalBus`] is the in-process
-/// implementation; a cluster one delivers into [`Subscription`]s the same
-/// way, through [`Subscription::channel`].
+/// implementation; [`NatsBus`] joins the buses of a cluster's nodes on a
+/// NATS subject. Both deliver into [`Subscription`]s, through
+/// [`Subscription::channel`].
 pub trait Bus: Send + Sync + 'static {
     /// Never blocks and never waits for subscribers: a subscriber whose
     /// buffer is full loses the message, and its next delivery is preceded
     /// by `Message::Dropped { count }`.
     fn publish(&self, topic: Topic, message: Message);
 
+    /// Publishes one second's sample with the histogram it was summarised
+    /// from. Subscribers get the message alone; a bus that carries it to
+    /// other nodes carries the histogram too, so their windows and
+    /// exposition merge latencies exactly.
+    fn publish_sample(&self, message: Message, histogram: Option<&Histogram>) {
+        let _ = histogram;
+        self.publish(Topic::of(&message), message);
+    }
+
     /// A new subscriber buffering up to `capacity` messages (at least one).
     fn subscribe(&self, topic: Topic, filter: Filter, capacity: usize) -> Subscription;
+
+    /// Live subscribers in this process, all topics together.
+    fn subscribers(&self) -> usize;
 }
 
 /// The receiving end of one subscriber. Dropping it unsubscribes.
@@ -303,13 +323,6 @@ impl LocalBus {
         LocalBus::default()
     }
 
-    /// Live subscribers, all topics together.
-    pub fn subscribers(&self) -> usize {
-        let mut subscribers = self.lock();
-        subscribers.retain(|s| !s.delivery.is_closed());
-        subscribers.len()
-    }
-
     fn lock(&self) -> MutexGuard<'_, Vec<Subscriber>> {
         self.subscribers
             .lock()
@@ -333,6 +346,12 @@ impl Bus for LocalBus {
             }
             last.delivery.deliver(message);
         }
+    }
+
+    fn subscribers(&self) -> usize {
+        let mut subscribers = self.lock();
+        subscribers.retain(|s| !s.delivery.is_closed());
+        subscribers.len()
     }
 
     fn subscribe(&self, topic: Topic, filter: Filter, capacity: usize) -> Subscription {

@@ -1,5 +1,6 @@
 //! Telemetry: what vdc measures about traffic and instances, and the
-//! machinery that carries it to subscribers, with no sockets.
+//! machinery that carries it to subscribers: in process, or between a
+//! cluster's nodes on NATS.
 //!
 //! The data plane records every request and connection into a
 //! [`LatencyHistogram`] (and atomic counters of its own) on the hot path. A
@@ -45,7 +46,8 @@
 //! Code map:
 //! - `hist`: the lock-free histogram, its owned snapshot, latency summaries;
 //! - `model`: tags, samples, events, messages: the wire format of streams;
-//! - `bus`: the `Bus` trait, `LocalBus`, bounded subscriptions and filters;
+//! - `bus`: the `Bus` trait, `LocalBus`, `NatsBus` (the cluster's, on NATS
+//!   subjects), bounded subscriptions and filters;
 //! - `window`: recent history and rates over the last seconds;
 //! - `prom`: the Prometheus text exposition.
 //!
@@ -63,7 +65,9 @@ mod prom;
 mod testutil;
 mod window;
 
-pub use bus::{Bus, Delivery, Filter, LocalBus, Subscription, Topic};
+pub use bus::{
+    Bus, Delivery, Filter, Ingest, LocalBus, NatsBus, NatsBusError, Subscription, Topic,
+};
 pub use hist::{Histogram, HistogramError, Latency, LatencyHistogram, BUCKETS, MAX_TRACKABLE_US};
 pub use model::{
     Event, EventKind, Message, ResourceSample, SeriesKind, Tags, Traffic, TrafficSample,

@@ -86,7 +86,7 @@ async fn lead(control: &ControlPlane, shutdown: &CancellationToken) -> bool {
                 Some(Message::Dropped { count }) => {
                     tracing::warn!(count, "metering fell behind the telemetry stream and lost samples");
                 }
-                Some(Message::Event(_)) => {}
+                Some(Message::Event(_) | Message::Load(_)) => {}
                 None => break,
             },
             _ = tick.tick() => {

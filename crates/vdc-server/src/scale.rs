@@ -17,7 +17,9 @@ use vdc_autoscaler::{Direction, Room, Second, Signals};
 use vdc_model::{AppRecord, InstanceId, InstanceStatus, Scale, Tenant, Usage};
 use vdc_spec::{ComponentSpec, Resources};
 use vdc_store::StoreError;
-use vdc_telemetry::EventKind;
+use vdc_telemetry::{
+    EventKind, Filter, LoadSample, Message, SeriesKind, Subscription, Tags, Topic,
+};
 
 use crate::api::{find_app, ApiError};
 use crate::auth::{InstanceCaller, Principal};
@@ -28,6 +30,17 @@ const LOAD_FRESH: Duration = Duration::from_secs(10);
 /// How long an instance's request for replicas keeps the autoscaler from
 /// going below it.
 const REQUEST_FRESH: Duration = Duration::from_secs(60);
+/// How a count set by an instance is recorded: "instance shop/web/1".
+const BY_INSTANCE: &str = "instance ";
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Messages the autoscaler's subscription buffers between passes: resource
+/// samples of every instance pass its filter too.
+const LOAD_BUFFER: usize = 1 << 16;
+
 /// Attempts at a compare-and-set write before giving up.
 const WRITE_ATTEMPTS: usize = 5;
 
@@ -45,7 +58,6 @@ struct ScalingState {
     autoscaler: BTreeMap<ComponentKey, vdc_autoscaler::State>,
     last: BTreeMap<ComponentKey, ScaleDecision>,
     loads: BTreeMap<InstanceId, (f64, Instant)>,
-    requested: BTreeMap<ComponentKey, (u32, Instant)>,
 }
 
 impl Scaling {
@@ -58,16 +70,47 @@ impl Scaling {
         let mut s = self.lock();
         s.autoscaler.retain(|(a, _), _| a != app);
         s.last.retain(|(a, _), _| a != app);
-        s.requested.retain(|(a, _), _| a != app);
         s.loads.retain(|id, _| id.app.as_str() != app);
     }
 
-    /// The component's own signals that are still fresh.
-    fn signals(&self, app: &str, component: &str, current: u32) -> Signals {
+    /// Keeps the load reports received since the last call.
+    fn take_loads(&self, loads: &mut Subscription) {
+        let mut s = self.lock();
+        while let Some(message) = loads.try_recv() {
+            match message {
+                Message::Load(report) => {
+                    let Some(id) = report
+                        .tags
+                        .instance
+                        .as_deref()
+                        .and_then(|i| i.parse::<InstanceId>().ok())
+                    else {
+                        continue;
+                    };
+                    s.loads.insert(id, (report.utilization, Instant::now()));
+                }
+                Message::Dropped { count } => {
+                    tracing::warn!("the autoscaler missed {count} messages with load reports");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The component's own signals that are still fresh: the loads its
+    /// instances reported, and the count one of them asked for (kept in
+    /// the app record, so whichever server took the request, the leader
+    /// knows).
+    fn signals(
+        &self,
+        app: &str,
+        component: &str,
+        current: u32,
+        scale: Option<&Scale>,
+        now_ms: u64,
+    ) -> Signals {
         let mut s = self.lock();
         s.loads.retain(|_, (_, at)| at.elapsed() < LOAD_FRESH);
-        s.requested
-            .retain(|_, (_, at)| at.elapsed() < REQUEST_FRESH);
         let reports: Vec<f64> = s
             .loads
             .iter()
@@ -78,10 +121,12 @@ impl Scaling {
             .collect();
         Signals {
             utilization: (!reports.is_empty()).then(|| reports.iter().sum()),
-            requested: s
-                .requested
-                .get(&(app.to_owned(), component.to_owned()))
-                .map(|(n, _)| *n),
+            requested: scale
+                .filter(|s| {
+                    s.by.starts_with(BY_INSTANCE)
+                        && now_ms.saturating_sub(s.at_ms) < millis(REQUEST_FRESH)
+                })
+                .map(|s| s.replicas),
         }
     }
 
@@ -110,7 +155,7 @@ impl std::fmt::Display for SetBy {
         match self {
             SetBy::Hand => f.write_str("vdc scale"),
             SetBy::Autoscaler => f.write_str("autoscaler"),
-            SetBy::Instance(id) => write!(f, "instance {id}"),
+            SetBy::Instance(id) => write!(f, "{BY_INSTANCE}{id}"),
         }
     }
 }
@@ -277,6 +322,13 @@ fn component_of<'a>(record: &'a AppRecord, component: &str) -> Result<&'a Compon
 /// Decides every autoscaled component once a second, just after the
 /// second's telemetry is collected.
 pub(crate) async fn run(control: ControlPlane, shutdown: CancellationToken) {
+    // Load reports arrive on the bus from every node's API, whichever
+    // server leads; every server keeps them, for when it leads.
+    let mut loads = control.telemetry().bus().subscribe(
+        Topic::Metrics,
+        Filter::all().with_kinds([SeriesKind::Instance]),
+        LOAD_BUFFER,
+    );
     loop {
         // After the collector has taken the second.
         let wait = crate::telemetry::until_next_second(
@@ -286,6 +338,7 @@ pub(crate) async fn run(control: ControlPlane, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+        control.scaling().take_loads(&mut loads);
         // Only the leader scales; a follower's memory of the past is kept
         // for when it leads.
         if !control.is_leader() {
@@ -348,7 +401,13 @@ async fn pass(control: &ControlPlane) -> Result<(), StoreError> {
                 tenants.get(app.spec.tenant.as_str()),
                 capacity,
             );
-            let signals = control.scaling().signals(&key.0, &key.1, current);
+            let signals = control.scaling().signals(
+                &key.0,
+                &key.1,
+                current,
+                app.scale.get(&component.name),
+                crate::telemetry::now_ms(),
+            );
             let decision = {
                 let mut scaling = control.scaling().lock();
                 let state = scaling.autoscaler.entry(key.clone()).or_default();
@@ -707,11 +766,21 @@ async fn report_load(
             "utilization {utilization} is out of range: expected 0 to 1000 (1.0 is at capacity)"
         )));
     }
-    control
-        .scaling()
-        .lock()
-        .loads
-        .insert(caller.id.clone(), (utilization, Instant::now()));
+    // On the bus, so the leading server's autoscaler has it wherever this
+    // instance runs, and subscribers see it.
+    control.telemetry().bus().publish(
+        Topic::Metrics,
+        Message::Load(LoadSample {
+            ts_ms: crate::telemetry::now_ms(),
+            tags: Tags::new(
+                caller.tenant.clone(),
+                caller.id.app.to_string(),
+                caller.id.component.to_string(),
+            )
+            .with_instance(caller.id.to_string()),
+            utilization,
+        }),
+    );
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -732,11 +801,6 @@ async fn ask_replicas(
         &|_| true,
     )
     .await?;
-    control
-        .scaling()
-        .lock()
-        .requested
-        .insert((app, component), (request.replicas, Instant::now()));
     let (record, spec) = own(&control, &caller).await?;
     Ok(Json(view(&control, &record, &spec).await?))
 }

@@ -126,12 +126,14 @@ async fn stream(
         .into_response())
 }
 
-/// `event: traffic|resources|event|dropped`, `data: <the message as JSON>`.
+/// `event: traffic|resources|load|event|dropped`, `data: <the message as
+/// JSON>`.
 fn sse_event(message: &Message) -> SseEvent {
     let name = match message {
         Message::Traffic(_) => "traffic",
         Message::Resources(_) => "resources",
         Message::Event(_) => "event",
+        Message::Load(_) => "load",
         Message::Dropped { .. } => "dropped",
     };
     let data = serde_json::to_string(message).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));

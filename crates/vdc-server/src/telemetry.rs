@@ -65,7 +65,7 @@ impl Ingest for Remote {
         match message {
             Message::Event(event) => state.keep_event(event.clone()),
             Message::Traffic(_) | Message::Resources(_) => state.observe(message, histogram),
-            Message::Dropped { .. } => {}
+            Message::Load(_) | Message::Dropped { .. } => {}
         }
     }
 }

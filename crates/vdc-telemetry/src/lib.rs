@@ -70,7 +70,7 @@ pub use bus::{
 };
 pub use hist::{Histogram, HistogramError, Latency, LatencyHistogram, BUCKETS, MAX_TRACKABLE_US};
 pub use model::{
-    Event, EventKind, Message, ResourceSample, SeriesKind, Tags, Traffic, TrafficSample,
+    Event, EventKind, LoadSample, Message, ResourceSample, SeriesKind, Tags, Traffic, TrafficSample,
 };
 pub use prom::{escape_label, Exposition, LATENCY_BOUNDS_US};
 pub use window::{Rate, ResourceUsage, SeriesRate, TargetSecond, Window};

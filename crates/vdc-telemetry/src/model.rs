@@ -124,6 +124,19 @@ pub struct ResourceSample {
     pub pids: u64,
 }
 
+/// What an instance reported of its own load through the platform API
+/// (`POST /v1/self/load`). The autoscaler of the leading server takes it
+/// as a signal, wherever the instance runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadSample {
+    /// Unix time in milliseconds.
+    pub ts_ms: u64,
+    /// `instance` is the reporting instance.
+    pub tags: Tags,
+    /// 1.0 is at capacity.
+    pub utilization: f64,
+}
+
 /// Something that happened to an app or instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -178,6 +191,7 @@ pub enum Message {
     Traffic(TrafficSample),
     Resources(ResourceSample),
     Event(Event),
+    Load(LoadSample),
     /// This many messages for the subscriber were lost here because its
     /// buffer was full.
     Dropped {
@@ -324,6 +338,7 @@ impl Message {
         match self {
             Message::Traffic(s) => Some(&s.tags),
             Message::Resources(s) => Some(&s.tags),
+            Message::Load(r) => Some(&r.tags),
             Message::Event(_) | Message::Dropped { .. } => None,
         }
     }
@@ -355,12 +370,13 @@ impl Message {
         }
     }
 
-    /// The kind of series a sample belongs to (resources are `Instance`);
+    /// The kind of series a sample belongs to (resources and load reports
+    /// are `Instance`);
     /// `None` for events and drop notices.
     pub fn series_kind(&self) -> Option<SeriesKind> {
         match self {
             Message::Traffic(s) => Some(s.kind),
-            Message::Resources(_) => Some(SeriesKind::Instance),
+            Message::Resources(_) | Message::Load(_) => Some(SeriesKind::Instance),
             Message::Event(_) | Message::Dropped { .. } => None,
         }
     }

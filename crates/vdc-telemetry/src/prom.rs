@@ -108,12 +108,12 @@ impl Exposition {
     /// the latest value, resource totals feed counters that survive
     /// restarts. `hist` is the histogram behind a traffic sample's
     /// `latency`; without it the duration histogram is not updated.
-    /// Events and drop notices are ignored.
+    /// Events, load reports and drop notices are ignored.
     pub fn observe(&mut self, m: &Message, hist: Option<&Histogram>) {
         match m {
             Message::Traffic(s) => self.observe_traffic(s, hist),
             Message::Resources(s) => self.observe_resources(s),
-            Message::Event(_) | Message::Dropped { .. } => {}
+            Message::Event(_) | Message::Load(_) | Message::Dropped { .. } => {}
         }
     }
 

@@ -186,7 +186,7 @@ impl Window {
         let ts = match m {
             Message::Traffic(s) => s.ts,
             Message::Resources(s) => s.ts,
-            Message::Event(_) | Message::Dropped { .. } => return,
+            Message::Event(_) | Message::Load(_) | Message::Dropped { .. } => return,
         };
         if self
             .newest
@@ -212,7 +212,7 @@ impl Window {
                 let series = self.resources.entry(s.tags.clone()).or_default();
                 insert_by_ts(series, s.clone(), |s| s.ts);
             }
-            Message::Event(_) | Message::Dropped { .. } => {}
+            Message::Event(_) | Message::Load(_) | Message::Dropped { .. } => {}
         }
         self.since = Some(self.since.map_or(ts, |since| since.min(ts)));
         if self.newest.is_none_or(|newest| ts > newest) {

@@ -247,3 +247,90 @@ fn a_leader_stopped_cleanly_hands_the_lease_over_at_once() {
     assert!(handover < Duration::from_secs(10), "{handover:?}");
     assert_eq!(health(&b)["term"], 2);
 }
+
+/// An instance calls its own node's platform API; its load report reaches
+/// the leading server's bus (and so its autoscaler) from any node.
+#[test]
+fn load_reports_from_every_node_reach_the_leader() {
+    let nats_dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(nats_dir.path());
+    let (a, b) = two_servers(&nats, "5s");
+    let spec = a.dir.path().join("reporters.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"app = "reporters"
+[components.worker]
+replicas = 2
+command = ["python3", "{}/report.py"]
+resources = {{ cpu = 0.1, memory = "32MiB" }}
+"#,
+            programs()
+        ),
+    )
+    .unwrap();
+    a.ok(&["up", "-d", spec.to_str().unwrap()]);
+    a.wait_instances("reporters", "one worker on each node", |list| {
+        let mut nodes: Vec<_> = list
+            .iter()
+            .filter(|i| i["state"] == "ready")
+            .map(|i| i["node"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        nodes.sort();
+        nodes == ["a", "b"]
+    });
+    let on_b = a
+        .instances("reporters")
+        .into_iter()
+        .find(|i| i["node"] == "b")
+        .map(|i| instance_name(&i))
+        .unwrap();
+
+    // The leader's stream of instance series carries both workers' reports.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reports: std::collections::BTreeMap<String, f64> = rt.block_on(async {
+        use futures_util::StreamExt;
+        let response = a
+            .api_get("/v1/streams/metrics?app=reporters&kind=instance")
+            .await;
+        assert!(response.status().is_success());
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        let mut reports = std::collections::BTreeMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while reports.len() < 2 {
+            let chunk = tokio::time::timeout_at(deadline, body.next())
+                .await
+                .expect("no load reports from both nodes within 15 s")
+                .unwrap()
+                .unwrap();
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                if !block.contains("event: load") {
+                    continue;
+                }
+                let data = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .unwrap();
+                let message: serde_json::Value = serde_json::from_str(data).unwrap();
+                reports.insert(
+                    message["tags"]["instance"].as_str().unwrap().to_owned(),
+                    message["utilization"].as_f64().unwrap(),
+                );
+            }
+        }
+        reports
+    });
+    assert_eq!(
+        reports.values().copied().collect::<Vec<_>>(),
+        [0.25, 0.75],
+        "{reports:?}"
+    );
+    assert!(reports.contains_key(&on_b), "{on_b} not in {reports:?}");
+    drop(b);
+}

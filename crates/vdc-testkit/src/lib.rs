@@ -14,34 +14,67 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct NatsServer {
     child: Child,
+    ip: String,
     port: u16,
 }
 
 impl NatsServer {
-    /// Starts one on a free port and waits until it listens.
+    /// Starts one on a free port and waits until it listens. A port taken
+    /// by another test between choosing and binding it makes nats-server
+    /// exit: then it tries another.
     pub fn start(store_dir: &Path) -> Self {
-        Self::start_on(store_dir, free_port())
+        Self::start_at(store_dir, "127.0.0.1")
+    }
+
+    /// The same, listening on `ip` (a bridge's address).
+    pub fn start_at(store_dir: &Path, ip: &str) -> Self {
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start(store_dir, ip, free_port()) {
+                return server;
+            }
+        }
+        panic!("nats-server did not start on any of 5 free ports");
     }
 
     /// Starts one on `port` (to restart a server where clients expect it).
     pub fn start_on(store_dir: &Path, port: u16) -> Self {
+        Self::try_start(store_dir, "127.0.0.1", port)
+            .unwrap_or_else(|| panic!("nats-server could not listen on port {port}"))
+    }
+
+    /// `None` if it exited before listening (the port was taken).
+    fn try_start(store_dir: &Path, ip: &str, port: u16) -> Option<Self> {
         let child = Command::new(binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .args(["-js", "-a", ip, "-p", &port.to_string(), "-sd"])
             .arg(store_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot start nats-server");
-        let server = NatsServer { child, port };
+        let mut server = NatsServer {
+            child,
+            ip: ip.to_owned(),
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None;
+            }
+            if TcpStream::connect((ip, port)).is_ok() {
+                // Whoever answered, it must be this child: check it lives.
+                std::thread::sleep(Duration::from_millis(20));
+                return match server.child.try_wait() {
+                    Ok(None) => Some(server),
+                    _ => None,
+                };
+            }
             assert!(
                 Instant::now() < deadline,
-                "nats-server did not listen on port {port} within 10 s"
+                "nats-server did not listen on {ip}:{port} within 10 s"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     pub fn port(&self) -> u16 {
@@ -49,14 +82,19 @@ impl NatsServer {
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.ip, self.port)
+    }
+
+    /// Kills it (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

@@ -1,8 +1,9 @@
 //! A cluster on one machine: three "hosts", each a network namespace on a
-//! bridge created here, one running `vdc server` and two `vdc agent --join`,
-//! with a NATS server on the bridge. An app spread over the three serves
-//! through one gateway; a host that dies or is cut off loses its instances
-//! to the others, and never runs them at the same time as they do.
+//! bridge created here, running `vdc server` or `vdc agent --join`, with a
+//! NATS server on the bridge. An app spread over the three serves through
+//! one gateway; a host that dies or is cut off loses its instances to the
+//! others, and never runs them at the same time as they do; when the
+//! leading server's host dies, the server on another host takes over.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
+use vdc_testkit::NatsServer;
 
-/// How long a node may be silent in these tests.
+/// How long a node may be silent in the partition test (the leader test
+/// keeps the default, 5 s).
 const NODE_TIMEOUT: &str = "3s";
 
 fn sh(args: &[&str]) {
@@ -180,38 +183,25 @@ impl Drop for Proc {
 struct Cluster {
     hosts: Hosts,
     dir: tempfile::TempDir,
-    nats: Child,
+    nats: NatsServer,
     procs: Vec<Option<Proc>>,
+    /// The API the CLI talks to.
     api: String,
+    node_timeout: &'static str,
 }
 
 impl Cluster {
+    /// A server on h1, agents on h2 and h3.
     fn start() -> Cluster {
-        require("nats-server");
+        Cluster::start_with(1, NODE_TIMEOUT)
+    }
+
+    /// Servers on the first `servers` hosts, agents on the others.
+    fn start_with(servers: usize, node_timeout: &'static str) -> Cluster {
         let hosts = Hosts::new(3);
         let dir = tempfile::tempdir().unwrap();
-        let nats_port = free_port();
-        let nats = Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                &hosts.gateway_ip(),
-                "-p",
-                &nats_port.to_string(),
-            ])
-            .arg("-sd")
-            .arg(dir.path().join("nats"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let nats_addr: SocketAddr = format!("{}:{nats_port}", hosts.gateway_ip())
-            .parse()
-            .unwrap();
-        wait_for("nats-server to listen", Duration::from_secs(10), || {
-            TcpStream::connect_timeout(&nats_addr, Duration::from_millis(200)).is_ok()
-        });
-        let url = format!("nats://{nats_addr}");
+        let nats = NatsServer::start_at(&dir.path().join("nats"), &hosts.gateway_ip());
+        let url = nats.url();
         let api = format!("{}:7470", hosts.ip(1));
         let mut cluster = Cluster {
             hosts,
@@ -219,6 +209,7 @@ impl Cluster {
             nats,
             procs: Vec::new(),
             api,
+            node_timeout,
         };
         let server = cluster.spawn(
             1,
@@ -227,7 +218,7 @@ impl Cluster {
                 "--nats",
                 &url,
                 "--api",
-                &cluster.api.clone(),
+                &cluster.api_of(1),
                 "--leader-ttl",
                 "2s",
             ],
@@ -237,8 +228,30 @@ impl Cluster {
             cluster.data(1).join("admin.token").exists() && cluster.cli(&["apps"]).0
         });
         for i in 2..=3 {
-            let agent = cluster.spawn(i, &["agent", "--join", &url]);
-            cluster.procs.push(Some(agent));
+            let proc = if i <= servers {
+                // The admin token lives in NATS; the harness reads the file.
+                std::fs::create_dir_all(cluster.data(i)).unwrap();
+                std::fs::copy(
+                    cluster.data(1).join("admin.token"),
+                    cluster.data(i).join("admin.token"),
+                )
+                .unwrap();
+                cluster.spawn(
+                    i,
+                    &[
+                        "server",
+                        "--nats",
+                        &url,
+                        "--api",
+                        &cluster.api_of(i),
+                        "--leader-ttl",
+                        "2s",
+                    ],
+                )
+            } else {
+                cluster.spawn(i, &["agent", "--join", &url])
+            };
+            cluster.procs.push(Some(proc));
         }
         wait_for("three ready nodes", Duration::from_secs(20), || {
             cluster
@@ -255,6 +268,32 @@ impl Cluster {
         self.dir.path().join(format!("h{i}"))
     }
 
+    fn api_of(&self, i: usize) -> String {
+        format!("{}:7470", self.hosts.ip(i))
+    }
+
+    /// `GET /v1/health` of host `i`'s server.
+    fn health(&self, i: usize) -> Value {
+        let addr: SocketAddr = self.api_of(i).parse().unwrap();
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+            return Value::Null;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let token = std::fs::read_to_string(self.data(1).join("admin.token")).unwrap_or_default();
+        let request = format!(
+            "GET /v1/health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            token.trim()
+        );
+        let mut response = String::new();
+        if stream.write_all(request.as_bytes()).is_err()
+            || stream.read_to_string(&mut response).is_err()
+        {
+            return Value::Null;
+        }
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or(Value::Null)
+    }
+
     fn spawn(&self, i: usize, args: &[&str]) -> Proc {
         let data = self.data(i);
         let name = format!("h{i}");
@@ -266,7 +305,7 @@ impl Cluster {
             "--node-name",
             &name,
             "--node-timeout",
-            NODE_TIMEOUT,
+            self.node_timeout,
             "--labels",
         ]);
         let labels = format!("host=h{i}");
@@ -341,8 +380,7 @@ impl Drop for Cluster {
         for p in self.procs.iter_mut().rev() {
             drop(p.take());
         }
-        let _ = self.nats.kill();
-        let _ = self.nats.wait();
+        self.nats.kill();
     }
 }
 
@@ -629,5 +667,95 @@ fn an_app_spread_over_three_nodes_survives_losing_one_and_a_partition() {
     assert_eq!(h1["state"], "draining");
     assert_eq!(h1["instances"], 0, "{h1:#}");
 
+    cluster.ok(&["down", "spread"]);
+}
+
+/// Servers on h1 and h2, an agent on h3, the default node timeout (5 s).
+/// h1 — the leading server, with its instances — dies: h2 leads, the app
+/// keeps serving through h3's gateway, h1's instance runs elsewhere, and
+/// the app scales again under the new leader.
+#[test]
+fn the_leaders_host_dies_and_a_server_on_another_takes_over() {
+    let mut cluster = Cluster::start_with(2, "5s");
+    wait_for("h1 to lead", Duration::from_secs(10), || {
+        cluster.health(1)["leader"] == true
+    });
+    assert_eq!(cluster.health(2)["leader"], false);
+
+    let marker = format!("leader-marker-{}", std::process::id());
+    let gateway_port = free_port();
+    let file = spec(cluster.dir.path(), gateway_port, &marker);
+    cluster.ok(&["up", "-d", file.to_str().unwrap()]);
+    wait_for("three ready instances", Duration::from_secs(30), || {
+        let list = cluster.instances("spread");
+        list.len() == 3 && list.iter().all(|i| i["state"] == "ready")
+    });
+    assert!(cluster
+        .instances("spread")
+        .iter()
+        .any(|i| i["node"] == "h1"));
+
+    // Kill h1's server and its instances, with requests going through h3.
+    let gateway = format!("{}:{gateway_port}", cluster.hosts.ip(3));
+    wait_for("h3's gateway to answer", Duration::from_secs(20), || {
+        get(&gateway).is_ok()
+    });
+    let load = Load::start(gateway.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Instant::now();
+    if let Some(mut server) = cluster.procs[0].take() {
+        server.kill();
+        std::mem::forget(server);
+    }
+    for (pid, _) in processes_matching(&marker) {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if String::from_utf8_lossy(&environ).contains("VDC_NODE=h1\0") {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    cluster.api = cluster.api_of(2);
+
+    wait_for("h2 to lead", Duration::from_secs(15), || {
+        cluster.health(2)["leader"] == true
+    });
+    let leads = killed.elapsed();
+    wait_for(
+        "h1's instance to run elsewhere",
+        Duration::from_secs(20),
+        || {
+            let list = cluster.instances("spread");
+            list.len() == 3
+                && list
+                    .iter()
+                    .all(|i| i["state"] == "ready" && i["node"] != "h1")
+        },
+    );
+    let recovered = killed.elapsed();
+
+    // The new leader applies a changed spec: four web instances.
+    let four = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("replicas = 3", "replicas = 4");
+    std::fs::write(&file, four).unwrap();
+    cluster.ok(&["up", "-d", file.to_str().unwrap()]);
+    wait_for("four ready instances", Duration::from_secs(20), || {
+        let list = cluster.instances("spread");
+        list.len() == 4 && list.iter().all(|i| i["state"] == "ready")
+    });
+    let scaled = killed.elapsed() - recovered;
+    std::thread::sleep(Duration::from_secs(1));
+    let (sent, failed, window) = load.finish();
+    println!(
+        "leader loss (node timeout 5s, leader ttl 2s): h2 led after {leads:?}; \
+         h1's instance ready elsewhere after {recovered:?}; applied 4 replicas, ready in {scaled:?} more; \
+         h3's gateway: {failed} of {sent} requests failed, over {window:?}"
+    );
+    assert!(recovered < Duration::from_secs(10), "{recovered:?}");
+    let h1 = cluster
+        .nodes()
+        .into_iter()
+        .find(|n| n["name"] == "h1")
+        .unwrap();
+    assert_eq!(h1["state"], "down", "{h1:#}");
     cluster.ok(&["down", "spread"]);
 }

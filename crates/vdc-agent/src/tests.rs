@@ -85,6 +85,7 @@ fn harness() -> Harness {
                     memory: Bytes(1 << 30),
                 },
                 labels: BTreeMap::new(),
+                disk: None,
             },
             data_dir: dir.path().to_path_buf(),
             cgroup_prefix: "vdc-test".into(),

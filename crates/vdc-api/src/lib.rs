@@ -379,6 +379,12 @@ pub struct NodeSummary {
     /// What the instances assigned to it reserve.
     pub allocated_cpu_millis: u64,
     pub allocated_memory_bytes: u64,
+    /// The filesystem of its data directory (volumes, snapshots): size and
+    /// free space, as of its last heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_total_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
     /// Instances assigned to it.
     pub instances: usize,
     /// Milliseconds since its last heartbeat.

@@ -16,6 +16,18 @@ pub struct NodeInfo {
     pub address: IpAddr,
     pub capacity: Resources,
     pub labels: BTreeMap<String, String>,
+    /// The filesystem of the node's data directory, where volumes and
+    /// snapshots live, as last measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Disk>,
+}
+
+/// Size and free space of a filesystem, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    pub total_bytes: u64,
+    /// Available to unprivileged writers.
+    pub free_bytes: u64,
 }
 
 /// A node as the pool knows it: what it offers, when it last said it was

@@ -81,6 +81,7 @@ fn node(id: &str, cpu: u64) -> NodeInfo {
             memory: Bytes(16 << 30),
         },
         labels: BTreeMap::new(),
+        disk: None,
     }
 }
 

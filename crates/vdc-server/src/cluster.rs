@@ -208,6 +208,7 @@ impl ControlPlane {
         let store = self.store();
         let mut info = self.agent().node().clone();
         info.address = cluster.address;
+        info.disk = crate::node::disk(self.data_dir());
         // A previous agent of this name that died without leaving goes
         // silent within the timeout: wait that long for it before refusing.
         let give_up = Instant::now() + cluster.timeout + Duration::from_secs(1);

@@ -169,7 +169,7 @@ impl Server {
         if let Some(warning) = &driver.isolation().warning {
             tracing::warn!("{warning}");
         }
-        let mut node = node::detect(config.node_name.clone());
+        let mut node = node::detect(config.node_name.clone(), &data_dir);
         node.labels = config.labels.clone();
         let shared = config.nats.is_some();
         reap_leftovers(&store, driver.as_ref(), shared.then_some(&node.id)).await?;

@@ -5,10 +5,10 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use vdc_model::{NodeId, NodeInfo};
+use vdc_model::{Disk, NodeId, NodeInfo};
 use vdc_spec::{Bytes, MilliCpu, Resources};
 
-pub(crate) fn detect(name: Option<String>) -> NodeInfo {
+pub(crate) fn detect(name: Option<String>, data_dir: &Path) -> NodeInfo {
     let name = name
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .map(|s| s.trim().to_owned())
@@ -23,7 +23,20 @@ pub(crate) fn detect(name: Option<String>) -> NodeInfo {
             memory: Bytes(mem_total().unwrap_or(1 << 30)),
         },
         labels: BTreeMap::new(),
+        disk: disk(data_dir),
     }
+}
+
+/// Size and free space of the filesystem holding `dir`.
+pub(crate) fn disk(dir: &Path) -> Option<Disk> {
+    let stat = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| tracing::debug!("cannot measure the disk of {}: {e}", dir.display()))
+        .ok()?;
+    let block = stat.fragment_size();
+    Some(Disk {
+        total_bytes: stat.blocks().saturating_mul(block),
+        free_bytes: stat.blocks_available().saturating_mul(block),
+    })
 }
 
 /// MemTotal from /proc/meminfo, in bytes.

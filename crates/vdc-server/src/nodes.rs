@@ -34,6 +34,7 @@ pub(crate) async fn summaries(control: &ControlPlane) -> Result<Vec<NodeSummary>
     let Some(cluster) = control.cluster() else {
         // Embedded: the one node, always ready, running what its agent runs.
         let node = control.agent().node();
+        let disk = crate::node::disk(control.data_dir());
         let instances = control.agent().instances();
         let allocated = instances
             .iter()
@@ -52,6 +53,8 @@ pub(crate) async fn summaries(control: &ControlPlane) -> Result<Vec<NodeSummary>
             memory_bytes: node.capacity.memory.0,
             allocated_cpu_millis: allocated.cpu.0,
             allocated_memory_bytes: allocated.memory.0,
+            disk_total_bytes: disk.map(|d| d.total_bytes),
+            disk_free_bytes: disk.map(|d| d.free_bytes),
             instances: instances.len(),
             heartbeat_age_ms: 0,
             started_ms: 0,
@@ -70,6 +73,8 @@ pub(crate) async fn summaries(control: &ControlPlane) -> Result<Vec<NodeSummary>
             memory_bytes: record.info.capacity.memory.0,
             allocated_cpu_millis: allocated.cpu.0,
             allocated_memory_bytes: allocated.memory.0,
+            disk_total_bytes: record.info.disk.map(|d| d.total_bytes),
+            disk_free_bytes: record.info.disk.map(|d| d.free_bytes),
             instances: count,
             heartbeat_age_ms: now.saturating_sub(record.heartbeat_ms),
             started_ms: record.started_ms,

@@ -268,7 +268,7 @@ pub struct ServerOpts {
     #[arg(long)]
     pub api: Option<SocketAddr>,
     /// This node's name [default: the host name].
-    #[arg(long)]
+    #[arg(long, alias = "name")]
     pub node_name: Option<String>,
     /// With --nats: how long the leader lease holds without a renewal.
     /// Servers sharing a bucket elect one to run the control loops; the

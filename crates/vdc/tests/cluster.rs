@@ -511,6 +511,14 @@ fn an_app_spread_over_three_nodes_survives_losing_one_and_a_partition() {
         nodes.iter().all(|n| n["labels"]["host"] == n["name"]),
         "{nodes:#?}"
     );
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["disk_free_bytes"].as_u64().unwrap_or(0) > 0
+                && n["disk_total_bytes"].as_u64() >= n["disk_free_bytes"].as_u64()),
+        "{nodes:#?}"
+    );
+    assert!(cluster.ok(&["node", "list"]).contains("DISK FREE"));
 
     // Spread: one web instance per node.
     let marker = format!("spread-marker-{}", std::process::id());

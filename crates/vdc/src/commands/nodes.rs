@@ -49,13 +49,13 @@ fn print(nodes: &[NodeSummary], format: Format) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<9} {:<15} {:>9} {:>15} {:>9} {:>6}  LABELS",
-        "NODE", "STATE", "ADDRESS", "CPU", "MEMORY", "INSTANCES", "SEEN"
+        "{:<16} {:<9} {:<15} {:>9} {:>15} {:>13} {:>9} {:>6}  LABELS",
+        "NODE", "STATE", "ADDRESS", "CPU", "MEMORY", "DISK FREE", "INSTANCES", "SEEN"
     );
     for n in nodes {
         let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
-            "{:<16} {:<9} {:<15} {:>9} {:>15} {:>9} {:>6}  {}",
+            "{:<16} {:<9} {:<15} {:>9} {:>15} {:>13} {:>9} {:>6}  {}",
             n.name,
             n.state,
             n.address,
@@ -65,6 +65,10 @@ fn print(nodes: &[NodeSummary], format: Format) -> anyhow::Result<()> {
                 n.cpu_millis as f64 / 1000.0
             ),
             format!("{}/{}", gib(n.allocated_memory_bytes), gib(n.memory_bytes)),
+            match (n.disk_free_bytes, n.disk_total_bytes) {
+                (Some(free), Some(total)) => format!("{}/{}", gib(free), gib(total)),
+                _ => "-".to_owned(),
+            },
             n.instances,
             format!("{:.1}s", n.heartbeat_age_ms as f64 / 1000.0),
             if labels.is_empty() {

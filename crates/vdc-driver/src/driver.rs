@@ -29,6 +29,42 @@ pub trait Driver: Send + Sync + 'static {
     /// is still in the cgroup, then removes the cgroup. Finding nothing is not
     /// an error.
     async fn reap(&self, leftover: &Leftover) -> Result<(), DriverError>;
+
+    /// Suspends every process of a running instance so that what it keeps
+    /// on disk holds still: the cgroup freezer when the instance has a
+    /// cgroup with one, SIGSTOP to its process group otherwise. Returns once
+    /// all of them are stopped (or fails within `within`, thawing again).
+    /// Always pair with [`thaw`](Driver::thaw), whatever happens between.
+    async fn freeze(
+        &self,
+        target: &FreezeTarget,
+        within: Duration,
+    ) -> Result<FreezeMethod, DriverError>;
+
+    /// Lets a frozen instance run again.
+    async fn thaw(&self, target: &FreezeTarget, method: FreezeMethod) -> Result<(), DriverError>;
+}
+
+/// A running instance to freeze: what names it to the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreezeTarget {
+    /// For messages.
+    pub instance: String,
+    /// As in [`LaunchSpec::cgroup_name`](crate::LaunchSpec::cgroup_name).
+    pub cgroup_name: String,
+    /// The main process, also its process group.
+    pub pid: u32,
+}
+
+/// How an instance was frozen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FreezeMethod {
+    /// The cgroup freezer: nothing in the instance can run or notice.
+    CgroupFreezer,
+    /// SIGSTOP to the process group; SIGCONT thaws. Processes that left the
+    /// group keep running.
+    Sigstop,
 }
 
 /// One started instance.

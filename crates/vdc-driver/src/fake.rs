@@ -298,6 +298,23 @@ impl Driver for FakeDriver {
         }
         Ok(())
     }
+
+    /// Freezing a fake instance always succeeds, as the cgroup freezer.
+    async fn freeze(
+        &self,
+        _target: &crate::FreezeTarget,
+        _within: Duration,
+    ) -> Result<crate::FreezeMethod, DriverError> {
+        Ok(crate::FreezeMethod::CgroupFreezer)
+    }
+
+    async fn thaw(
+        &self,
+        _target: &crate::FreezeTarget,
+        _method: crate::FreezeMethod,
+    ) -> Result<(), DriverError> {
+        Ok(())
+    }
 }
 
 // === impl FakeControl ===

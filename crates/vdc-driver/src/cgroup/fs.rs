@@ -367,6 +367,46 @@ impl Cgroups for FsCgroups {
         Ok(())
     }
 
+    fn set_frozen(&self, name: &CgroupName, frozen: bool) -> Result<bool, CgroupError> {
+        let (file, value) = match &self.layout {
+            Layout::V2 { root, .. } => (
+                name.under(root).join("cgroup.freeze"),
+                if frozen { "1" } else { "0" },
+            ),
+            Layout::V1 { .. } => match self.dir_for(name, "freezer") {
+                Some(dir) => (
+                    dir.join("freezer.state"),
+                    if frozen { "FROZEN" } else { "THAWED" },
+                ),
+                None => return Ok(false),
+            },
+        };
+        // v2 before Linux 5.2 has no cgroup.freeze.
+        if !file.is_file() {
+            return Ok(false);
+        }
+        write_file(&file, value)?;
+        Ok(true)
+    }
+
+    fn is_frozen(&self, name: &CgroupName) -> Result<bool, CgroupError> {
+        match &self.layout {
+            Layout::V2 { root, .. } => {
+                let events = name.under(root).join("cgroup.events");
+                let text = fs::read_to_string(&events).map_err(|e| CgroupError::new(&events, e))?;
+                Ok(text.lines().any(|l| l.trim() == "frozen 1"))
+            }
+            Layout::V1 { .. } => {
+                let Some(dir) = self.dir_for(name, "freezer") else {
+                    return Ok(false);
+                };
+                let state = dir.join("freezer.state");
+                let text = fs::read_to_string(&state).map_err(|e| CgroupError::new(&state, e))?;
+                Ok(text.trim() == "FROZEN")
+            }
+        }
+    }
+
     fn oom_counter(&self, name: &CgroupName) -> Option<OomCounter> {
         let dir = self.dir_for(name, "memory")?;
         match self.layout {

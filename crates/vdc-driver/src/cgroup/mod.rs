@@ -63,6 +63,15 @@ pub trait Cgroups: Send + Sync + fmt::Debug {
     /// cgroupfs, which do not block.
     fn usage(&self, name: &CgroupName) -> Result<Usage, CgroupError>;
 
+    /// Asks the kernel to freeze (`true`) or thaw (`false`) every process in
+    /// the leaf: `cgroup.freeze` on v2, `freezer.state` on v1. Returns
+    /// `Ok(false)` when the node has no freezer for it. Freezing takes
+    /// effect asynchronously: poll [`is_frozen`](Cgroups::is_frozen).
+    fn set_frozen(&self, name: &CgroupName, frozen: bool) -> Result<bool, CgroupError>;
+
+    /// Whether the kernel reports every process of the leaf frozen.
+    fn is_frozen(&self, name: &CgroupName) -> Result<bool, CgroupError>;
+
     /// One attempt to remove the leaf directories, and the parent when that
     /// leaves it empty. Fails with `EBUSY` while processes remain; a leaf
     /// already gone is fine.

@@ -16,7 +16,10 @@ use self::instance::ProcessInstance;
 use self::tree::{is_safe_target, Tree};
 use crate::cgroup::{CgroupError, CgroupName, Cgroups, FsCgroups};
 use crate::procfs::{self, ProcStat};
-use crate::{CgroupVersion, Driver, DriverError, InstanceHandle, Isolation, LaunchSpec, Leftover};
+use crate::{
+    CgroupVersion, Driver, DriverError, FreezeMethod, FreezeTarget, InstanceHandle, Isolation,
+    LaunchSpec, Leftover,
+};
 
 /// Runs instances as host processes.
 ///
@@ -108,6 +111,33 @@ fn missing_warning(version: CgroupVersion, missing: &[&str]) -> String {
             init.join(", ")
         ),
     }
+}
+
+/// The process group of a target, refusing groups that are not safe to
+/// signal (init, our own).
+fn group_of(target: &FreezeTarget) -> Result<i32, DriverError> {
+    i32::try_from(target.pid)
+        .ok()
+        .filter(|&p| is_safe_target(p))
+        .ok_or_else(|| DriverError::Io {
+            instance: target.instance.clone(),
+            action: format!("signal process group {}", target.pid),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a group vdc may signal"),
+        })
+}
+
+fn signal_group(
+    target: &FreezeTarget,
+    pgid: i32,
+    signal: nix::sys::signal::Signal,
+) -> Result<(), DriverError> {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal).map_err(|e| {
+        DriverError::Io {
+            instance: target.instance.clone(),
+            action: format!("send {signal} to process group {pgid}"),
+            source: io::Error::from_raw_os_error(e as i32),
+        }
+    })
 }
 
 fn cgroup_error(instance: &str, e: CgroupError) -> DriverError {
@@ -216,6 +246,81 @@ impl Driver for ProcessDriver {
             sigkill_sent: false,
             stopped: None,
         }))
+    }
+
+    async fn freeze(
+        &self,
+        target: &FreezeTarget,
+        within: std::time::Duration,
+    ) -> Result<FreezeMethod, DriverError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let name = self.cgroup_name(&target.instance, &target.cgroup_name)?;
+        let timed_out = |how: &str| DriverError::Io {
+            instance: target.instance.clone(),
+            action: format!("freeze it ({how})"),
+            source: io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("not every process stopped within {within:?}; thawed again"),
+            ),
+        };
+        if let Some(cgroups) = self.cgroups.as_ref().filter(|c| c.exists(&name)) {
+            match cgroups.set_frozen(&name, true) {
+                Ok(true) => loop {
+                    match cgroups.is_frozen(&name) {
+                        Ok(true) => return Ok(FreezeMethod::CgroupFreezer),
+                        Ok(false) => {}
+                        Err(e) => {
+                            let _ = cgroups.set_frozen(&name, false);
+                            return Err(cgroup_error(&target.instance, e));
+                        }
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        let _ = cgroups.set_frozen(&name, false);
+                        return Err(timed_out("cgroup freezer"));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                },
+                // No freezer here: stop the process group instead.
+                Ok(false) => {}
+                Err(e) => return Err(cgroup_error(&target.instance, e)),
+            }
+        }
+        let pgid = group_of(target)?;
+        signal_group(target, pgid, nix::sys::signal::Signal::SIGSTOP)?;
+        loop {
+            // Stopped ('T') or already gone; 't' is stopped under a tracer.
+            let members = procfs::group_members(pgid);
+            if members
+                .iter()
+                .all(|(_, stat)| matches!(stat.state, 'T' | 't'))
+            {
+                return Ok(FreezeMethod::Sigstop);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = signal_group(target, pgid, nix::sys::signal::Signal::SIGCONT);
+                return Err(timed_out("SIGSTOP"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn thaw(&self, target: &FreezeTarget, method: FreezeMethod) -> Result<(), DriverError> {
+        match method {
+            FreezeMethod::CgroupFreezer => {
+                let name = self.cgroup_name(&target.instance, &target.cgroup_name)?;
+                let Some(cgroups) = &self.cgroups else {
+                    return Ok(());
+                };
+                cgroups
+                    .set_frozen(&name, false)
+                    .map(drop)
+                    .map_err(|e| cgroup_error(&target.instance, e))
+            }
+            FreezeMethod::Sigstop => {
+                let pgid = group_of(target)?;
+                signal_group(target, pgid, nix::sys::signal::Signal::SIGCONT)
+            }
+        }
     }
 
     async fn reap(&self, leftover: &Leftover) -> Result<(), DriverError> {

@@ -63,6 +63,7 @@ fn component() -> ComponentSpec {
         stop_grace: Duration::from_secs(1),
         egress: false,
         placement: Default::default(),
+        backup: None,
     }
 }
 

@@ -55,6 +55,7 @@ fn component(n: &str, replicas: u32) -> ComponentSpec {
         stop_grace: Duration::from_secs(5),
         egress: false,
         placement: Default::default(),
+        backup: None,
     }
 }
 

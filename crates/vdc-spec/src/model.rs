@@ -196,6 +196,25 @@ pub struct ComponentSpec {
     /// the field existed read as "any node".
     #[serde(default)]
     pub placement: Placement,
+    /// Scheduled snapshots of each instance's volumes, taken by its node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupPolicy>,
+}
+
+/// `backup = { every = "1h", keep = 24 }`: a snapshot of each instance's
+/// volumes every `every`, keeping the newest `keep` backups per instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupPolicy {
+    #[serde(with = "duration_ms")]
+    pub every: Duration,
+    pub keep: u32,
+}
+
+impl BackupPolicy {
+    /// The shortest `every` allowed.
+    pub const MIN_EVERY: Duration = Duration::from_secs(5);
+    /// The most backups kept per instance.
+    pub const MAX_KEEP: u32 = 1000;
 }
 
 impl ComponentSpec {

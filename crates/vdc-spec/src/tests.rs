@@ -111,6 +111,14 @@ fn describe(spec: &AppSpec) -> String {
         for (k, v) in &c.placement.labels {
             let _ = writeln!(out, "  placement label {k}={v}");
         }
+        if let Some(b) = &c.backup {
+            let _ = writeln!(
+                out,
+                "  backup every {}, keep {}",
+                format_duration(b.every),
+                b.keep
+            );
+        }
     }
     out
 }
@@ -258,6 +266,90 @@ placement = {}
             component web (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
               command ["web"] in /srv/shop
               placement label disk=hdd
+        "#]],
+    );
+}
+
+#[test]
+fn a_backup_policy_is_read() {
+    check(
+        r#"
+app = "shop"
+
+[components.db]
+command = ["db"]
+volumes = { data = { mount = "/data" } }
+backup = { every = "1h", keep = 24 }
+"#,
+        expect![[r#"
+            app shop of tenant default, base /srv/shop
+            component db (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              command ["db"] in /srv/shop
+              volume data: size -, mount /data
+              backup every 1h, keep 24
+        "#]],
+    );
+}
+
+#[test]
+fn backups_need_a_period_a_count_and_a_volume() {
+    check(
+        r#"
+app = "shop"
+
+[components.cache]
+command = ["cache"]
+backup = { every = "1s", keep = 0 }
+
+[components.web]
+command = ["web"]
+volumes = { data = {} }
+backup = { every = "10m" }
+
+[components.lb]
+appliance = "builtin:http-lb"
+links = { backend = "cache.http" }
+backup = { every = "1h", keep = 1 }
+"#,
+        expect![[r#"
+            error: component `cache` has a `backup` but no volumes: there is nothing to back up
+             --> shop.toml:6:1
+              |
+            6 | backup = { every = "1s", keep = 0 }
+              | ^^^^^^
+              = help: declare the data to keep, like volumes = { data = { mount = "/data" } }
+
+            error: `every` is 1s; expected at least 5s between backups
+             --> shop.toml:6:20
+              |
+            6 | backup = { every = "1s", keep = 0 }
+              |                    ^^^^
+
+            error: `keep` is 0; expected a number of backups of 1 or more
+             --> shop.toml:6:33
+              |
+            6 | backup = { every = "1s", keep = 0 }
+              |                                 ^
+
+            error: `backup` of component `web` is missing keep
+              --> shop.toml:11:1
+               |
+            11 | backup = { every = "10m" }
+               | ^^^^^^
+               = help: write both, like backup = { every = "1h", keep = 24 }
+
+            error: link `backend` of component `lb` points to input `http` of component `cache`, which does not exist
+              --> shop.toml:15:21
+               |
+            15 | links = { backend = "cache.http" }
+               |                     ^^^^^^^^^^^^
+               = help: component `cache` declares no inputs
+
+            error: `backup` is not allowed on a `builtin:http-lb` component: the data plane serves it and keeps no data
+              --> shop.toml:16:1
+               |
+            16 | backup = { every = "1h", keep = 1 }
+               | ^^^^^^
         "#]],
     );
 }

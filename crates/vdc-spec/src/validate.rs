@@ -57,6 +57,7 @@ pub(crate) struct Draft {
     pub stop_grace: Duration,
     pub egress: bool,
     pub placement: Placement,
+    pub backup: Option<BackupPolicy>,
 }
 
 pub(crate) struct DraftInput {
@@ -280,5 +281,6 @@ fn build_component(d: Draft) -> Option<ComponentSpec> {
         stop_grace: d.stop_grace,
         egress: d.egress,
         placement: d.placement,
+        backup: d.backup,
     })
 }

@@ -28,6 +28,7 @@ const FIELDS: &[&str] = &[
     "volumes",
     "gateway",
     "placement",
+    "backup",
 ];
 
 /// Fields a built-in appliance must not have, and why.
@@ -38,6 +39,7 @@ const NOT_FOR_BUILTIN: &[(&str, &str)] = &[
     ("env", "the data plane serves it, no process is started"),
     ("workdir", "the data plane serves it, no process is started"),
     ("volumes", "the data plane serves it and keeps no data"),
+    ("backup", "the data plane serves it and keeps no data"),
     (
         "resources",
         "the data plane serves it and reserves nothing for it",
@@ -100,6 +102,7 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
             .and_then(|e| read::boolean(sink, e, "`true` or `false`"))
             .unwrap_or(false),
         placement: Placement::default(),
+        backup: None,
     };
 
     if builtin {
@@ -132,6 +135,19 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
         }
         if let Some(e) = f.get("placement") {
             draft.placement = placement(sink, e, &draft.name);
+        }
+        if let Some(e) = f.get("backup") {
+            draft.backup = backup(sink, e, &draft.name);
+            if draft.volumes.is_empty() && f.get("volumes").is_none() {
+                sink.error_help(
+                    e.key_span.clone(),
+                    format!(
+                        "component `{}` has a `backup` but no volumes: there is nothing to back up",
+                        draft.name
+                    ),
+                    "declare the data to keep, like volumes = { data = { mount = \"/data\" } }",
+                );
+            }
         }
     }
     if let Some(e) = f.get("links") {
@@ -458,6 +474,58 @@ fn volumes(
         }
     }
     out
+}
+
+/// `backup = { every = "1h", keep = 24 }`: both fields required.
+fn backup(sink: &mut Sink, entry: &Entry, component: &str) -> Option<BackupPolicy> {
+    let table = read::table(sink, entry, "a table like { every = \"1h\", keep = 24 }")?;
+    let what = format!("`backup` of component `{component}`");
+    let f = Fields::new(sink, table, &what, &["every", "keep"]);
+    let mut missing = Vec::new();
+    let every = match f.get("every") {
+        Some(e) => read::duration(sink, e).and_then(|every| {
+            if every < BackupPolicy::MIN_EVERY {
+                sink.error(
+                    e.value_span(),
+                    format!(
+                        "`every` is {every:?}; expected at least {:?} between backups",
+                        BackupPolicy::MIN_EVERY
+                    ),
+                );
+                return None;
+            }
+            Some(every)
+        }),
+        None => {
+            missing.push("every");
+            None
+        }
+    };
+    let keep = match f.get("keep") {
+        Some(e) => read::integer(
+            sink,
+            e,
+            "a number of backups",
+            1,
+            i64::from(BackupPolicy::MAX_KEEP),
+        )
+        .and_then(|n| u32::try_from(n).ok()),
+        None => {
+            missing.push("keep");
+            None
+        }
+    };
+    if !missing.is_empty() {
+        sink.error_help(
+            entry.key_span.clone(),
+            format!("{what} is missing {}", missing.join(" and ")),
+            "write both, like backup = { every = \"1h\", keep = 24 }",
+        );
+    }
+    Some(BackupPolicy {
+        every: every?,
+        keep: keep?,
+    })
 }
 
 /// `placement = { labels = { KEY = "VALUE" } }`: the node labels an instance

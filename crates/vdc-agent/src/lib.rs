@@ -140,6 +140,24 @@ struct Inner {
     /// Per input of each instance this node runs, the listener through which
     /// other nodes reach it.
     ingress: Mutex<BTreeMap<(InstanceId, TerminalName), expose::Ingress>>,
+    /// Instances asked to stop without waiting for what is in flight.
+    hurried: Mutex<std::collections::BTreeSet<InstanceId>>,
+    /// Instances frozen for a snapshot: their health checks wait.
+    frozen: Mutex<std::collections::BTreeSet<InstanceId>>,
+    /// Bumped on every freeze and thaw, so a probe that overlapped one is
+    /// not counted.
+    freezes: std::sync::atomic::AtomicU64,
+}
+
+/// Why an instance could not be frozen or thawed.
+#[derive(Debug, thiserror::Error)]
+pub enum FreezeError {
+    #[error("instance {0} does not run on this node")]
+    NotRunning(InstanceId),
+    #[error("instance {0} is already frozen")]
+    AlreadyFrozen(InstanceId),
+    #[error(transparent)]
+    Driver(#[from] vdc_driver::DriverError),
 }
 
 /// A balancing set's identity: the app, component and input traffic goes to.
@@ -188,6 +206,9 @@ impl Agent {
                 collected: Mutex::new(collect::Previous::default()),
                 remote: Mutex::new(BTreeMap::new()),
                 ingress: Mutex::new(BTreeMap::new()),
+                frozen: Mutex::new(std::collections::BTreeSet::new()),
+                hurried: Mutex::new(std::collections::BTreeSet::new()),
+                freezes: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -303,12 +324,89 @@ impl Agent {
         }
     }
 
+    /// Where the volumes of an app's instances live on this node.
+    pub fn app_volumes_dir(&self, app: &str) -> PathBuf {
+        self.inner.config.data_dir.join("volumes").join(app)
+    }
+
+    /// Where an instance's volumes live on this node: one directory per
+    /// volume inside it.
+    pub fn volumes_dir(&self, id: &InstanceId) -> PathBuf {
+        self.inner.volumes_dir(id)
+    }
+
+    /// Suspends every process of a running instance (see
+    /// [`Driver::freeze`]); its health checks wait until [`Agent::thaw`].
+    pub async fn freeze(
+        &self,
+        id: &InstanceId,
+        within: Duration,
+    ) -> Result<vdc_driver::FreezeMethod, FreezeError> {
+        let target = self.freeze_target(id)?;
+        if !lock(&self.inner.frozen).insert(id.clone()) {
+            return Err(FreezeError::AlreadyFrozen(id.clone()));
+        }
+        self.inner
+            .freezes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match self.inner.driver.freeze(&target, within).await {
+            Ok(method) => Ok(method),
+            Err(e) => {
+                lock(&self.inner.frozen).remove(id);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Lets a frozen instance run again.
+    pub async fn thaw(
+        &self,
+        id: &InstanceId,
+        method: vdc_driver::FreezeMethod,
+    ) -> Result<(), FreezeError> {
+        let target = self.freeze_target(id);
+        let thawed = match target {
+            Ok(target) => self
+                .inner
+                .driver
+                .thaw(&target, method)
+                .await
+                .map_err(FreezeError::from),
+            Err(e) => Err(e),
+        };
+        self.inner
+            .freezes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        lock(&self.inner.frozen).remove(id);
+        thawed
+    }
+
+    fn freeze_target(&self, id: &InstanceId) -> Result<vdc_driver::FreezeTarget, FreezeError> {
+        let pid = lock(&self.inner.instances)
+            .get(id)
+            .and_then(|slot| slot.record.status.pid)
+            .ok_or_else(|| FreezeError::NotRunning(id.clone()))?;
+        Ok(vdc_driver::FreezeTarget {
+            instance: id.to_string(),
+            cgroup_name: self.inner.cgroup_name(id),
+            pid,
+        })
+    }
+
     /// Asks an instance to stop: it leaves the balancing set at once, gets
     /// SIGTERM and its grace period, and is forgotten once gone.
     pub fn stop(&self, id: &InstanceId) {
         if let Some(slot) = lock(&self.inner.instances).get(id) {
             slot.stop.cancel();
         }
+    }
+
+    /// Stops an instance without letting what is in flight finish first
+    /// (its connections are cut when it exits): for a restore, whose
+    /// clients must not keep talking to the old data.
+    pub fn stop_now(&self, id: &InstanceId) {
+        lock(&self.inner.hurried).insert(id.clone());
+        self.stop(id);
     }
 
     /// Requests and connections in flight to `instance` through this node's
@@ -347,12 +445,22 @@ impl Inner {
     }
 
     fn volume_path(&self, id: &InstanceId, volume: &str) -> PathBuf {
+        self.volumes_dir(id).join(volume)
+    }
+
+    fn volumes_dir(&self, id: &InstanceId) -> PathBuf {
         self.config
             .data_dir
             .join("volumes")
             .join(id.app.as_str())
             .join(format!("{}-{}", id.component, id.index))
-            .join(volume)
+    }
+
+    /// Whether a probe that started at freeze epoch `epoch` may count: the
+    /// instance was not frozen or thawed meanwhile.
+    fn probe_counts(&self, id: &InstanceId, epoch: u64) -> bool {
+        self.freezes.load(std::sync::atomic::Ordering::SeqCst) == epoch
+            && !lock(&self.frozen).contains(id)
     }
 
     fn cgroup_name(&self, id: &InstanceId) -> String {

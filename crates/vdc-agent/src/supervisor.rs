@@ -29,6 +29,9 @@ pub const PIDS_MAX: u64 = 1024;
 /// How long an instance without inputs must stay up to count as ready.
 const READY_WITHOUT_PROBES: Duration = Duration::from_millis(500);
 
+/// How often a frozen instance is looked at again before its health check.
+const FROZEN_RECHECK: Duration = Duration::from_millis(50);
+
 /// How often an instance's kernel accounting is read.
 const USAGE_EVERY: Duration = Duration::from_secs(1);
 /// A process that stayed up this long is considered healthy again: its next
@@ -137,7 +140,10 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
                         // flight finish (for up to the grace period) before
                         // asking the process to stop, which then gets its
                         // whole grace period between SIGTERM and SIGKILL.
-                        drain(&inner, &id, request.component.stop_grace).await;
+                        let hurried = crate::lock(&inner.hurried).remove(&id);
+                        if !hurried {
+                            drain(&inner, &id, request.component.stop_grace).await;
+                        }
                         let info = handle.stop(request.component.stop_grace).await;
                         tracing::info!(instance = %id, "stopped: {info}");
                         break;
@@ -306,12 +312,23 @@ async fn watch(
             }
             _ = tokio::time::sleep_until(next_probe) => {}
         }
+        // A frozen instance cannot answer: its checks wait for the thaw, and
+        // a check that overlapped a freeze does not count.
+        let epoch = inner.freezes.load(std::sync::atomic::Ordering::SeqCst);
+        if !inner.probe_counts(id, epoch) {
+            next_probe = Instant::now() + FROZEN_RECHECK;
+            continue;
+        }
         let mut failed = None;
         for (name, addr, health) in &checks {
             if let Err(e) = probe::check(*addr, &health.probe, health.timeout, netns).await {
                 failed = Some(format!("health check of input `{name}` failed: {e}"));
                 break;
             }
+        }
+        if !inner.probe_counts(id, epoch) {
+            next_probe = Instant::now() + FROZEN_RECHECK;
+            continue;
         }
         let probed = Instant::now();
         match failed {

@@ -401,3 +401,79 @@ pub struct DrainRequest {
     /// let it take instances again.
     pub draining: bool,
 }
+
+/// `POST /v1/snapshots`: take a snapshot of an instance's volumes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRequest {
+    /// `APP/COMPONENT` (instance 0) or `APP/COMPONENT/INDEX`.
+    pub target: String,
+    /// A name to find it by, unique among snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A snapshot as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotSummary {
+    /// The content hash that names it (64 hex digits); any unique prefix of
+    /// 6 or more finds it too.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub tenant: String,
+    pub app: String,
+    pub component: String,
+    pub index: u32,
+    /// The volumes it holds, comma-separated.
+    pub volumes: String,
+    /// `manual`, `backup`, `move` or `import`.
+    pub kind: String,
+    /// The node whose snapshot store holds it.
+    pub node: String,
+    pub created_ms: u64,
+    /// How long the instance was frozen while its volumes were copied.
+    pub frozen_ms: u64,
+    pub files: u64,
+    /// Size of the files, and what the snapshot's (compressed, deduplicated)
+    /// blobs take.
+    pub logical_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+/// What `POST /v1/snapshots` did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotTaken {
+    pub snapshot: SnapshotSummary,
+    /// `cgroup-freezer` or `sigstop`.
+    pub freeze: String,
+    /// Whether the frozen copy used copy-on-write clones (reflinks).
+    pub reflinked: bool,
+    /// From the request to the stored snapshot.
+    pub total_ms: u64,
+}
+
+/// `POST /v1/snapshots/{snapshot}/restore`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// `APP/COMPONENT[/INDEX]` whose volumes are replaced; the instance the
+    /// snapshot was taken of when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restored {
+    pub snapshot: String,
+    /// The instance whose volumes were replaced.
+    pub instance: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// From stopping the instance to it being ready again with the restored
+    /// data (or to the restore's end when it did not run before).
+    pub downtime_ms: u64,
+    /// Whether the instance was ready again when the answer was sent.
+    pub ready: bool,
+}

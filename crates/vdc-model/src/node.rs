@@ -112,6 +112,10 @@ pub struct AppRecord {
     pub component_revisions: BTreeMap<ComponentName, u64>,
     /// Set by `down`: the app stays recorded until its instances are gone.
     pub deleting: bool,
+    /// Set by `down --purge`: once the instances are gone, every node
+    /// deletes the app's volumes (snapshots are kept).
+    #[serde(default)]
+    pub purge: bool,
     /// Replica counts set after submission (by hand, by the autoscaler or
     /// by the component itself), per component; the spec's count otherwise.
     #[serde(default)]
@@ -182,6 +186,7 @@ impl AppRecord {
             submitted_at_ms: now_ms,
             component_revisions,
             deleting: false,
+            purge: false,
             scale,
         }
     }

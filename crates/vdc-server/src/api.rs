@@ -37,6 +37,7 @@ pub(crate) fn router(control: ControlPlane) -> Router {
         .merge(crate::tenants::router())
         .merge(crate::scale::router())
         .merge(crate::nodes::router())
+        .merge(crate::snapshots::router())
         .layer(axum::middleware::from_fn_with_state(
             control.clone(),
             crate::auth::authenticate,
@@ -54,6 +55,9 @@ pub(crate) enum ApiError {
     BadRequest(String),
     Invalid(Vec<Diagnostic>),
     Conflict(String),
+    /// A well-formed request the server cannot carry out with what it has
+    /// (a corrupted snapshot).
+    Unprocessable(String),
     Internal(String),
 }
 
@@ -64,6 +68,7 @@ impl ApiError {
             ApiError::NotFound(m)
             | ApiError::BadRequest(m)
             | ApiError::Conflict(m)
+            | ApiError::Unprocessable(m)
             | ApiError::Internal(m) => m.clone(),
             ApiError::Invalid(d) => format!("the app spec has {} problem(s)", d.len()),
         }
@@ -95,6 +100,13 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Conflict(error) => (
                 StatusCode::CONFLICT,
+                ErrorBody {
+                    error,
+                    diagnostics: vec![],
+                },
+            ),
+            ApiError::Unprocessable(error) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorBody {
                     error,
                     diagnostics: vec![],
@@ -267,6 +279,11 @@ async fn submit(
         );
         admit(&control, &apps, &record)?;
         crate::tenants::admit_quota(&control, &apps, &record).await?;
+        if previous.is_none() {
+            // A new app of a purged one's name starts with empty volumes,
+            // and keeps them.
+            control.store().unmark_purged(&name).await?;
+        }
         match control
             .store()
             .put_app(&record, previous.as_ref().map(|(_, rev)| *rev))
@@ -392,17 +409,26 @@ pub(crate) fn admit(
     }
 }
 
+#[derive(Deserialize)]
+struct DownQuery {
+    /// Also delete the app's volumes once its instances are gone.
+    #[serde(default)]
+    purge: bool,
+}
+
 async fn down(
     State(control): State<ControlPlane>,
     Extension(principal): Extension<Principal>,
     Path(app): Path<String>,
+    Query(q): Query<DownQuery>,
 ) -> Result<StatusCode, ApiError> {
     loop {
         let (mut record, revision) = find_app(&control, &principal, &app).await?;
-        if record.deleting {
+        if record.deleting && (record.purge || !q.purge) {
             return Ok(StatusCode::ACCEPTED);
         }
         record.deleting = true;
+        record.purge |= q.purge;
         match control.store().put_app(&record, Some(revision)).await {
             Ok(_) => {
                 control.wake();
@@ -412,7 +438,11 @@ async fn down(
                     &app,
                     None,
                     None,
-                    "down requested: stopping every instance",
+                    if q.purge {
+                        "down requested: stopping every instance, then deleting its volumes"
+                    } else {
+                        "down requested: stopping every instance; volumes are kept"
+                    },
                 );
                 return Ok(StatusCode::ACCEPTED);
             }

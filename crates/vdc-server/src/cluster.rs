@@ -378,6 +378,7 @@ impl ControlPlane {
         let (view, now) = PoolView::read(store, cluster.timeout_ms()).await?;
         *lock(&cluster.view) = view.clone();
         self.remember_tenants(&apps);
+        self.purge_volumes(&apps).await?;
 
         // Listeners: every node holds every link and gateway, so a caller
         // anywhere reaches its link at the same address.

@@ -67,6 +67,12 @@ struct Inner {
     /// this node are this server's to clean up.
     shared: bool,
     cluster: Option<crate::cluster::ClusterNode>,
+    /// This node's snapshots.
+    snapshots: Arc<vdc_snapshot::SnapshotStore>,
+    /// The apps the last look at purged volumes saw.
+    apps_seen: Mutex<Option<BTreeSet<String>>>,
+    /// Instances kept stopped while their volumes are restored.
+    held: Mutex<BTreeSet<InstanceId>>,
 }
 
 impl ControlPlane {
@@ -74,6 +80,7 @@ impl ControlPlane {
     pub(crate) fn new(
         store: StateStore,
         telemetry: Telemetry,
+        snapshots: Arc<vdc_snapshot::SnapshotStore>,
         agent: Agent,
         data_dir: PathBuf,
         api: SocketAddr,
@@ -86,6 +93,7 @@ impl ControlPlane {
                 store,
                 agent,
                 telemetry,
+                snapshots,
                 last_seen: Mutex::new(BTreeMap::new()),
                 tenants: Mutex::new(BTreeMap::new()),
                 data_dir,
@@ -99,6 +107,8 @@ impl ControlPlane {
                 leader: cluster.leader,
                 shared: cluster.shared,
                 cluster: cluster.node,
+                apps_seen: Mutex::new(None),
+                held: Mutex::new(BTreeSet::new()),
             }),
         }
     }
@@ -109,6 +119,10 @@ impl ControlPlane {
 
     pub fn agent(&self) -> &Agent {
         &self.inner.agent
+    }
+
+    pub(crate) fn snapshots(&self) -> &Arc<vdc_snapshot::SnapshotStore> {
+        &self.inner.snapshots
     }
 
     pub fn telemetry(&self) -> &Telemetry {
@@ -391,6 +405,7 @@ impl ControlPlane {
         let agent = &self.inner.agent;
         let apps = store.apps().await?;
         self.remember_tenants(&apps);
+        self.purge_volumes(&apps).await?;
 
         // Wiring first: instances need their link addresses in their
         // environment when they start.
@@ -452,6 +467,47 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Deletes this node's volumes of apps taken down with `--purge`, when
+    /// an app has gone since the last look (and on the first).
+    pub(crate) async fn purge_volumes(&self, apps: &[AppRecord]) -> Result<(), StoreError> {
+        let now: BTreeSet<String> = apps.iter().map(|a| a.spec.name.to_string()).collect();
+        let gone = {
+            let mut seen = lock(&self.inner.apps_seen);
+            let gone = seen.as_ref().is_none_or(|seen| !seen.is_subset(&now));
+            *seen = Some(now.clone());
+            gone
+        };
+        if !gone {
+            return Ok(());
+        }
+        let running: BTreeSet<String> = self
+            .inner
+            .agent
+            .instances()
+            .into_iter()
+            .map(|s| s.id.app.to_string())
+            .collect();
+        for app in self.inner.store.purged().await? {
+            if now.contains(&app) || running.contains(&app) {
+                continue;
+            }
+            let dir = self.inner.agent.app_volumes_dir(&app);
+            if !dir.exists() {
+                continue;
+            }
+            let removed = {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await
+            };
+            match removed {
+                Ok(Ok(())) => tracing::info!(%app, "deleted the volumes of a purged app"),
+                Ok(Err(e)) => tracing::warn!(%app, "cannot delete {}: {e}", dir.display()),
+                Err(e) => tracing::warn!(%app, "cannot delete {}: {e}", dir.display()),
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn remember_tenants(&self, apps: &[AppRecord]) {
         *lock(&self.inner.tenants) = apps
             .iter()
@@ -493,6 +549,10 @@ impl ControlPlane {
         instance: InstanceId,
         revision: u64,
     ) -> bool {
+        if lock(&self.inner.held).contains(&instance) {
+            tracing::debug!(%instance, "held stopped while its volumes are restored");
+            return false;
+        }
         let Some(mut request) = start_request(app, bindings, instance, revision) else {
             return false;
         };
@@ -516,10 +576,34 @@ impl ControlPlane {
         );
     }
 
+    /// Keeps an instance stopped (its starts are skipped) until
+    /// [`ControlPlane::release`].
+    pub(crate) fn hold(&self, instance: &InstanceId) -> bool {
+        lock(&self.inner.held).insert(instance.clone())
+    }
+
+    pub(crate) fn release(&self, instance: &InstanceId) {
+        lock(&self.inner.held).remove(instance);
+        self.wake();
+    }
+
     /// Drops everything kept about an app whose instances are all gone.
     pub(crate) async fn forget_app(&self, app: &vdc_spec::AppName) -> Result<(), StoreError> {
         tracing::info!(%app, "app taken down");
         let tenant = self.tenant_of(app.as_str());
+        let purge = self
+            .inner
+            .store
+            .app(app.as_str())
+            .await?
+            .is_some_and(|(record, _)| record.purge);
+        if purge {
+            // Every node deletes its volumes of the app when it sees this.
+            self.inner
+                .store
+                .mark_purged(app.as_str(), crate::telemetry::now_ms())
+                .await?;
+        }
         self.inner.store.delete_app(app.as_str()).await?;
         self.inner.telemetry.forget_app(app.as_str());
         self.inner.scaling.forget_app(app.as_str());

@@ -15,6 +15,7 @@ mod metering;
 mod node;
 mod nodes;
 mod scale;
+mod snapshots;
 mod status;
 mod streams;
 mod telemetry;
@@ -110,6 +111,8 @@ pub enum ServerError {
     Api(#[source] std::io::Error),
     #[error("cannot join the pool: {0}")]
     Join(#[from] JoinError),
+    #[error("cannot open the snapshot store: {0}")]
+    Snapshots(#[from] vdc_snapshot::SnapshotError),
     #[error("cannot join the cluster bus: {0}")]
     Bus(#[from] vdc_telemetry::NatsBusError),
     #[error("`vdc agent` needs a cluster to join (a NATS URL)")]
@@ -238,9 +241,11 @@ impl Server {
             Some(client) => Telemetry::on_nats(client.clone(), &agent.node().id.0).await?,
             None => Telemetry::new(),
         };
+        let snapshots = snapshots::open(&data_dir)?;
         let control = ControlPlane::new(
             store,
             telemetry,
+            snapshots,
             agent,
             data_dir.clone(),
             api_addr,
@@ -290,6 +295,10 @@ impl Server {
             )
         });
         let metering = tokio::spawn(metering::run(control.clone(), self.shutdown.clone()));
+        let backups = tokio::spawn(snapshots::run_backups(
+            control.clone(),
+            self.shutdown.clone(),
+        ));
         let autoscaler = tokio::spawn(scale::run(control.clone(), self.shutdown.clone()));
         let collector = tokio::spawn(
             control
@@ -316,6 +325,7 @@ impl Server {
                 }
                 let _ = collector.await;
                 let _ = metering.await;
+                let _ = backups.await;
                 let _ = autoscaler.await;
                 if let Some((me, store, election)) = election {
                     election.abort();

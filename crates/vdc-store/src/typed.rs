@@ -38,6 +38,9 @@ pub fn instance_key(id: &str, node: &str) -> String {
     format!("{id}@{node}")
 }
 
+/// Meta keys marking an app whose volumes are to be deleted.
+const PURGED: &str = "purged-volumes/";
+
 #[derive(Clone)]
 pub struct StateStore {
     kv: Arc<dyn Store>,
@@ -304,6 +307,32 @@ impl StateStore {
     pub async fn put_setting<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
         let bytes = encode(Bucket::Meta, name, value)?;
         self.kv.put(Bucket::Meta, name, bytes).await.map(drop)
+    }
+
+    // === purged volumes ===
+
+    /// Marks an app's volumes for deletion on every node (`down --purge`).
+    pub async fn mark_purged(&self, app: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.put_setting(&format!("{PURGED}{app}"), &at_ms).await
+    }
+
+    /// Apps whose volumes every node deletes.
+    pub async fn purged(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .kv
+            .list(Bucket::Meta)
+            .await?
+            .into_iter()
+            .filter_map(|(k, _)| k.strip_prefix(PURGED).map(str::to_owned))
+            .collect())
+    }
+
+    /// A new app of that name keeps its volumes.
+    pub async fn unmark_purged(&self, app: &str) -> Result<(), StoreError> {
+        self.kv
+            .delete(Bucket::Meta, &format!("{PURGED}{app}"))
+            .await
+            .map(drop)
     }
 
     // === ledger ===

@@ -178,6 +178,8 @@ pub enum EventKind {
     /// A node of the pool joined, went down, came back, began or ended
     /// draining, or stopped its instances after losing the cluster.
     Node,
+    /// A snapshot of an instance's volumes was taken or restored.
+    Snapshot,
 }
 
 /// One message on a stream.

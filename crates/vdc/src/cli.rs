@@ -63,12 +63,18 @@ pub enum Command {
         #[arg(long)]
         tail: Option<usize>,
     },
-    /// Take an app down: stop its instances cleanly and forget it.
+    /// Take an app down: stop its instances cleanly and forget it. Its
+    /// volumes stay on their nodes (a new app of the same name gets them)
+    /// unless --purge.
     Down {
         app: String,
         /// Return at once instead of waiting until every instance is gone.
         #[arg(long)]
         no_wait: bool,
+        /// Also delete the app's volumes on every node once its instances
+        /// are gone. Snapshots are kept.
+        #[arg(long)]
+        purge: bool,
     },
     /// Run the control plane and a local agent in the foreground, or stop one.
     Server(ServerArgs),
@@ -78,6 +84,10 @@ pub enum Command {
     /// The pool's nodes: list them, drain one, let it take instances again.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Snapshots of instances' volumes, taken from the host: create, list,
+    /// restore, export to a file, import.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Lifecycle events (instances started, ready, exited; specs applied; placements).
     Events {
         /// Only this app's events.
@@ -151,6 +161,47 @@ pub enum NodeCommand {
     Drain { name: String },
     /// Let a drained node take instances again.
     Undrain { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Freeze an instance, copy its volumes, thaw it, and store the copy
+    /// (content-addressed, compressed, checksummed).
+    Create {
+        /// APP/COMPONENT (instance 0) or APP/COMPONENT/INDEX.
+        target: String,
+        /// A name to find it by.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Snapshots on this node, newest first.
+    List {
+        /// Only this app's.
+        app: Option<String>,
+    },
+    /// One snapshot, by id, unique id prefix or name.
+    Show { snapshot: String },
+    /// Delete a snapshot (blobs no other snapshot uses go too).
+    Delete { snapshot: String },
+    /// Replace an instance's volumes with a snapshot: the instance stops,
+    /// gets the snapshot's data, and starts again. A snapshot that does not
+    /// check out (a bad checksum, a missing or truncated blob) is refused
+    /// and nothing changes.
+    Restore {
+        snapshot: String,
+        /// APP/COMPONENT[/INDEX] to restore into [default: the instance it
+        /// was taken of].
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Write a snapshot to one self-contained, checksummed file.
+    Export {
+        snapshot: String,
+        /// The file to write.
+        file: std::path::PathBuf,
+    },
+    /// Read a file written by `export` into this node's snapshots.
+    Import { file: std::path::PathBuf },
 }
 
 #[derive(Debug, Args)]

@@ -129,6 +129,24 @@ impl Client {
         self.send(self.http.delete(self.url(path))).await.map(drop)
     }
 
+    /// A POST whose body is a file, streamed.
+    pub async fn post_file<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: tokio::fs::File,
+    ) -> anyhow::Result<T> {
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let response = self
+            .send(
+                self.http
+                    .post(self.url(path))
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(body),
+            )
+            .await?;
+        decode(response).await
+    }
+
     /// A streaming GET (logs).
     pub async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         self.send(self.http.get(self.url(path))).await

@@ -6,6 +6,7 @@ mod logs;
 mod nodes;
 mod scale;
 mod server;
+mod snapshot;
 mod stats;
 mod tenant;
 mod top;
@@ -40,7 +41,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             follow,
             tail,
         } => logs::run(&client, &target, follow, tail).await,
-        Command::Down { app, no_wait } => down(&client, &app, !no_wait).await,
+        Command::Down {
+            app,
+            no_wait,
+            purge,
+        } => down(&client, &app, !no_wait, purge).await,
         Command::Events { app, follow, limit } => {
             events::run(&client, app.as_deref(), follow, limit, cli.output).await
         }
@@ -70,13 +75,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Agent(args) => server::agent(&args).await,
         Command::Node(command) => nodes::run(&client, command, cli.output).await,
+        Command::Snapshot(command) => snapshot::run(&client, command, cli.output).await,
     }
 }
 
 /// Takes an app down and, unless told not to, waits until it is gone.
-pub async fn down(client: &Client, app: &str, wait: bool) -> anyhow::Result<()> {
+pub async fn down(client: &Client, app: &str, wait: bool, purge: bool) -> anyhow::Result<()> {
     let path = format!("/v1/apps/{}", url_path_escape(app));
-    client.delete(&path).await?;
+    if purge {
+        client.delete(&format!("{path}?purge=true")).await?;
+    } else {
+        client.delete(&path).await?;
+    }
     if !wait {
         println!("taking {app} down");
         return Ok(());
@@ -102,6 +112,14 @@ pub async fn down(client: &Client, app: &str, wait: bool) -> anyhow::Result<()> 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("{app} is down ({:.1}s)", started.elapsed().as_secs_f64());
+    println!(
+        "{app} is down ({:.1}s){}",
+        started.elapsed().as_secs_f64(),
+        if purge {
+            "; its volumes are deleted"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }

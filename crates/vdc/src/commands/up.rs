@@ -35,7 +35,7 @@ pub async fn run(client: &Client, addr: &str, format: Format, args: UpArgs) -> a
     if result.is_ok() {
         eprintln!("taking {app} down…");
     }
-    let taken_down = down(client, &app, true).await;
+    let taken_down = down(client, &app, true, false).await;
     embedded.stop().await?;
     result.and(taken_down)
 }

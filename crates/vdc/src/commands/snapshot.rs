@@ -1,0 +1,205 @@
+//! `vdc snapshot create|list|show|delete|restore|export|import`.
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use vdc_api::{RestoreRequest, Restored, SnapshotRequest, SnapshotSummary, SnapshotTaken};
+
+use crate::cli::{Format, SnapshotCommand};
+use crate::client::{url_path_escape, Client};
+
+pub async fn run(client: &Client, command: SnapshotCommand, format: Format) -> anyhow::Result<()> {
+    match command {
+        SnapshotCommand::Create { target, name } => {
+            let taken: SnapshotTaken = client
+                .post("/v1/snapshots", &SnapshotRequest { target, name })
+                .await?;
+            if format != Format::Table {
+                println!("{}", serde_json::to_string_pretty(&taken)?);
+                return Ok(());
+            }
+            let s = &taken.snapshot;
+            println!(
+                "snapshot {} of {}/{}/{}: {} file(s), {} ({} stored)",
+                short(&s.id),
+                s.app,
+                s.component,
+                s.index,
+                s.files,
+                bytes(s.logical_bytes),
+                bytes(s.stored_bytes),
+            );
+            println!(
+                "frozen {} ms ({}, {}); {} ms in all",
+                s.frozen_ms,
+                taken.freeze,
+                if taken.reflinked {
+                    "reflinked copy"
+                } else {
+                    "copied"
+                },
+                taken.total_ms
+            );
+            Ok(())
+        }
+        SnapshotCommand::List { app } => {
+            let path = match &app {
+                Some(app) => format!("/v1/snapshots?app={}", url_path_escape(app)),
+                None => "/v1/snapshots".to_owned(),
+            };
+            let all: Vec<SnapshotSummary> = client.get(&path).await?;
+            print(&all, format)
+        }
+        SnapshotCommand::Show { snapshot } => {
+            let one: SnapshotSummary = client
+                .get(&format!("/v1/snapshots/{}", url_path_escape(&snapshot)))
+                .await?;
+            if format == Format::Table {
+                println!("{}", serde_json::to_string_pretty(&one)?);
+                Ok(())
+            } else {
+                print(&[one], format)
+            }
+        }
+        SnapshotCommand::Delete { snapshot } => {
+            client
+                .delete(&format!("/v1/snapshots/{}", url_path_escape(&snapshot)))
+                .await?;
+            println!("deleted {snapshot}");
+            Ok(())
+        }
+        SnapshotCommand::Restore { snapshot, to } => {
+            let restored: Restored = client
+                .post(
+                    &format!("/v1/snapshots/{}/restore", url_path_escape(&snapshot)),
+                    &RestoreRequest { to },
+                )
+                .await?;
+            if format != Format::Table {
+                println!("{}", serde_json::to_string_pretty(&restored)?);
+                return Ok(());
+            }
+            println!(
+                "restored {} into {}: {} file(s), {}; down {} ms{}",
+                short(&restored.snapshot),
+                restored.instance,
+                restored.files,
+                bytes(restored.bytes),
+                restored.downtime_ms,
+                if restored.ready { ", ready again" } else { "" }
+            );
+            Ok(())
+        }
+        SnapshotCommand::Export {
+            snapshot,
+            file: output,
+        } => {
+            let response = client
+                .stream(&format!(
+                    "/v1/snapshots/{}/export",
+                    url_path_escape(&snapshot)
+                ))
+                .await?;
+            // Into a file beside the target, renamed when complete: a cut
+            // download never leaves a file that looks whole.
+            let partial = output.with_extension("partial");
+            let mut file = tokio::fs::File::create(&partial)
+                .await
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            let mut body = response.bytes_stream();
+            let mut written = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.context("the export was cut short")?;
+                written += chunk.len() as u64;
+                file.write_all(&chunk)
+                    .await
+                    .with_context(|| format!("cannot write {}", partial.display()))?;
+            }
+            file.flush().await?;
+            file.sync_all().await?;
+            tokio::fs::rename(&partial, &output)
+                .await
+                .with_context(|| format!("cannot rename to {}", output.display()))?;
+            println!("wrote {} ({})", output.display(), bytes(written));
+            Ok(())
+        }
+        SnapshotCommand::Import { file } => {
+            let opened = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let imported: SnapshotSummary =
+                client.post_file("/v1/snapshots/import", opened).await?;
+            if format != Format::Table {
+                println!("{}", serde_json::to_string_pretty(&imported)?);
+                return Ok(());
+            }
+            println!(
+                "imported snapshot {} of {}/{}/{} ({} file(s), {})",
+                short(&imported.id),
+                imported.app,
+                imported.component,
+                imported.index,
+                imported.files,
+                bytes(imported.logical_bytes)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print(all: &[SnapshotSummary], format: Format) -> anyhow::Result<()> {
+    if format != Format::Table {
+        println!("{}", serde_json::to_string_pretty(all)?);
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<16} {:<24} {:<7} {:>10} {:>10} {:>8}  TAKEN",
+        "ID", "NAME", "INSTANCE", "KIND", "SIZE", "STORED", "FROZEN"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    for s in all {
+        println!(
+            "{:<12} {:<16} {:<24} {:<7} {:>10} {:>10} {:>8}  {} ago",
+            short(&s.id),
+            s.name.as_deref().unwrap_or("-"),
+            format!("{}/{}/{}", s.app, s.component, s.index),
+            s.kind,
+            bytes(s.logical_bytes),
+            bytes(s.stored_bytes),
+            format!("{}ms", s.frozen_ms),
+            age(now.saturating_sub(s.created_ms)),
+        );
+    }
+    Ok(())
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}

@@ -199,12 +199,36 @@ async fn launch(
             Locator(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
         );
     }
+    // Where each volume is on the node, and where the instance sees it:
+    // at its `mount` path when the instance has its own mount table, at
+    // the node's path otherwise.
+    let confined = inner.config.confine.is_some() && netns.is_some();
     let mut volumes = BTreeMap::new();
-    for name in component.volumes.keys() {
+    let mut seen = BTreeMap::new();
+    let mut binds = Vec::new();
+    for (name, volume) in &component.volumes {
         let path = inner.volume_path(id, name.as_str());
         tokio::fs::create_dir_all(&path)
             .await
             .map_err(|e| format!("cannot create volume {}: {e}", path.display()))?;
+        match (&volume.mount, confined) {
+            (Some(mount), true) => {
+                let target = std::path::PathBuf::from(mount);
+                // The mount point must exist on the node; an empty
+                // directory is all the host ever sees there.
+                tokio::fs::create_dir_all(&target).await.map_err(|e| {
+                    format!(
+                        "cannot create the mount point {} of volume `{name}`: {e}",
+                        target.display()
+                    )
+                })?;
+                binds.push((path.clone(), target.clone()));
+                seen.insert(name.clone(), target);
+            }
+            _ => {
+                seen.insert(name.clone(), path.clone());
+            }
+        }
         volumes.insert(name.clone(), path);
     }
     let log_file = inner.log_path(id);
@@ -220,7 +244,7 @@ async fn launch(
         request,
         &inner.config.node,
         &locators,
-        &volumes,
+        &seen,
         netns.is_some(),
     );
     let spec = LaunchSpec {
@@ -241,6 +265,7 @@ async fn launch(
                 netns: Arc::clone(ns),
                 dir: Arc::clone(&confine.dir),
                 keep_visible: volumes.values().cloned().collect(),
+                binds,
                 pid_init: confine.pid_init.clone(),
             }),
             _ => None,

@@ -42,6 +42,9 @@ pub struct Confinement {
     /// Paths the instance must still see even under a private scratch
     /// directory (its working directory, its volumes).
     pub keep_visible: Vec<PathBuf>,
+    /// Directories (volumes) the instance sees at another path: (source on
+    /// the node, where the instance sees it). Each target must exist.
+    pub binds: Vec<(PathBuf, PathBuf)>,
     /// Runs the program as pid 2 of a new PID namespace under this init.
     pub pid_init: Option<vdc_netns::PidInit>,
 }
@@ -51,6 +54,7 @@ impl std::fmt::Debug for Confinement {
         f.debug_struct("Confinement")
             .field("netns", &self.netns.path())
             .field("keep_visible", &self.keep_visible)
+            .field("binds", &self.binds)
             .field("pid_namespace", &self.pid_init.is_some())
             .finish()
     }
@@ -60,6 +64,7 @@ impl PartialEq for Confinement {
     fn eq(&self, other: &Self) -> bool {
         self.netns.path() == other.netns.path()
             && self.keep_visible == other.keep_visible
+            && self.binds == other.binds
             && self.pid_init.is_some() == other.pid_init.is_some()
     }
 }

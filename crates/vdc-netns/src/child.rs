@@ -33,7 +33,9 @@ const SCRATCH_DIRS: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
 ///    the instance and do not leave copies alive;
 /// 3. unmount the directories given to [`hide`](Self::hide) (the namespace
 ///    directory), so the instance cannot open other instances' namespaces;
-/// 4. mount an empty tmpfs on each private scratch directory (`/tmp`, ...).
+/// 4. mount an empty tmpfs on each private scratch directory (`/tmp`, ...);
+/// 5. bind-mount each directory given to [`bind`](Self::bind) (volumes) at
+///    its target, visible to the instance only.
 ///
 /// Build it before spawning; [`apply_in_child`](Self::apply_in_child) runs
 /// in the child. A private PID namespace cannot be entered this way (see
@@ -43,6 +45,8 @@ pub struct IsolationPlan {
     netns: Option<File>,
     hide: Vec<CString>,
     tmpfs: Vec<Tmpfs>,
+    /// (source, target) of each bind mount.
+    binds: Vec<(CString, CString)>,
 }
 
 /// One tmpfs to mount in the child, with its options rendered before the
@@ -109,6 +113,15 @@ impl IsolationPlan {
         Ok(self)
     }
 
+    /// Bind-mounts the directory `source` at `target` (which must exist and
+    /// must not be under a private scratch directory) in the child's mount
+    /// table: the instance sees `source`'s files at `target`; the host
+    /// keeps seeing whatever `target` held.
+    pub fn bind(mut self, source: &Path, target: &Path) -> io::Result<Self> {
+        self.binds.push((c_path(source)?, c_path(target)?));
+        Ok(self)
+    }
+
     /// Drops the tmpfs mounts that would hide `path`, such as the program
     /// or its working directory when they live under `/tmp`. (The working
     /// directory itself is entered before the plan applies and would stay
@@ -123,7 +136,10 @@ impl IsolationPlan {
 
     /// True when the plan changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.netns.is_none() && self.hide.is_empty() && self.tmpfs.is_empty()
+        self.netns.is_none()
+            && self.hide.is_empty()
+            && self.tmpfs.is_empty()
+            && self.binds.is_empty()
     }
 
     /// Applies the plan to the calling process. Meant for the child between
@@ -140,7 +156,7 @@ impl IsolationPlan {
         if let Some(netns) = &self.netns {
             setns(netns.as_fd(), CloneFlags::CLONE_NEWNET)?;
         }
-        if self.hide.is_empty() && self.tmpfs.is_empty() {
+        if self.hide.is_empty() && self.tmpfs.is_empty() && self.binds.is_empty() {
             return Ok(());
         }
         unshare(CloneFlags::CLONE_NEWNS)?;
@@ -164,6 +180,15 @@ impl IsolationPlan {
                 Some(c"tmpfs"),
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 Some(tmpfs.options.as_c_str()),
+            )?;
+        }
+        for (source, target) in &self.binds {
+            mount(
+                Some(source.as_c_str()),
+                target.as_c_str(),
+                None::<&CStr>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&CStr>,
             )?;
         }
         Ok(())

@@ -303,7 +303,7 @@ backup = { every = "1s", keep = 0 }
 
 [components.web]
 command = ["web"]
-volumes = { data = {} }
+volumes = { data = {}, scratch = { mount = "/tmp/scratch" } }
 backup = { every = "10m" }
 
 [components.lb]
@@ -330,6 +330,13 @@ backup = { every = "1h", keep = 1 }
               |
             6 | backup = { every = "1s", keep = 0 }
               |                                 ^
+
+            error: `mount` of volume `scratch` of component `web` is "/tmp/scratch", where an instance has its own directory or the kernel's
+              --> shop.toml:10:44
+               |
+            10 | volumes = { data = {}, scratch = { mount = "/tmp/scratch" } }
+               |                                            ^^^^^^^^^^^^^^
+               = help: mount volumes elsewhere, like "/data" or "/var/lib/NAME"
 
             error: `backup` of component `web` is missing keep
               --> shop.toml:11:1

@@ -229,3 +229,41 @@ async fn an_instance_reaches_its_declared_links_and_nothing_else() {
     assert!(log.contains("host-api ok"), "{log}");
     assert_eq!(vdc.instances("gamma")[0]["isolation"], "cgroup");
 }
+
+/// A volume with a `mount` path appears there inside the instance (a bind
+/// mount in its own mount table); the node's directory holds the files,
+/// and the host's mount point stays empty.
+#[test]
+fn a_volume_is_mounted_at_its_path_inside_the_instance_only() {
+    root();
+    let vdc = Vdc::start();
+    let mount = format!("/srv/vdc-test-mount-{}", std::process::id());
+    launch(
+        &vdc,
+        "mounted",
+        &format!(
+            r#"[components.box]
+command = ["sh", "-c", "echo \"$VDC_VOLUME_DATA\" > {mount}/seen; sleep 100"]
+volumes = {{ data = {{ mount = "{mount}" }} }}
+"#
+        ),
+    );
+    let file = vdc.data_dir().join("volumes/mounted/box-0/data/seen");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing written through the mount: {}",
+            vdc.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // The instance was told where its volume is: the mount path.
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), mount);
+    // The host's mount point is an empty directory.
+    let on_host: Vec<_> = std::fs::read_dir(&mount).unwrap().collect();
+    assert!(on_host.is_empty(), "{on_host:?}");
+    vdc.ok(&["down", "mounted"]);
+    let _ = std::fs::remove_dir(&mount);
+}

@@ -195,6 +195,9 @@ pub(crate) fn confine(
     for path in &confinement.keep_visible {
         plan = plan.keep_visible(path);
     }
+    for (source, target) in &confinement.binds {
+        plan = plan.bind(source, target)?;
+    }
     let cmd = match &confinement.pid_init {
         None => command(spec, program, log),
         Some(init) => {

@@ -460,6 +460,19 @@ fn volumes(
                 );
                 return None;
             }
+            let normalized = std::path::Path::new(path);
+            if normalized == std::path::Path::new("/")
+                || ["/tmp", "/var/tmp", "/dev/shm", "/proc", "/sys", "/dev"]
+                    .iter()
+                    .any(|private| normalized.starts_with(private))
+            {
+                sink.error_help(
+                    e.value_span(),
+                    format!("`mount` of {what} is \"{path}\", where an instance has its own directory or the kernel's"),
+                    "mount volumes elsewhere, like \"/data\" or \"/var/lib/NAME\"",
+                );
+                return None;
+            }
             if let Some((other, _)) = mounts.iter().find(|(_, m)| m == path) {
                 sink.error(
                     e.value_span(),

@@ -184,6 +184,7 @@ impl Agent {
                     io_read_bytes: usage.io_read_bytes,
                     io_write_bytes: usage.io_write_bytes,
                     pids: usage.pids,
+                    volume_bytes: slot.volume_bytes,
                 }),
                 histogram: None,
             });

@@ -170,6 +170,8 @@ struct Slot {
     tenant: TenantName,
     /// The two latest readings of its kernel accounting, for rates.
     usage: Option<UsageReading>,
+    /// Bytes in its volumes, as last measured.
+    volume_bytes: Option<u64>,
     previous_usage: Option<UsageReading>,
 }
 
@@ -295,6 +297,7 @@ impl Agent {
                 tenant: request.tenant.clone(),
                 usage: None,
                 previous_usage: None,
+                volume_bytes: None,
             },
         );
         drop(instances);
@@ -498,6 +501,12 @@ impl Inner {
     }
 
     /// Keeps the latest kernel accounting reading of an instance.
+    fn record_volume_bytes(&self, id: &InstanceId, bytes: u64) {
+        if let Some(slot) = lock(&self.instances).get_mut(id) {
+            slot.volume_bytes = Some(bytes);
+        }
+    }
+
     fn record_usage(&self, id: &InstanceId, usage: vdc_driver::Usage) {
         if let Some(slot) = lock(&self.instances).get_mut(id) {
             slot.previous_usage = slot.usage.take();

@@ -29,6 +29,9 @@ pub const PIDS_MAX: u64 = 1024;
 /// How long an instance without inputs must stay up to count as ready.
 const READY_WITHOUT_PROBES: Duration = Duration::from_millis(500);
 
+/// How often the size of an instance's volumes is measured.
+const VOLUMES_EVERY: Duration = Duration::from_secs(5);
+
 /// How often a frozen instance is looked at again before its health check.
 const FROZEN_RECHECK: Duration = Duration::from_millis(50);
 
@@ -320,6 +323,9 @@ async fn watch(
         };
     let mut accounting = tokio::time::interval(USAGE_EVERY);
     accounting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let has_volumes = !request.component.volumes.is_empty();
+    let mut volumes_measured: Option<Instant> = None;
+    let mut measuring: Option<tokio::task::JoinHandle<u64>> = None;
     loop {
         tokio::select! {
             biased;
@@ -332,6 +338,19 @@ async fn watch(
                 match handle.usage() {
                     Ok(usage) => inner.record_usage(id, usage),
                     Err(e) => tracing::debug!(instance = %id, "cannot read resource usage: {e}"),
+                }
+                // Volume usage: a walk of the directory off the async
+                // threads, every few seconds, one at a time.
+                if let Some(task) = measuring.take_if(|t| t.is_finished()) {
+                    if let Ok(bytes) = task.await {
+                        inner.record_volume_bytes(id, bytes);
+                    }
+                }
+                let due = volumes_measured.is_none_or(|at| at.elapsed() >= VOLUMES_EVERY);
+                if has_volumes && measuring.is_none() && due {
+                    volumes_measured = Some(Instant::now());
+                    let dir = inner.volumes_dir(id);
+                    measuring = Some(tokio::task::spawn_blocking(move || dir_bytes(&dir)));
                 }
                 continue;
             }
@@ -396,6 +415,30 @@ async fn watch(
         }
         next_probe = probed + delay;
     }
+}
+
+/// Bytes in the regular files under `dir` (allocated size is not what a
+/// user reads in a size limit; the sum of file sizes is). Unreadable
+/// entries count as nothing.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                total = total.saturating_add(entry.metadata().map_or(0, |m| m.len()));
+            }
+        }
+    }
+    total
 }
 
 /// Waits until no request or connection is in flight to the instance, for

@@ -122,6 +122,10 @@ pub struct ResourceSample {
     pub io_read_bytes: u64,
     pub io_write_bytes: u64,
     pub pids: u64,
+    /// Bytes in the instance's volumes on its node, measured every few
+    /// seconds; absent for an instance without volumes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub volume_bytes: Option<u64>,
 }
 
 /// What an instance reported of its own load through the platform API

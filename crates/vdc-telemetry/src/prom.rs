@@ -79,6 +79,7 @@ struct InstanceState {
     memory_peak_bytes: u64,
     memory_limit_bytes: Option<u64>,
     pids: u64,
+    volume_bytes: Option<u64>,
 }
 
 /// A counter fed with totals that restart from zero when the instance
@@ -245,8 +246,16 @@ impl Exposition {
             "Processes and threads of the instance.",
             "gauge",
         );
+        let mut volumes = Family::new(
+            "vdc_instance_volume_bytes",
+            "Bytes in the instance's volumes on its node.",
+            "gauge",
+        );
         for (key, s) in &instances {
             let labels = key.labels();
+            if let Some(bytes) = s.volume_bytes {
+                volumes.int(&labels, &[], bytes);
+            }
             cpu.seconds(&labels, &[("mode", "user")], s.cpu_user_ms.total, 1_000);
             cpu.seconds(&labels, &[("mode", "system")], s.cpu_system_ms.total, 1_000);
             throttled.seconds(&labels, &[], s.throttled_ms.total, 1_000);
@@ -260,7 +269,7 @@ impl Exposition {
             io.int(&labels, &[("direction", "write")], s.io_write_bytes.total);
             pids.int(&labels, &[], s.pids);
         }
-        for family in [cpu, throttled, memory, peak, limit, ooms, io, pids] {
+        for family in [cpu, throttled, memory, peak, limit, ooms, io, pids, volumes] {
             family.write_to(&mut out);
         }
         out
@@ -323,6 +332,9 @@ impl Exposition {
         state.memory_peak_bytes = s.memory_peak_bytes;
         state.memory_limit_bytes = s.memory_limit_bytes;
         state.pids = s.pids;
+        if s.volume_bytes.is_some() {
+            state.volume_bytes = s.volume_bytes;
+        }
     }
 }
 

@@ -54,6 +54,7 @@ pub fn resources(ts: u64, tags: Tags) -> ResourceSample {
         io_read_bytes: 4096,
         io_write_bytes: 8192,
         pids: 4,
+        volume_bytes: None,
     }
 }
 

@@ -34,6 +34,7 @@ fn resource_sample(ts: u64, tags: Tags, cpu_ms: u64, memory_bytes: u64) -> Resou
         io_read_bytes: 0,
         io_write_bytes: 0,
         pids: 1,
+        volume_bytes: None,
     }
 }
 

@@ -13,5 +13,7 @@ mod tenant;
 
 pub use ids::{InstanceId, InstanceIdError, Locator, NodeId};
 pub use instance::{InstanceState, InstanceStatus, Isolation};
-pub use node::{AppRecord, Assignment, Disk, NodeInfo, NodeRecord, NodeState, Scale};
+pub use node::{
+    AppRecord, Assignment, Disk, MovePhase, MoveRecord, NodeInfo, NodeRecord, NodeState, Scale,
+};
 pub use tenant::{Admission, Prices, Quota, Tenant, Usage};

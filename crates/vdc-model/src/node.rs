@@ -96,6 +96,59 @@ pub struct Assignment {
     pub at_ms: u64,
 }
 
+/// `vdc move`: an instance going from one node to another, and how far it
+/// got. Each node acts on the phases that are its part (see the server's
+/// `moves` module) and advances the record with compare-and-set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRecord {
+    /// `app/component/index`.
+    pub instance: String,
+    pub from: crate::NodeId,
+    pub to: crate::NodeId,
+    pub phase: MovePhase,
+    /// Whether the instance has volumes that travel with it.
+    pub stateful: bool,
+    pub requested_ms: u64,
+    /// The snapshots that carried its volumes: taken while it ran, then the
+    /// final one taken once it stopped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<String>,
+    /// When the instance stopped on `from` (stateful moves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_ms: Option<u64>,
+    /// From `stopped_ms` to ready on `to`; 0 for a stateless move, which
+    /// starts the new copy before the old one stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The steps of a move, in order. Stateless moves go from `Requested` to
+/// `Switched` directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MovePhase {
+    /// `from` takes a snapshot while the instance runs and uploads it.
+    Requested,
+    /// `to` downloads it and lays it out as the instance's volumes.
+    Staged,
+    /// `from` stops the instance, snapshots what changed since, uploads it.
+    Seeded,
+    /// `to` applies the final snapshot and takes the assignment.
+    Stopped,
+    /// The instance is assigned to `to`; done once it is ready there.
+    Switched,
+    Done,
+    Failed,
+}
+
+impl MovePhase {
+    pub fn is_over(self) -> bool {
+        matches!(self, MovePhase::Done | MovePhase::Failed)
+    }
+}
+
 /// An app as submitted: the desired state of one app.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppRecord {

@@ -38,6 +38,7 @@ pub(crate) fn router(control: ControlPlane) -> Router {
         .merge(crate::scale::router())
         .merge(crate::nodes::router())
         .merge(crate::snapshots::router())
+        .merge(crate::moves::router())
         .layer(axum::middleware::from_fn_with_state(
             control.clone(),
             crate::auth::authenticate,

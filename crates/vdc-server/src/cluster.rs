@@ -42,11 +42,12 @@ pub(crate) const SETTLE: Duration = Duration::from_millis(20);
 
 /// The buckets whose changes start a node's round: what to run, where the
 /// others' instances are, what to wire.
-const NODE_WATCHES: [Bucket; 4] = [
+const NODE_WATCHES: [Bucket; 5] = [
     Bucket::Assignments,
     Bucket::Instances,
     Bucket::Apps,
     Bucket::Links,
+    Bucket::Moves,
 ];
 
 /// How long one round may wait on the store.
@@ -70,6 +71,10 @@ pub(crate) struct ClusterNode {
     fenced: Mutex<bool>,
     /// The leader's memory of each node's state, for events.
     node_states: Mutex<BTreeMap<NodeId, NodeState>>,
+    /// Where snapshot blobs travel between nodes (`vdc move`).
+    pub(crate) objects: Option<async_nats::jetstream::object_store::ObjectStore>,
+    /// This node's part of moves in progress.
+    pub(crate) moving: crate::moves::Moving,
 }
 
 /// The pool as last read from the store.
@@ -164,7 +169,12 @@ impl PoolView {
 }
 
 impl ClusterNode {
-    pub(crate) fn new(timeout: Duration, address: IpAddr, incarnation: String) -> Self {
+    pub(crate) fn new(
+        timeout: Duration,
+        address: IpAddr,
+        incarnation: String,
+        objects: Option<async_nats::jetstream::object_store::ObjectStore>,
+    ) -> Self {
         Self {
             timeout,
             address,
@@ -173,6 +183,8 @@ impl ClusterNode {
             last_heartbeat: Mutex::new(None),
             fenced: Mutex::new(false),
             node_states: Mutex::new(BTreeMap::new()),
+            objects,
+            moving: crate::moves::Moving::default(),
         }
     }
 
@@ -485,6 +497,7 @@ impl ControlPlane {
         }
         agent.set_remote_endpoints(remote);
         agent.expose(cluster.address).await;
+        crate::moves::advance(self).await?;
         Ok(())
     }
 

@@ -587,6 +587,13 @@ impl ControlPlane {
         self.wake();
     }
 
+    /// Releases a held instance, if it is held.
+    pub(crate) fn release_quietly(&self, instance: &InstanceId) {
+        if lock(&self.inner.held).remove(instance) {
+            self.wake();
+        }
+    }
+
     /// Drops everything kept about an app whose instances are all gone.
     pub(crate) async fn forget_app(&self, app: &vdc_spec::AppName) -> Result<(), StoreError> {
         tracing::info!(%app, "app taken down");

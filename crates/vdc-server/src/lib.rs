@@ -12,6 +12,7 @@ mod auth;
 mod cluster;
 mod control;
 mod metering;
+mod moves;
 mod node;
 mod nodes;
 mod scale;
@@ -188,10 +189,21 @@ impl Server {
                         path: data_dir.join("node.id").display().to_string(),
                         source,
                     })?;
+                let objects = match &nats_client {
+                    Some(client) => match moves::objects(client.clone()).await {
+                        Ok(objects) => Some(objects),
+                        Err(e) => {
+                            tracing::warn!("{e}: instances with volumes cannot move");
+                            None
+                        }
+                    },
+                    None => None,
+                };
                 Some(cluster::ClusterNode::new(
                     config.node_timeout,
                     address,
                     incarnation,
+                    objects,
                 ))
             }
             None => None,

@@ -47,10 +47,12 @@ pub enum Bucket {
     Nodes,
     /// One [`vdc_model::Assignment`] per instance: the node that must run it.
     Assignments,
+    /// One [`vdc_model::MoveRecord`] per instance being (or last) moved.
+    Moves,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 8] = [
+    pub const ALL: [Bucket; 9] = [
         Bucket::Apps,
         Bucket::Instances,
         Bucket::Links,
@@ -59,6 +61,7 @@ impl Bucket {
         Bucket::Ledger,
         Bucket::Nodes,
         Bucket::Assignments,
+        Bucket::Moves,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl Bucket {
             Bucket::Ledger => "ledger",
             Bucket::Nodes => "nodes",
             Bucket::Assignments => "assignments",
+            Bucket::Moves => "moves",
         }
     }
 }

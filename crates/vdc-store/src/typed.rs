@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use vdc_model::{AppRecord, Assignment, InstanceStatus, NodeRecord, Tenant};
+use vdc_model::{AppRecord, Assignment, InstanceStatus, MoveRecord, NodeRecord, Tenant};
 
 use crate::{Bucket, Store, StoreError};
 
@@ -213,6 +213,64 @@ impl StateStore {
 
     pub async fn delete_assignment(&self, id: &str) -> Result<bool, StoreError> {
         self.kv.delete(Bucket::Assignments, id).await
+    }
+
+    /// The assignment of one instance, with its revision.
+    pub async fn assignment(&self, id: &str) -> Result<Option<(Assignment, u64)>, StoreError> {
+        match self.kv.get(Bucket::Assignments, id).await? {
+            Some(e) => Ok(Some((
+                decode(Bucket::Assignments, id, &e.value)?,
+                e.revision,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes an assignment only over the revision read.
+    pub async fn cas_assignment(
+        &self,
+        id: &str,
+        assignment: &Assignment,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let bytes = encode(Bucket::Assignments, id, assignment)?;
+        self.kv.cas(Bucket::Assignments, id, bytes, expected).await
+    }
+
+    // === moves ===
+
+    pub async fn moves(&self) -> Result<Vec<(MoveRecord, u64)>, StoreError> {
+        self.kv
+            .list(Bucket::Moves)
+            .await?
+            .iter()
+            .map(|(k, e)| Ok((decode(Bucket::Moves, k, &e.value)?, e.revision)))
+            .collect()
+    }
+
+    pub async fn move_record(
+        &self,
+        instance: &str,
+    ) -> Result<Option<(MoveRecord, u64)>, StoreError> {
+        match self.kv.get(Bucket::Moves, instance).await? {
+            Some(e) => Ok(Some((
+                decode(Bucket::Moves, instance, &e.value)?,
+                e.revision,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a move record only over the revision read (`None`: new).
+    pub async fn put_move(
+        &self,
+        record: &MoveRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let bytes = encode(Bucket::Moves, &record.instance, record)?;
+        self.kv
+            .cas(Bucket::Moves, &record.instance, bytes, expected)
+            .await
     }
 
     // === links ===

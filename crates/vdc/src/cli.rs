@@ -84,6 +84,18 @@ pub enum Command {
     /// The pool's nodes: list them, drain one, let it take instances again.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Move an instance to another node of the cluster. Callers keep the
+    /// address they use. A stateless instance starts on the new node before
+    /// the old copy stops; one with volumes takes them along (a snapshot
+    /// while it runs, then the delta once stopped) and is down only for the
+    /// second pass.
+    Move {
+        /// APP/COMPONENT/INDEX.
+        instance: String,
+        /// The node to move it to.
+        #[arg(long)]
+        to: String,
+    },
     /// Snapshots of instances' volumes, taken from the host: create, list,
     /// restore, export to a file, import.
     #[command(subcommand)]

@@ -767,3 +767,146 @@ fn the_leaders_host_dies_and_a_server_on_another_takes_over() {
     assert_eq!(h1["state"], "down", "{h1:#}");
     cluster.ok(&["down", "spread"]);
 }
+
+/// One redis command on a new connection; the reply's first line and, for
+/// a bulk string, its value.
+fn redis(addr: &str, args: &[&str]) -> Result<String, String> {
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    stream
+        .write_all(out.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).map_err(|e| e.to_string())?;
+    if let Some(n) = line.strip_prefix('$') {
+        let n: i64 = n.trim().parse().map_err(|e| format!("{e}"))?;
+        if n < 0 {
+            return Ok("(nil)".to_owned());
+        }
+        let mut value = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut value).map_err(|e| e.to_string())?;
+        return Ok(value.trim_end().to_owned());
+    }
+    if line.starts_with('-') {
+        return Err(line.trim_end().to_owned());
+    }
+    Ok(line.trim_end().to_owned())
+}
+
+/// `vdc move`: a redis with its volume goes to another node with its data,
+/// reached at the same gateway; a stateless web instance moves under load
+/// without a failed request.
+#[test]
+fn instances_move_between_nodes_with_their_data_and_their_callers() {
+    require("redis-server");
+    let cluster = Cluster::start();
+    let port = free_port();
+    let file = cluster.dir.path().join("kv.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"app = "kv"
+
+[components.redis]
+command = ["redis-server", "--port", "${{PORT}}", "--bind", "127.0.0.1", "--dir", "${{VDC_VOLUME_DATA}}",
+           "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"]
+resources = {{ cpu = 0.1, memory = "64MiB" }}
+inputs = {{ resp = {{ protocol = "tcp" }} }}
+volumes = {{ data = {{}} }}
+gateway = {{ port = {port} }}
+"#
+        ),
+    )
+    .unwrap();
+    cluster.ok(&["up", "-d", file.to_str().unwrap()]);
+    wait_for("redis to be ready", Duration::from_secs(30), || {
+        let list = cluster.instances("kv");
+        list.len() == 1 && list[0]["state"] == "ready"
+    });
+    let gateway = format!("{}:{port}", cluster.hosts.ip(1));
+    wait_for("redis through the gateway", Duration::from_secs(20), || {
+        redis(&gateway, &["PING"]).is_ok()
+    });
+    for i in 0..50 {
+        redis(&gateway, &["SET", &format!("k{i}"), &format!("v{i}")]).unwrap();
+    }
+    let from = cluster.instances("kv")[0]["node"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let to = if from == "h2" { "h3" } else { "h2" };
+    let out = cluster.ok(&["move", "kv/redis/0", "--to", to]);
+    println!(
+        "stateful move {from} -> {to}: {}",
+        out.trim().replace('\n', " | ")
+    );
+    assert!(out.contains(&format!("runs on {to}")), "{out}");
+    let list = cluster.instances("kv");
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0]["node"], to, "{list:#?}");
+    // Same address, same data, and writes go on.
+    wait_for("redis after the move", Duration::from_secs(20), || {
+        redis(&gateway, &["PING"]).is_ok()
+    });
+    for i in [0, 25, 49] {
+        assert_eq!(
+            redis(&gateway, &["GET", &format!("k{i}")]).unwrap(),
+            format!("v{i}")
+        );
+    }
+    assert_eq!(redis(&gateway, &["DBSIZE"]).unwrap(), ":50");
+    redis(&gateway, &["SET", "after", "move"]).unwrap();
+    // Moving it where it is, or to a node that does not exist, is refused.
+    let (ok, out) = cluster.cli(&["move", "kv/redis/0", "--to", to]);
+    assert!(!ok && out.contains("already runs on"), "{out}");
+    let (ok, out) = cluster.cli(&["move", "kv/redis/0", "--to", "nowhere"]);
+    assert!(!ok && out.contains("no node named"), "{out}");
+    cluster.ok(&["down", "kv"]);
+
+    // Stateless: under load, no failed request.
+    let marker = format!("move-marker-{}", std::process::id());
+    let gateway_port = free_port();
+    let file = spec(cluster.dir.path(), gateway_port, &marker);
+    cluster.ok(&["up", "-d", file.to_str().unwrap()]);
+    wait_for("three ready instances", Duration::from_secs(30), || {
+        let list = cluster.instances("spread");
+        list.len() == 3 && list.iter().all(|i| i["state"] == "ready")
+    });
+    let web0 = cluster
+        .instances("spread")
+        .into_iter()
+        .find(|i| i["id"]["index"] == 0)
+        .unwrap();
+    let from = web0["node"].as_str().unwrap().to_owned();
+    let to = if from == "h1" { "h2" } else { "h1" };
+    let gateway = format!("{}:{gateway_port}", cluster.hosts.ip(3));
+    wait_for("the gateway", Duration::from_secs(20), || {
+        get(&gateway).is_ok()
+    });
+    let load = Load::start(gateway);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = cluster.ok(&["move", "spread/web/0", "--to", to]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (sent, failed, _) = load.finish();
+    println!(
+        "stateless move {from} -> {to} under load: {failed} of {sent} requests failed; {}",
+        out.trim().replace('\n', " | ")
+    );
+    assert_eq!(failed, 0);
+    let moved = cluster
+        .instances("spread")
+        .into_iter()
+        .find(|i| i["id"]["index"] == 0)
+        .unwrap();
+    assert_eq!(moved["node"], to, "{moved:#}");
+    cluster.ok(&["down", "spread"]);
+}

@@ -76,6 +76,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => server::agent(&args).await,
         Command::Node(command) => nodes::run(&client, command, cli.output).await,
         Command::Snapshot(command) => snapshot::run(&client, command, cli.output).await,
+        Command::Move { instance, to } => {
+            snapshot::move_instance(&client, &instance, &to, cli.output).await
+        }
     }
 }
 

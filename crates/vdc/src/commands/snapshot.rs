@@ -147,6 +147,75 @@ pub async fn run(client: &Client, command: SnapshotCommand, format: Format) -> a
     }
 }
 
+/// `vdc move APP/COMPONENT/INDEX --to NODE`: asks for the move, then
+/// follows it until it is done or failed.
+pub async fn move_instance(
+    client: &Client,
+    instance: &str,
+    to: &str,
+    format: Format,
+) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Request<'a> {
+        instance: &'a str,
+        to: &'a str,
+    }
+    let started: serde_json::Value = client.post("/v1/moves", &Request { instance, to }).await?;
+    if format == Format::Table {
+        println!(
+            "moving {instance} from {} to {}{}",
+            started["from"].as_str().unwrap_or("?"),
+            to,
+            if started["stateful"] == true {
+                " with its volumes"
+            } else {
+                ""
+            }
+        );
+    }
+    let path = format!(
+        "/v1/moves/{}",
+        instance
+            .split('/')
+            .map(url_path_escape)
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+    let mut last_phase = String::new();
+    loop {
+        let record: serde_json::Value = client.get(&path).await?;
+        let phase = record["phase"].as_str().unwrap_or_default().to_owned();
+        if phase != last_phase && format == Format::Table && phase != "done" && phase != "failed" {
+            println!("  {phase}");
+        }
+        last_phase.clone_from(&phase);
+        match phase.as_str() {
+            "done" => {
+                if format != Format::Table {
+                    println!("{}", serde_json::to_string_pretty(&record)?);
+                } else {
+                    println!(
+                        "{instance} runs on {to}; down {} ms",
+                        record["downtime_ms"].as_u64().unwrap_or(0)
+                    );
+                }
+                return Ok(());
+            }
+            "failed" => anyhow::bail!(
+                "the move of {instance} failed: {}; it runs on {} as before",
+                record["error"].as_str().unwrap_or("no reason given"),
+                record["from"].as_str().unwrap_or("its node")
+            ),
+            _ => {}
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the move of {instance} is still at `{phase}` after 10 minutes");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn print(all: &[SnapshotSummary], format: Format) -> anyhow::Result<()> {
     if format != Format::Table {
         println!("{}", serde_json::to_string_pretty(all)?);

@@ -25,7 +25,7 @@ const INGRESS_GRACE: Duration = Duration::from_secs(2);
 /// One input's ingress.
 pub(crate) struct Ingress {
     pub(crate) address: SocketAddr,
-    backends: Backends,
+    pub(crate) backends: Backends,
 }
 
 fn key(id: &InstanceId, input: &TerminalName) -> String {

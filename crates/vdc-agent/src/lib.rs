@@ -496,8 +496,29 @@ impl Inner {
         };
         if serving_changed {
             self.refresh_backends(&status.id.app, &status.id.component);
+            self.refresh_ingress(&status);
         }
         let _ = self.changes.send(status);
+    }
+
+    /// Points the node ingress of an instance (if it has one) at it while
+    /// it serves and at nothing otherwise, at once: other nodes route to it
+    /// as soon as they see it ready, which may be before this node's next
+    /// round.
+    fn refresh_ingress(&self, status: &InstanceStatus) {
+        let ingress = lock(&self.ingress);
+        for (input, locator) in &status.locators {
+            if let Some(i) = ingress.get(&(status.id.clone(), input.clone())) {
+                i.backends.set(if status.state.serves_traffic() {
+                    vec![Endpoint {
+                        instance: status.id.to_string(),
+                        addr: locator.0,
+                    }]
+                } else {
+                    Vec::new()
+                });
+            }
+        }
     }
 
     /// Keeps the latest kernel accounting reading of an instance.

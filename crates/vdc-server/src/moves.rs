@@ -321,7 +321,7 @@ async fn step(
                 .cloned()
                 .ok_or("no snapshot to stage")?;
             download(control.snapshots(), &objects, &snapshot).await?;
-            restore(control, &snapshot, &id).await?;
+            restore(control, &snapshot, None, &id).await?;
             record.phase = MovePhase::Seeded;
             Ok(Some(record))
         }
@@ -352,7 +352,9 @@ async fn step(
                 .cloned()
                 .ok_or("no final snapshot")?;
             download(control.snapshots(), &objects, &snapshot).await?;
-            restore(control, &snapshot, &id).await?;
+            // Files unchanged since the first pass are linked, not copied:
+            // the downtime follows what changed.
+            restore(control, &snapshot, record.snapshots.first().cloned(), &id).await?;
             switch(control, &id, &record.to).await?;
             record.phase = MovePhase::Switched;
             Ok(Some(record))
@@ -403,14 +405,11 @@ async fn switch(control: &ControlPlane, id: &InstanceId, to: &NodeId) -> Result<
     Err(format!("the assignment of {id} kept changing"))
 }
 
-/// Snapshots a stopped instance's volumes (no freeze needed).
+/// Snapshots a stopped instance's volumes: nothing writes to them, so the
+/// store reads them in place (no freeze, no staging copy), and chunks it
+/// already has from the first pass are only hashed.
 async fn capture_stopped(control: &ControlPlane, id: &InstanceId) -> Result<String, String> {
     let volumes = control.agent().volumes_dir(id);
-    let staging = control.snapshots().root().join("staging").join(format!(
-        "move-{}-{}",
-        id.slug(),
-        wall_ms()
-    ));
     let meta = SnapshotMeta {
         tenant: control.tenant_of(id.app.as_str()),
         app: id.app.to_string(),
@@ -425,28 +424,25 @@ async fn capture_stopped(control: &ControlPlane, id: &InstanceId) -> Result<Stri
     };
     let store = control.snapshots().clone();
     let result = tokio::task::spawn_blocking(move || {
-        if let Some(parent) = staging.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-        }
-        let captured = if volumes.exists() {
-            vdc_snapshot::stage(&volumes, &staging)
-                .and_then(|_| store.capture(&staging, meta))
-                .map_err(|e| e.to_string())
-        } else {
-            std::fs::create_dir_all(&staging)
-                .map_err(|e| e.to_string())
-                .and_then(|()| store.capture(&staging, meta).map_err(|e| e.to_string()))
-        };
-        let _ = std::fs::remove_dir_all(&staging);
-        captured.map(|m| m.id)
+        std::fs::create_dir_all(&volumes).map_err(|e| e.to_string())?;
+        store
+            .capture(&volumes, meta)
+            .map(|m| m.id)
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?;
     result.map_err(|e| format!("cannot snapshot the stopped {id}: {e}"))
 }
 
-/// Lays out a local snapshot as the instance's volumes on this node.
-async fn restore(control: &ControlPlane, snapshot: &str, id: &InstanceId) -> Result<(), String> {
+/// Lays out a local snapshot as the instance's volumes on this node; over
+/// `base` (the first pass, which the volumes hold) when given.
+async fn restore(
+    control: &ControlPlane,
+    snapshot: &str,
+    base: Option<String>,
+    id: &InstanceId,
+) -> Result<(), String> {
     let volumes = control.agent().volumes_dir(id);
     let store = control.snapshots().clone();
     let snapshot = snapshot.to_owned();
@@ -454,10 +450,12 @@ async fn restore(control: &ControlPlane, snapshot: &str, id: &InstanceId) -> Res
         if let Some(parent) = volumes.parent() {
             std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
-        store
-            .restore(&snapshot, &volumes)
-            .map(drop)
-            .map_err(|e| e.to_string())
+        match base {
+            Some(base) if volumes.exists() => store.restore_over(&snapshot, &volumes, &base),
+            _ => store.restore(&snapshot, &volumes),
+        }
+        .map(drop)
+        .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?

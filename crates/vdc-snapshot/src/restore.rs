@@ -63,6 +63,30 @@ impl SnapshotStore {
     /// Entries get the permission bits recorded in the snapshot; their owner
     /// is whoever runs the restore (ownership is not part of a snapshot).
     pub fn restore(&self, key: &str, target: &Path) -> Result<RestoreReport, SnapshotError> {
+        self.restore_inner(key, target, None)
+    }
+
+    /// Like [`restore`](Self::restore), for a `target` that holds exactly
+    /// snapshot `base` as a restore of it left it (the second pass of a
+    /// move): files the two snapshots have alike (same path, mode and
+    /// chunks) are hard-linked from `target` instead of written again, so
+    /// the time taken follows what changed, not the size of the volume.
+    pub fn restore_over(
+        &self,
+        key: &str,
+        target: &Path,
+        base: &str,
+    ) -> Result<RestoreReport, SnapshotError> {
+        let base = self.find(base)?;
+        self.restore_inner(key, target, Some(&base))
+    }
+
+    fn restore_inner(
+        &self,
+        key: &str,
+        target: &Path,
+        base: Option<&Manifest>,
+    ) -> Result<RestoreReport, SnapshotError> {
         let _lock = self.lock(false)?;
         let manifest = self.find(key)?;
 
@@ -95,7 +119,8 @@ impl SnapshotStore {
             .ctx("create a restore directory in", &parent)?
             .keep();
         let mut guard = TreeGuard::new(fresh);
-        let report = self.write_tree(&manifest, guard.path())?;
+        let reuse = base.map(|base| (base, target));
+        let report = self.write_tree(&manifest, guard.path(), reuse)?;
         fs::set_permissions(guard.path(), fs::Permissions::from_mode(root_mode))
             .ctx("set permissions of", guard.path())?;
         fsync_dir(guard.path())?;
@@ -125,8 +150,24 @@ impl SnapshotStore {
     }
 
     /// Writes every entry of `manifest` under `root` (an empty directory)
-    /// and fsyncs it all.
-    fn write_tree(&self, manifest: &Manifest, root: &Path) -> Result<RestoreReport, SnapshotError> {
+    /// and fsyncs it all. With `reuse = (base, dir)`, files alike in `base`
+    /// are hard-linked from `dir` instead.
+    fn write_tree(
+        &self,
+        manifest: &Manifest,
+        root: &Path,
+        reuse: Option<(&Manifest, &Path)>,
+    ) -> Result<RestoreReport, SnapshotError> {
+        let alike: std::collections::HashMap<&str, &Entry> = reuse
+            .map(|(base, _)| {
+                base.entries
+                    .iter()
+                    .filter(|e| matches!(e, Entry::File { .. }))
+                    .map(|e| (e.path(), e))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut linked = std::collections::HashSet::new();
         let mut report = RestoreReport {
             id: manifest.id.clone(),
             ..RestoreReport::default()
@@ -148,6 +189,21 @@ impl SnapshotStore {
                     dirs.push((path, *mode));
                     report.dirs += 1;
                 }
+                Entry::File { mode, size, .. }
+                    if reuse.is_some_and(|(_, dir)| {
+                        alike.get(entry.path()) == Some(&entry)
+                            && fs::symlink_metadata(dir.join(entry.path()))
+                                .is_ok_and(|m| m.is_file() && m.len() == *size)
+                    }) =>
+                {
+                    let dir = reuse.map(|(_, dir)| dir).unwrap_or(root);
+                    let from = dir.join(entry.path());
+                    fs::hard_link(&from, &path).ctx("link", &path)?;
+                    linked.insert(index);
+                    files.push((index, path, *mode));
+                    report.files += 1;
+                    report.bytes += size;
+                }
                 Entry::File { mode, size, .. } => {
                     let file = OpenOptions::new()
                         .write(true)
@@ -167,7 +223,8 @@ impl SnapshotStore {
             }
         }
 
-        let jobs = all_chunks(manifest);
+        let mut jobs = all_chunks(manifest);
+        jobs.retain(|job| !linked.contains(&job.entry));
         let writer = || {
             Ok(Writer {
                 reader: BlobReader::new()?,

@@ -854,9 +854,19 @@ gateway = {{ port = {port} }}
     assert_eq!(list.len(), 1, "{list:#?}");
     assert_eq!(list[0]["node"], to, "{list:#?}");
     // Same address, same data, and writes go on.
-    wait_for("redis after the move", Duration::from_secs(20), || {
-        redis(&gateway, &["PING"]).is_ok()
-    });
+    let mut glitches = Vec::new();
+    wait_for(
+        "redis after the move",
+        Duration::from_secs(20),
+        || match redis(&gateway, &["GET", "k0"]) {
+            Ok(v) if v == "v0" => true,
+            other => {
+                glitches.push(format!("{other:?}"));
+                false
+            }
+        },
+    );
+    println!("answers before the first right one after the move: {glitches:?}");
     for i in [0, 25, 49] {
         assert_eq!(
             redis(&gateway, &["GET", &format!("k{i}")]).unwrap(),
@@ -909,4 +919,56 @@ gateway = {{ port = {port} }}
         .unwrap();
     assert_eq!(moved["node"], to, "{moved:#}");
     cluster.ok(&["down", "spread"]);
+}
+
+/// Benchmark, not run by default: the downtime of a stateful move for a
+/// 100 MiB and a 1 GiB volume (`cargo nextest run -p vdc --test cluster
+/// --run-ignored only --no-capture move_downtime`).
+#[test]
+#[ignore = "benchmark"]
+fn move_downtime_by_volume_size() {
+    let cluster = Cluster::start();
+    for mib in [100, 1024] {
+        let app = format!("bulk{mib}");
+        let file = cluster.dir.path().join(format!("{app}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                r#"app = "{app}"
+
+[components.store]
+command = ["python3", "{programs}/bulk.py"]
+env = {{ BULK_MIB = "{mib}" }}
+resources = {{ cpu = 0.5, memory = "256MiB" }}
+inputs = {{ tcp = {{ protocol = "tcp" }} }}
+volumes = {{ data = {{}} }}
+"#,
+                programs = programs()
+            ),
+        )
+        .unwrap();
+        cluster.ok(&["up", "-d", "--timeout", "300", file.to_str().unwrap()]);
+        wait_for("the store to be ready", Duration::from_secs(300), || {
+            let list = cluster.instances(&app);
+            list.len() == 1 && list[0]["state"] == "ready"
+        });
+        let from = cluster.instances(&app)[0]["node"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let to = if from == "h2" { "h3" } else { "h2" };
+        let started = Instant::now();
+        let out = cluster.ok(&["move", &format!("{app}/store/0"), "--to", to]);
+        let total = started.elapsed();
+        let down = out
+            .rsplit("down ")
+            .next()
+            .and_then(|s| s.split(' ').next())
+            .unwrap_or("?")
+            .to_owned();
+        println!(
+            "stateful move of a {mib} MiB volume {from} -> {to}: down {down} ms, {total:?} in all"
+        );
+        cluster.ok(&["down", &app, "--purge"]);
+    }
 }

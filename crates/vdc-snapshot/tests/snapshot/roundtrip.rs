@@ -164,3 +164,48 @@ fn manifest_describes_the_tree() {
     let back: vdc_snapshot::Manifest = serde_json::from_str(&json).unwrap();
     assert_eq!(back, manifest);
 }
+
+/// The second pass of a move: restoring a later snapshot over a directory
+/// that holds an earlier one links the files they share instead of writing
+/// them, and the result is the later snapshot exactly.
+#[test]
+fn restore_over_an_earlier_snapshot_reuses_unchanged_files() {
+    use std::os::unix::fs::MetadataExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store(&tmp.path().join("store"));
+    let first = sample_tree();
+    let src = make_dir(tmp.path(), "v1", &first);
+    let one = store.capture(&src, meta(None, 1)).unwrap();
+    let mut second = first.clone();
+    second.insert(
+        "data/small".into(),
+        Node::File(0o600, b"changed\n".to_vec()),
+    );
+    second.insert("data/new".into(), Node::File(0o644, b"new".to_vec()));
+    second.remove("ro/file");
+    let src2 = make_dir(tmp.path(), "v2", &second);
+    let two = store.capture(&src2, meta(None, 2)).unwrap();
+
+    let target = tmp.path().join("target");
+    store.restore(&one.id, &target).unwrap();
+    let big_before = fs::metadata(target.join("data/big")).unwrap().ino();
+    let small_before = fs::metadata(target.join("data/small")).unwrap().ino();
+    store.restore_over(&two.id, &target, &one.id).unwrap();
+    assert_eq!(read_tree(&target), second);
+    assert_eq!(
+        fs::metadata(target.join("data/big")).unwrap().ino(),
+        big_before,
+        "an unchanged file was written again"
+    );
+    assert_ne!(
+        fs::metadata(target.join("data/small")).unwrap().ino(),
+        small_before
+    );
+
+    // A target that does not hold the base (a file changed behind its
+    // back, with another size) gets the file written, not linked.
+    fs::write(target.join("data/big"), b"tampered").unwrap();
+    store.restore_over(&two.id, &target, &one.id).unwrap();
+    assert_eq!(read_tree(&target), second);
+}

@@ -106,6 +106,8 @@ struct Inner {
     /// Ejection deadlines and latency updates are stored as milliseconds
     /// since this instant so they fit in an atomic.
     epoch: Instant,
+    /// Woken by every `set`, for connections waiting on an empty set.
+    changed: tokio::sync::Notify,
 }
 
 /// Per-endpoint state that survives `set` as long as the endpoint stays.
@@ -169,6 +171,7 @@ impl Backends {
                 set: ArcSwap::from_pointee(Vec::new()),
                 draining: Mutex::new(Vec::new()),
                 epoch: Instant::now(),
+                changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -238,6 +241,32 @@ impl Backends {
             }
         }
         draining.retain(|s| s.load() > 0);
+        drop(draining);
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Waits, for at most `within`, until the set has an endpoint; true if
+    /// it has one. A request or connection that finds no endpoint (an
+    /// instance restarting, moving to another node, scaled from zero) waits
+    /// here for one instead of failing at once.
+    pub async fn wait_for_endpoint(&self, within: std::time::Duration) -> bool {
+        // The traffic path: one atomic load when there are endpoints.
+        if !self.inner.set.load().is_empty() {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a `set` in between wakes us.
+            notified.as_mut().enable();
+            if !self.inner.set.load().is_empty() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return !self.inner.set.load().is_empty();
+            }
+        }
     }
 
     /// How many requests (HTTP) or connections (TCP) are in flight on the

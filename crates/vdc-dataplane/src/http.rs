@@ -152,6 +152,14 @@ async fn forward(
     started: Instant,
 ) -> Result<Forwarded, ProxyError> {
     let config = &shared.config;
+    if !backends
+        .wait_for_endpoint(crate::connect::EMPTY_SET_WAIT)
+        .await
+    {
+        return Err(ProxyError::NoBackend {
+            target: backends.target().to_owned(),
+        });
+    }
     let mut tried = Tried::default();
     let mut last_error = None;
     while tried.len() < config.connect_attempts {

@@ -568,6 +568,22 @@ impl ControlPlane {
                 } => {
                     let id = instance.to_string();
                     let from = view.assignments.get(&id).map(|a| a.node.clone());
+                    // Off a draining node, an instance with volumes moves
+                    // with its data rather than starting empty elsewhere.
+                    if let Some(old) = from.as_ref().filter(|old| {
+                        **old != node && view.state_of(old) == Some(NodeState::Draining)
+                    }) {
+                        let stateful = apps
+                            .iter()
+                            .find(|a| a.spec.name == instance.app)
+                            .and_then(|a| a.spec.components.get(&instance.component))
+                            .is_some_and(|c| !c.volumes.is_empty());
+                        if stateful {
+                            crate::moves::move_off_draining(self, &instance, old, &node, now)
+                                .await?;
+                            continue;
+                        }
+                    }
                     store
                         .put_assignment(
                             &id,

@@ -218,6 +218,55 @@ async fn show_move(
         .ok_or_else(|| ApiError::NotFound(format!("{key} was never moved")))
 }
 
+/// How long after a failed move the leader tries again to move an instance
+/// off a draining node.
+const RETRY_AFTER_MS: u64 = 30_000;
+
+/// The leader's drain of an instance with volumes: a move to `to` (the
+/// node the scheduler chose), unless one is under way or failed just now.
+pub(crate) async fn move_off_draining(
+    control: &ControlPlane,
+    id: &InstanceId,
+    from: &NodeId,
+    to: &NodeId,
+    now: u64,
+) -> Result<(), StoreError> {
+    let key = id.to_string();
+    let existing = control.store().move_record(&key).await?;
+    if let Some((m, _)) = &existing {
+        let failed_lately =
+            m.phase == MovePhase::Failed && now.saturating_sub(m.requested_ms) < RETRY_AFTER_MS;
+        if !m.phase.is_over() || failed_lately {
+            return Ok(());
+        }
+    }
+    let record = MoveRecord {
+        instance: key,
+        from: from.clone(),
+        to: to.clone(),
+        phase: MovePhase::Requested,
+        stateful: true,
+        requested_ms: now,
+        snapshots: Vec::new(),
+        stopped_ms: None,
+        downtime_ms: None,
+        error: None,
+    };
+    match control
+        .store()
+        .put_move(&record, existing.map(|(_, rev)| rev))
+        .await
+    {
+        Ok(_) => {
+            announce(control, &record);
+            Ok(())
+        }
+        // Someone else wrote it first: theirs stands.
+        Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn record_tenant(control: &ControlPlane, id: &InstanceId) -> String {
     control.tenant_of(id.app.as_str())
 }

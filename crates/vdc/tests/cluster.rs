@@ -880,6 +880,22 @@ gateway = {{ port = {port} }}
     assert!(!ok && out.contains("already runs on"), "{out}");
     let (ok, out) = cluster.cli(&["move", "kv/redis/0", "--to", "nowhere"]);
     assert!(!ok && out.contains("no node named"), "{out}");
+
+    // Draining its node moves it the same way: with its data.
+    cluster.ok(&["node", "drain", to]);
+    wait_for(
+        "redis to move off the drained node",
+        Duration::from_secs(60),
+        || {
+            let list = cluster.instances("kv");
+            list.len() == 1 && list[0]["node"] != to && list[0]["state"] == "ready"
+        },
+    );
+    wait_for("redis after the drain", Duration::from_secs(20), || {
+        redis(&gateway, &["GET", "after"]).is_ok_and(|v| v == "move")
+    });
+    assert_eq!(redis(&gateway, &["DBSIZE"]).unwrap(), ":51");
+    cluster.ok(&["node", "undrain", to]);
     cluster.ok(&["down", "kv"]);
 
     // Stateless: under load, no failed request.

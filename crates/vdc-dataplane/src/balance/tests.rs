@@ -449,3 +449,34 @@ fn an_endpoint_removed_idle_is_not_kept_and_set_prunes_too() {
     backends.set(vec![endpoint(0)]);
     assert_eq!(draining(&backends), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pick_on_an_empty_set_waits_for_an_endpoint_for_a_while() {
+    let backends = Backends::new("shop/web.http");
+    // Nothing comes: false after the wait.
+    let started = tokio::time::Instant::now();
+    assert!(!backends.wait_for_endpoint(Duration::from_secs(2)).await);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+
+    // An endpoint arrives meanwhile: true as soon as it is set.
+    let setter = {
+        let backends = backends.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            backends.set(vec![Endpoint {
+                instance: "shop/web/0".into(),
+                addr: "127.0.0.1:1".parse().unwrap(),
+            }]);
+        })
+    };
+    let started = tokio::time::Instant::now();
+    assert!(backends.wait_for_endpoint(Duration::from_secs(2)).await);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(1),
+        "{waited:?}"
+    );
+    setter.await.unwrap();
+    // With endpoints it does not wait at all.
+    assert!(backends.wait_for_endpoint(Duration::ZERO).await);
+}

@@ -513,7 +513,11 @@ async fn restore(
 
 /// Sends a local snapshot's blobs (those the object store lacks) and its
 /// manifest to the object store.
-async fn upload(store: &Arc<SnapshotStore>, objects: &ObjectStore, id: &str) -> Result<(), String> {
+pub(crate) async fn upload(
+    store: &Arc<SnapshotStore>,
+    objects: &ObjectStore,
+    id: &str,
+) -> Result<(), String> {
     let manifest = {
         let (store, id) = (store.clone(), id.to_owned());
         blocking(move || store.find(&id)).await?
@@ -547,7 +551,7 @@ async fn upload(store: &Arc<SnapshotStore>, objects: &ObjectStore, id: &str) -> 
 /// Fetches a snapshot from the object store into the local store: the
 /// blobs it lacks (each checked against its hash), then the manifest
 /// (checked against its id).
-async fn download(
+pub(crate) async fn download(
     store: &Arc<SnapshotStore>,
     objects: &ObjectStore,
     id: &str,
@@ -568,7 +572,7 @@ async fn download(
     blocking(move || store.write_manifest(&manifest)).await
 }
 
-async fn fetch(objects: &ObjectStore, name: &str) -> Result<Vec<u8>, String> {
+pub(crate) async fn fetch(objects: &ObjectStore, name: &str) -> Result<Vec<u8>, String> {
     let mut object = objects
         .get(name)
         .await

@@ -173,6 +173,20 @@ pub(crate) async fn take(
             )))
         }
     };
+    // In a cluster the snapshot is also kept in the cluster's object store,
+    // so any node can restore it, even after this one is gone.
+    let shared = match control.cluster().and_then(|c| c.objects.clone()) {
+        Some(objects) => {
+            match crate::moves::upload(control.snapshots(), &objects, &manifest.id).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(instance = %id, "snapshot kept on this node only: {e}");
+                    false
+                }
+            }
+        }
+        None => false,
+    };
     let summary = summary(&manifest);
     let freeze = match method {
         vdc_driver::FreezeMethod::CgroupFreezer => "cgroup-freezer",
@@ -185,12 +199,17 @@ pub(crate) async fn take(
         Some(id.component.as_str()),
         Some(&id.to_string()),
         format!(
-            "{kind} snapshot {}: {} file(s), {} stored; frozen {} ms ({freeze}, {})",
+            "{kind} snapshot {}: {} file(s), {} stored; frozen {} ms ({freeze}, {}){}",
             short(&manifest.id),
             summary.files,
             human_bytes(summary.stored_bytes),
             summary.frozen_ms,
             if staged.reflinked { "reflink" } else { "copy" },
+            if shared {
+                "; in the cluster's object store"
+            } else {
+                ""
+            },
         ),
     );
     Ok(SnapshotTaken {
@@ -243,7 +262,24 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<SnapshotSummary>>, ApiError> {
     let store = control.snapshots().clone();
-    let all = blocking(move || store.list()).await?;
+    let mut all = blocking(move || store.list()).await?;
+    if let Some(objects) = control.cluster().and_then(|c| c.objects.clone()) {
+        let local: std::collections::BTreeSet<String> = all.iter().map(|m| m.id.clone()).collect();
+        for id in shared_ids(&objects).await? {
+            if local.contains(&id) {
+                continue;
+            }
+            let Ok(bytes) = crate::moves::fetch(&objects, &format!("manifest.{id}")).await else {
+                continue;
+            };
+            if let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) {
+                if m.compute_id() == m.id {
+                    all.push(m);
+                }
+            }
+        }
+        all.sort_by_key(|m| std::cmp::Reverse(m.meta.created_ms));
+    }
     Ok(Json(
         all.iter()
             .filter(|m| principal.sees(&m.meta.tenant))
@@ -271,6 +307,10 @@ async fn delete(
     let store = control.snapshots().clone();
     let id = manifest.id.clone();
     blocking(move || store.delete(&id)).await?;
+    if let Some(objects) = control.cluster().and_then(|c| c.objects.clone()) {
+        // Its blobs stay: other snapshots may share them.
+        let _ = objects.delete(format!("manifest.{}", manifest.id)).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -282,11 +322,73 @@ async fn find(
 ) -> Result<Manifest, ApiError> {
     let store = control.snapshots().clone();
     let owned = key.to_owned();
-    let manifest = blocking(move || store.find(&owned)).await?;
+    let manifest = match blocking(move || store.find(&owned)).await {
+        Ok(m) => m,
+        // Not on this node: a cluster keeps snapshots in its object store.
+        Err(ApiError::NotFound(_)) if control.cluster().is_some_and(|c| c.objects.is_some()) => {
+            fetch_shared(control, key).await?
+        }
+        Err(e) => return Err(e),
+    };
     if !principal.sees(&manifest.meta.tenant) {
         return Err(ApiError::NotFound(format!("no snapshot `{key}`")));
     }
     Ok(manifest)
+}
+
+/// Brings a snapshot of the cluster's object store to this node, by full id
+/// or unique id prefix.
+async fn fetch_shared(control: &ControlPlane, key: &str) -> Result<Manifest, ApiError> {
+    let Some(objects) = control.cluster().and_then(|c| c.objects.clone()) else {
+        return Err(ApiError::NotFound(format!("no snapshot `{key}`")));
+    };
+    let ids = shared_ids(&objects).await?;
+    let key_lower = key.to_ascii_lowercase();
+    let matching: Vec<&String> = ids
+        .iter()
+        .filter(|id| key_lower.len() >= 6 && id.starts_with(&key_lower))
+        .collect();
+    let id = match matching.as_slice() {
+        [one] => (*one).clone(),
+        [] => {
+            return Err(ApiError::NotFound(format!(
+                "no snapshot `{key}` on this node or in the cluster"
+            )))
+        }
+        many => {
+            return Err(ApiError::BadRequest(format!(
+                "`{key}` matches {} snapshots in the cluster: give more of the id",
+                many.len()
+            )))
+        }
+    };
+    crate::moves::download(control.snapshots(), &objects, &id)
+        .await
+        .map_err(ApiError::Unprocessable)?;
+    let store = control.snapshots().clone();
+    blocking(move || store.find(&id)).await
+}
+
+/// The ids of the snapshots in the cluster's object store.
+async fn shared_ids(
+    objects: &async_nats::jetstream::object_store::ObjectStore,
+) -> Result<Vec<String>, ApiError> {
+    let mut list = objects
+        .list()
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot list the cluster's snapshots: {e}")))?;
+    let mut ids = Vec::new();
+    while let Some(info) = list.next().await {
+        let info = info
+            .map_err(|e| ApiError::Internal(format!("cannot list the cluster's snapshots: {e}")))?;
+        if info.deleted {
+            continue;
+        }
+        if let Some(id) = info.name.strip_prefix("manifest.") {
+            ids.push(id.to_owned());
+        }
+    }
+    Ok(ids)
 }
 
 // === restoring ===

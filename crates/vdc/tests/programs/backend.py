@@ -22,6 +22,9 @@ if os.environ.get("SLOW_INDEX") == os.environ.get("VDC_INDEX"):
 
 in_flight = 0
 in_flight_lock = threading.Lock()
+# Set by GET /close: connections the data plane keeps open are closed too
+# at their next request, as a process going away would.
+closing = False
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -41,6 +44,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        if closing:
+            self.close_connection = True
+            return
         if self.path == "/healthz":
             return self.reply(200, "ok\n")
         if self.path == "/fail":
@@ -62,7 +68,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def close_listener():
+    global closing
     time.sleep(0.1)
+    closing = True
     server.socket.close()
     time.sleep(3600)
 

@@ -94,7 +94,8 @@ impl Agent {
                     }
                     None => {
                         let name = key(&id, &input);
-                        let backends = Backends::new(name.clone());
+                        // Fail fast: the calling node retries elsewhere.
+                        let backends = Backends::fail_fast(name.clone());
                         backends.set(endpoints);
                         let spec = ProxySpec {
                             name: name.clone(),

@@ -108,6 +108,9 @@ struct Inner {
     epoch: Instant,
     /// Woken by every `set`, for connections waiting on an empty set.
     changed: tokio::sync::Notify,
+    /// How long a request or connection waits for an endpoint while the
+    /// set is empty.
+    empty_wait: std::time::Duration,
 }
 
 /// Per-endpoint state that survives `set` as long as the endpoint stays.
@@ -159,12 +162,27 @@ pub(crate) struct Tried {
     len: usize,
 }
 
+/// How long a connection or request waits for an endpoint when the target
+/// has none (an instance restarting or moving): a short gap becomes
+/// latency rather than an error.
+pub const EMPTY_SET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 // === impl Backends ===
 
 impl Backends {
     /// An empty set for `target` (such as `shop/web.http`), which names the
     /// target in errors and logs.
     pub fn new(target: impl Into<String>) -> Self {
+        Self::with_empty_wait(target, EMPTY_SET_WAIT)
+    }
+
+    /// A set whose callers fail at once while it is empty: for a forwarder
+    /// whose own caller (another node's data plane) retries elsewhere.
+    pub fn fail_fast(target: impl Into<String>) -> Self {
+        Self::with_empty_wait(target, std::time::Duration::ZERO)
+    }
+
+    fn with_empty_wait(target: impl Into<String>, empty_wait: std::time::Duration) -> Self {
         Backends {
             inner: Arc::new(Inner {
                 target: target.into(),
@@ -172,8 +190,15 @@ impl Backends {
                 draining: Mutex::new(Vec::new()),
                 epoch: Instant::now(),
                 changed: tokio::sync::Notify::new(),
+                empty_wait,
             }),
         }
+    }
+
+    /// Waits, for as long as this set lets callers wait, until it has an
+    /// endpoint; true if it has one.
+    pub(crate) async fn wait_until_ready(&self) -> bool {
+        self.wait_for_endpoint(self.inner.empty_wait).await
     }
 
     /// The target this set balances over.
@@ -253,6 +278,9 @@ impl Backends {
         // The traffic path: one atomic load when there are endpoints.
         if !self.inner.set.load().is_empty() {
             return true;
+        }
+        if within.is_zero() {
+            return false;
         }
         let deadline = tokio::time::Instant::now() + within;
         loop {

@@ -83,11 +83,6 @@ impl Connector for TcpConnector {
     }
 }
 
-/// How long a connection or request waits for an endpoint when the target
-/// has none (an instance restarting or moving): a short gap becomes
-/// latency rather than an error.
-pub(crate) const EMPTY_SET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Connects to one of `backends`, moving on to another endpoint (and ejecting
 /// the failed one) when a connect fails; safe because nothing was sent yet.
 /// Tries at most `attempts` endpoints.
@@ -97,7 +92,7 @@ pub(crate) async fn connect_any(
     attempts: usize,
     counters: &Counters,
 ) -> Result<(Lease, TcpStream), ProxyError> {
-    if !backends.wait_for_endpoint(EMPTY_SET_WAIT).await {
+    if !backends.wait_until_ready().await {
         return Err(ProxyError::NoBackend {
             target: backends.target().to_owned(),
         });

@@ -152,10 +152,7 @@ async fn forward(
     started: Instant,
 ) -> Result<Forwarded, ProxyError> {
     let config = &shared.config;
-    if !backends
-        .wait_for_endpoint(crate::connect::EMPTY_SET_WAIT)
-        .await
-    {
+    if !backends.wait_until_ready().await {
         return Err(ProxyError::NoBackend {
             target: backends.target().to_owned(),
         });

@@ -14,6 +14,7 @@ mod tenant;
 pub use ids::{InstanceId, InstanceIdError, Locator, NodeId};
 pub use instance::{InstanceState, InstanceStatus, Isolation};
 pub use node::{
-    AppRecord, Assignment, Disk, MovePhase, MoveRecord, NodeInfo, NodeRecord, NodeState, Scale,
+    AppRecord, Assignment, Disk, MovePhase, MoveRecord, NodeInfo, NodeRecord, NodeState, NodeTask,
+    Scale, TaskRequest, TaskState,
 };
 pub use tenant::{Admission, Prices, Quota, Tenant, Usage};

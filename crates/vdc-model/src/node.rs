@@ -149,6 +149,46 @@ impl MovePhase {
     }
 }
 
+/// Work a server asks of another node, for what only that node can do (the
+/// volumes of its instances are on its disk): the node runs it in its round
+/// and writes the outcome back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeTask {
+    pub id: String,
+    pub node: crate::NodeId,
+    pub created_ms: u64,
+    pub request: TaskRequest,
+    pub state: TaskState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TaskRequest {
+    /// Snapshot an instance's volumes.
+    Snapshot {
+        instance: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// Restore a snapshot into an instance's volumes.
+    Restore { snapshot: String, instance: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum TaskState {
+    Pending,
+    /// What the API answers, as JSON.
+    Done {
+        result: serde_json::Value,
+    },
+    /// The HTTP status and message the API answers.
+    Failed {
+        status: u16,
+        message: String,
+    },
+}
+
 /// An app as submitted: the desired state of one app.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppRecord {

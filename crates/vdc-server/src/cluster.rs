@@ -42,12 +42,13 @@ pub(crate) const SETTLE: Duration = Duration::from_millis(20);
 
 /// The buckets whose changes start a node's round: what to run, where the
 /// others' instances are, what to wire.
-const NODE_WATCHES: [Bucket; 5] = [
+const NODE_WATCHES: [Bucket; 6] = [
     Bucket::Assignments,
     Bucket::Instances,
     Bucket::Apps,
     Bucket::Links,
     Bucket::Moves,
+    Bucket::Tasks,
 ];
 
 /// How long one round may wait on the store.
@@ -75,6 +76,8 @@ pub(crate) struct ClusterNode {
     pub(crate) objects: Option<async_nats::jetstream::object_store::ObjectStore>,
     /// This node's part of moves in progress.
     pub(crate) moving: crate::moves::Moving,
+    /// Tasks other servers asked of this node, running now.
+    pub(crate) tasks: crate::tasks::Running,
 }
 
 /// The pool as last read from the store.
@@ -185,6 +188,7 @@ impl ClusterNode {
             node_states: Mutex::new(BTreeMap::new()),
             objects,
             moving: crate::moves::Moving::default(),
+            tasks: crate::tasks::Running::default(),
         }
     }
 
@@ -498,6 +502,7 @@ impl ControlPlane {
         agent.set_remote_endpoints(remote);
         agent.expose(cluster.address).await;
         crate::moves::advance(self).await?;
+        crate::tasks::advance(self).await?;
         Ok(())
     }
 

@@ -19,6 +19,7 @@ mod scale;
 mod snapshots;
 mod status;
 mod streams;
+mod tasks;
 mod telemetry;
 mod tenants;
 

@@ -225,7 +225,25 @@ async fn create(
     Extension(principal): Extension<Principal>,
     Json(request): Json<SnapshotRequest>,
 ) -> Result<(StatusCode, Json<SnapshotTaken>), ApiError> {
-    let (id, tenant) = target(&control, &principal, &request.target, true).await?;
+    let (id, tenant) = target(&control, &principal, &request.target).await?;
+    if let Some(node) = elsewhere(&control, &id).await? {
+        // Its volumes are on another node: that node takes the snapshot.
+        let answer = crate::tasks::run_on(
+            &control,
+            &node,
+            vdc_model::TaskRequest::Snapshot {
+                instance: id.to_string(),
+                name: request.name.clone(),
+            },
+        )
+        .await?;
+        let taken: SnapshotTaken = serde_json::from_value(answer)
+            .map_err(|e| ApiError::Internal(format!("node {node} answered oddly: {e}")))?;
+        return Ok((StatusCode::CREATED, Json(taken)));
+    }
+    if !control.agent().instances().iter().any(|s| s.id == id) {
+        return Err(not_here(&control, &id));
+    }
     if let Some(name) = &request.name {
         check_name(name)?;
         let store = control.snapshots().clone();
@@ -320,6 +338,15 @@ async fn find(
     principal: &Principal,
     key: &str,
 ) -> Result<Manifest, ApiError> {
+    let manifest = find_any(control, key).await?;
+    if !principal.sees(&manifest.meta.tenant) {
+        return Err(ApiError::NotFound(format!("no snapshot `{key}`")));
+    }
+    Ok(manifest)
+}
+
+/// A snapshot on this node, or brought from the cluster's object store.
+pub(crate) async fn find_any(control: &ControlPlane, key: &str) -> Result<Manifest, ApiError> {
     let store = control.snapshots().clone();
     let owned = key.to_owned();
     let manifest = match blocking(move || store.find(&owned)).await {
@@ -330,10 +357,25 @@ async fn find(
         }
         Err(e) => return Err(e),
     };
-    if !principal.sees(&manifest.meta.tenant) {
-        return Err(ApiError::NotFound(format!("no snapshot `{key}`")));
-    }
     Ok(manifest)
+}
+
+/// The node an instance is assigned to, when it is not this one (a
+/// cluster only).
+async fn elsewhere(
+    control: &ControlPlane,
+    id: &InstanceId,
+) -> Result<Option<vdc_model::NodeId>, ApiError> {
+    if control.cluster().is_none() {
+        return Ok(None);
+    }
+    let me = &control.agent().node().id;
+    Ok(control
+        .store()
+        .assignment(&id.to_string())
+        .await?
+        .map(|(a, _)| a.node)
+        .filter(|node| node != me))
 }
 
 /// Brings a snapshot of the cluster's object store to this node, by full id
@@ -344,12 +386,26 @@ async fn fetch_shared(control: &ControlPlane, key: &str) -> Result<Manifest, Api
     };
     let ids = shared_ids(&objects).await?;
     let key_lower = key.to_ascii_lowercase();
-    let matching: Vec<&String> = ids
+    let mut matching: Vec<String> = ids
         .iter()
         .filter(|id| key_lower.len() >= 6 && id.starts_with(&key_lower))
+        .cloned()
         .collect();
+    if matching.is_empty() {
+        // By name: the names are in the manifests.
+        for id in &ids {
+            let Ok(bytes) = crate::moves::fetch(&objects, &format!("manifest.{id}")).await else {
+                continue;
+            };
+            if serde_json::from_slice::<Manifest>(&bytes)
+                .is_ok_and(|m| m.meta.name.as_deref() == Some(key))
+            {
+                matching.push(id.clone());
+            }
+        }
+    }
     let id = match matching.as_slice() {
-        [one] => (*one).clone(),
+        [one] => one.clone(),
         [] => {
             return Err(ApiError::NotFound(format!(
                 "no snapshot `{key}` on this node or in the cluster"
@@ -407,7 +463,21 @@ async fn restore(
             manifest.meta.app, manifest.meta.component, manifest.meta.index
         )
     });
-    let (id, tenant) = target(&control, &principal, &target_name, false).await?;
+    let (id, tenant) = target(&control, &principal, &target_name).await?;
+    if let Some(node) = elsewhere(&control, &id).await? {
+        let answer = crate::tasks::run_on(
+            &control,
+            &node,
+            vdc_model::TaskRequest::Restore {
+                snapshot: manifest.id.clone(),
+                instance: id.to_string(),
+            },
+        )
+        .await?;
+        let restored: Restored = serde_json::from_value(answer)
+            .map_err(|e| ApiError::Internal(format!("node {node} answered oddly: {e}")))?;
+        return Ok(Json(restored));
+    }
     let restored = restore_into(&control, &manifest, &id).await?;
     control.telemetry().event(
         EventKind::Snapshot,
@@ -756,7 +826,6 @@ async fn target(
     control: &ControlPlane,
     principal: &Principal,
     target: &str,
-    running: bool,
 ) -> Result<(InstanceId, String), ApiError> {
     let parts: Vec<&str> = target.split('/').collect();
     let (app, component, index) = match parts.as_slice() {
@@ -792,18 +861,16 @@ async fn target(
     let id: InstanceId = format!("{app}/{component}/{index}")
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("`{target}`: {e}")))?;
-    if running && !control.agent().instances().iter().any(|s| s.id == id) {
-        return Err(not_here(control, &id));
-    }
     Ok((id, record.spec.tenant.to_string()))
 }
 
-/// Why an instance cannot be snapshotted through this server.
+/// Why an instance cannot be snapshotted here.
 fn not_here(control: &ControlPlane, id: &InstanceId) -> ApiError {
     match control.instances().into_iter().find(|s| &s.id == id) {
         Some(s) => ApiError::Conflict(format!(
-            "{id} runs on node {}: its volumes are there, so take its snapshots through a server on that node",
-            s.node
+            "{id} runs on node {}, not on this one ({})",
+            s.node,
+            control.agent().node().id
         )),
         None => ApiError::Conflict(format!("{id} is not running")),
     }

@@ -49,10 +49,12 @@ pub enum Bucket {
     Assignments,
     /// One [`vdc_model::MoveRecord`] per instance being (or last) moved.
     Moves,
+    /// [`vdc_model::NodeTask`]s: work for one node, and its outcome.
+    Tasks,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 9] = [
+    pub const ALL: [Bucket; 10] = [
         Bucket::Apps,
         Bucket::Instances,
         Bucket::Links,
@@ -62,6 +64,7 @@ impl Bucket {
         Bucket::Nodes,
         Bucket::Assignments,
         Bucket::Moves,
+        Bucket::Tasks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +78,7 @@ impl Bucket {
             Bucket::Nodes => "nodes",
             Bucket::Assignments => "assignments",
             Bucket::Moves => "moves",
+            Bucket::Tasks => "tasks",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use vdc_model::{AppRecord, Assignment, InstanceStatus, MoveRecord, NodeRecord, Tenant};
+use vdc_model::{AppRecord, Assignment, InstanceStatus, MoveRecord, NodeRecord, NodeTask, Tenant};
 
 use crate::{Bucket, Store, StoreError};
 
@@ -271,6 +271,37 @@ impl StateStore {
         self.kv
             .cas(Bucket::Moves, &record.instance, bytes, expected)
             .await
+    }
+
+    // === node tasks ===
+
+    pub async fn tasks(&self) -> Result<Vec<(NodeTask, u64)>, StoreError> {
+        self.kv
+            .list(Bucket::Tasks)
+            .await?
+            .iter()
+            .map(|(k, e)| Ok((decode(Bucket::Tasks, k, &e.value)?, e.revision)))
+            .collect()
+    }
+
+    pub async fn task(&self, id: &str) -> Result<Option<(NodeTask, u64)>, StoreError> {
+        match self.kv.get(Bucket::Tasks, id).await? {
+            Some(e) => Ok(Some((decode(Bucket::Tasks, id, &e.value)?, e.revision))),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn put_task(
+        &self,
+        task: &NodeTask,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let bytes = encode(Bucket::Tasks, &task.id, task)?;
+        self.kv.cas(Bucket::Tasks, &task.id, bytes, expected).await
+    }
+
+    pub async fn delete_task(&self, id: &str) -> Result<bool, StoreError> {
+        self.kv.delete(Bucket::Tasks, id).await
     }
 
     // === links ===

@@ -896,6 +896,43 @@ gateway = {{ port = {port} }}
     });
     assert_eq!(redis(&gateway, &["DBSIZE"]).unwrap(), ":51");
     cluster.ok(&["node", "undrain", to]);
+
+    // Snapshots through the server on h1 of an instance on another node:
+    // that node takes it, and it lands in the cluster's object store.
+    if cluster.instances("kv")[0]["node"] == "h1" {
+        cluster.ok(&["move", "kv/redis/0", "--to", "h3"]);
+    }
+    let on = cluster.instances("kv")[0]["node"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(on, "h1");
+    let taken: Value = serde_json::from_str(&cluster.ok(&[
+        "snapshot",
+        "create",
+        "kv/redis",
+        "--name",
+        "kv-before",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(taken["snapshot"]["node"], on.as_str(), "{taken:#}");
+    redis(&gateway, &["SET", "later", "yes"]).unwrap();
+    let list = cluster.ok(&["snapshot", "list", "kv"]);
+    assert!(list.contains("kv-before"), "{list}");
+    let restored: Value =
+        serde_json::from_str(&cluster.ok(&["snapshot", "restore", "kv-before", "-o", "json"]))
+            .unwrap();
+    assert_eq!(restored["ready"], true, "{restored:#}");
+    println!(
+        "remote restore on {on}: down {} ms",
+        restored["downtime_ms"]
+    );
+    wait_for("redis after the restore", Duration::from_secs(20), || {
+        redis(&gateway, &["DBSIZE"]).is_ok_and(|v| v == ":51")
+    });
+    assert_eq!(redis(&gateway, &["GET", "later"]).unwrap(), "(nil)");
     cluster.ok(&["down", "kv"]);
 
     // Stateless: under load, no failed request.

@@ -143,6 +143,30 @@ pub enum MovePhase {
     Failed,
 }
 
+impl MoveRecord {
+    /// A move just asked for.
+    pub fn requested(
+        instance: String,
+        from: crate::NodeId,
+        to: crate::NodeId,
+        stateful: bool,
+        now_ms: u64,
+    ) -> Self {
+        MoveRecord {
+            instance,
+            from,
+            to,
+            phase: MovePhase::Requested,
+            stateful,
+            requested_ms: now_ms,
+            snapshots: Vec::new(),
+            stopped_ms: None,
+            downtime_ms: None,
+            error: None,
+        }
+    }
+}
+
 impl MovePhase {
     pub fn is_over(self) -> bool {
         matches!(self, MovePhase::Done | MovePhase::Failed)

@@ -158,18 +158,13 @@ async fn request_move(
             )));
         }
     }
-    let record = MoveRecord {
-        instance: key.clone(),
-        from: assignment.node.clone(),
+    let record = MoveRecord::requested(
+        key.clone(),
+        assignment.node.clone(),
         to,
-        phase: MovePhase::Requested,
-        stateful: !component.volumes.is_empty(),
-        requested_ms: now,
-        snapshots: Vec::new(),
-        stopped_ms: None,
-        downtime_ms: None,
-        error: None,
-    };
+        !component.volumes.is_empty(),
+        now,
+    );
     match control
         .store()
         .put_move(&record, existing.map(|(_, rev)| rev))
@@ -240,18 +235,7 @@ pub(crate) async fn move_off_draining(
             return Ok(());
         }
     }
-    let record = MoveRecord {
-        instance: key,
-        from: from.clone(),
-        to: to.clone(),
-        phase: MovePhase::Requested,
-        stateful: true,
-        requested_ms: now,
-        snapshots: Vec::new(),
-        stopped_ms: None,
-        downtime_ms: None,
-        error: None,
-    };
+    let record = MoveRecord::requested(key, from.clone(), to.clone(), true, now);
     match control
         .store()
         .put_move(&record, existing.map(|(_, rev)| rev))

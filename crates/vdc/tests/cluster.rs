@@ -384,6 +384,39 @@ impl Drop for Cluster {
     }
 }
 
+impl Cluster {
+    /// SIGKILL of host `i`'s vdc process and of its instances (those whose
+    /// command line names `marker`), as a machine dying would.
+    fn kill_host(&mut self, i: usize, marker: &str) {
+        if let Some(mut proc) = self.procs[i - 1].take() {
+            proc.kill();
+            std::mem::forget(proc);
+        }
+        let node = format!("VDC_NODE=h{i}\0");
+        for (pid, _) in processes_matching(marker) {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if String::from_utf8_lossy(&environ).contains(&node) {
+                signal(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Waits until the app's `count` instances are ready, none on `host`.
+    fn wait_ready_off(&self, app: &str, count: usize, host: &str) {
+        wait_for(
+            &format!("{app}'s instances to run off {host}"),
+            Duration::from_secs(20),
+            || {
+                let list = self.instances(app);
+                list.len() == count
+                    && list
+                        .iter()
+                        .all(|i| i["state"] == "ready" && i["node"] != host)
+            },
+        );
+    }
+}
+
 fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !check() {
@@ -558,27 +591,8 @@ fn an_app_spread_over_three_nodes_survives_losing_one_and_a_partition() {
     std::thread::sleep(Duration::from_millis(500));
     let killed = Instant::now();
     let mut cluster = cluster;
-    if let Some(mut agent) = cluster.procs[1].take() {
-        agent.kill();
-        std::mem::forget(agent);
-    }
-    for (pid, _) in processes_matching(&marker) {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if String::from_utf8_lossy(&environ).contains("VDC_NODE=h2\0") {
-            signal(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-    wait_for(
-        "h2's instance to run elsewhere",
-        Duration::from_secs(20),
-        || {
-            let list = cluster.instances("spread");
-            list.len() == 3
-                && list
-                    .iter()
-                    .all(|i| i["state"] == "ready" && i["node"] != "h2")
-        },
-    );
+    cluster.kill_host(2, &marker);
+    cluster.wait_ready_off("spread", 3, "h2");
     let recovered = killed.elapsed();
     std::thread::sleep(Duration::from_secs(1));
     let (sent, failed, window) = load.finish();
@@ -711,33 +725,14 @@ fn the_leaders_host_dies_and_a_server_on_another_takes_over() {
     let load = Load::start(gateway.clone());
     std::thread::sleep(Duration::from_millis(500));
     let killed = Instant::now();
-    if let Some(mut server) = cluster.procs[0].take() {
-        server.kill();
-        std::mem::forget(server);
-    }
-    for (pid, _) in processes_matching(&marker) {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if String::from_utf8_lossy(&environ).contains("VDC_NODE=h1\0") {
-            signal(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-    }
+    cluster.kill_host(1, &marker);
     cluster.api = cluster.api_of(2);
 
     wait_for("h2 to lead", Duration::from_secs(15), || {
         cluster.health(2)["leader"] == true
     });
     let leads = killed.elapsed();
-    wait_for(
-        "h1's instance to run elsewhere",
-        Duration::from_secs(20),
-        || {
-            let list = cluster.instances("spread");
-            list.len() == 3
-                && list
-                    .iter()
-                    .all(|i| i["state"] == "ready" && i["node"] != "h1")
-        },
-    );
+    cluster.wait_ready_off("spread", 3, "h1");
     let recovered = killed.elapsed();
 
     // The new leader applies a changed spec: four web instances.

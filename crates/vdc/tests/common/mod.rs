@@ -3,7 +3,6 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -21,13 +20,7 @@ pub fn examples_dir() -> PathBuf {
         .expect("examples dir")
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use vdc_testkit::free_port;
 
 /// Fails the test with a clear message when a tool the test needs is missing
 /// (CI installs every one of them; a test never skips silently).

@@ -15,6 +15,7 @@ mod env;
 mod expose;
 mod probe;
 mod supervisor;
+mod volumes;
 mod wiring;
 
 use std::collections::BTreeMap;
@@ -332,6 +333,36 @@ impl Agent {
         self.inner.config.data_dir.join("volumes").join(app)
     }
 
+    /// Unmounts the images of an instance's sized volumes, leaving plain
+    /// directories (for a restore, which writes there while the instance
+    /// is stopped; its next start takes the files into the image).
+    pub async fn unmount_volumes(&self, id: &InstanceId) -> Result<(), String> {
+        let dir = self.volumes_dir(id);
+        tokio::task::spawn_blocking(move || volumes::unmount_under(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// Deletes an app's volumes on this node: unmounts their images, then
+    /// removes the directories and the images.
+    pub async fn purge_volumes(&self, app: &str) -> Result<(), String> {
+        let dir = self.app_volumes_dir(app);
+        let images = self.inner.app_images_dir(app);
+        tokio::task::spawn_blocking(move || {
+            volumes::unmount_under(&dir)?;
+            for d in [&dir, &images] {
+                match std::fs::remove_dir_all(d) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("cannot delete {}: {e}", d.display())),
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// Where an instance's volumes live on this node: one directory per
     /// volume inside it.
     pub fn volumes_dir(&self, id: &InstanceId) -> PathBuf {
@@ -449,6 +480,17 @@ impl Inner {
 
     fn volume_path(&self, id: &InstanceId, volume: &str) -> PathBuf {
         self.volumes_dir(id).join(volume)
+    }
+
+    fn app_images_dir(&self, app: &str) -> PathBuf {
+        self.config.data_dir.join("volume-images").join(app)
+    }
+
+    /// The image file behind a sized volume.
+    fn volume_image(&self, id: &InstanceId, volume: &str) -> PathBuf {
+        self.app_images_dir(id.app.as_str())
+            .join(format!("{}-{}", id.component, id.index))
+            .join(format!("{volume}.ext4"))
     }
 
     fn volumes_dir(&self, id: &InstanceId) -> PathBuf {

@@ -214,6 +214,21 @@ async fn launch(
         tokio::fs::create_dir_all(&path)
             .await
             .map_err(|e| format!("cannot create volume {}: {e}", path.display()))?;
+        // A size is enforced by giving the volume a filesystem of its own.
+        if volume.size.is_some() && !crate::volumes::supported() {
+            tracing::warn!(instance = %id, volume = %name, "the volume's size is not enforced: that needs root, loop devices and mkfs.ext4");
+        }
+        if let (Some(size), true) = (volume.size, crate::volumes::supported()) {
+            let sized = crate::volumes::SizedVolume {
+                image: inner.volume_image(id, name.as_str()),
+                dir: path.clone(),
+                size: size.0,
+            };
+            tokio::task::spawn_blocking(move || sized.mount())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot mount volume `{name}`: {e}"))?;
+        }
         match (&volume.mount, confined) {
             (Some(mount), true) => {
                 let target = std::path::PathBuf::from(mount);

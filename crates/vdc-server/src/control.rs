@@ -495,14 +495,9 @@ impl ControlPlane {
             if !dir.exists() {
                 continue;
             }
-            let removed = {
-                let dir = dir.clone();
-                tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await
-            };
-            match removed {
-                Ok(Ok(())) => tracing::info!(%app, "deleted the volumes of a purged app"),
-                Ok(Err(e)) => tracing::warn!(%app, "cannot delete {}: {e}", dir.display()),
-                Err(e) => tracing::warn!(%app, "cannot delete {}: {e}", dir.display()),
+            match self.inner.agent.purge_volumes(&app).await {
+                Ok(()) => tracing::info!(%app, "deleted the volumes of a purged app"),
+                Err(e) => tracing::warn!(%app, "cannot delete the volumes: {e}"),
             }
         }
         Ok(())

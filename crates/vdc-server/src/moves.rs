@@ -477,6 +477,11 @@ async fn restore(
     id: &InstanceId,
 ) -> Result<(), String> {
     let volumes = control.agent().volumes_dir(id);
+    control
+        .agent()
+        .unmount_volumes(id)
+        .await
+        .map_err(|e| format!("cannot unmount the volumes of {id}: {e}"))?;
     let store = control.snapshots().clone();
     let snapshot = snapshot.to_owned();
     tokio::task::spawn_blocking(move || {

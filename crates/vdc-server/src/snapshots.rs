@@ -559,6 +559,12 @@ async fn swap_in(
             .await
             .map_err(|e| ApiError::Internal(format!("cannot create {}: {e}", parent.display())))?;
     }
+    // Sized volumes are images mounted there: the restore writes plain
+    // directories, which the next start takes into the images.
+    agent
+        .unmount_volumes(id)
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot unmount the volumes of {id}: {e}")))?;
     let store = control.snapshots().clone();
     let snapshot = manifest.id.clone();
     let report = blocking(move || store.restore(&snapshot, &volumes)).await?;

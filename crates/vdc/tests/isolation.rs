@@ -267,3 +267,63 @@ volumes = {{ data = {{ mount = "{mount}" }} }}
     vdc.ok(&["down", "mounted"]);
     let _ = std::fs::remove_dir(&mount);
 }
+
+/// A volume with a `size` is a filesystem of that size (an image
+/// loop-mounted at the volume's directory): writes past it fail with "no
+/// space left". A restore goes into the image, and a purge leaves no mount
+/// and no image behind.
+#[test]
+fn a_sized_volume_refuses_writes_past_its_size_and_survives_a_restore() {
+    root();
+    let vdc = Vdc::start();
+    launch(
+        &vdc,
+        "sized",
+        r#"[components.box]
+command = ["sh", "-c", "[ -f \"$VDC_VOLUME_DATA/keep\" ] || echo kept > \"$VDC_VOLUME_DATA/keep\"; rm -f \"$VDC_VOLUME_DATA/big\"; dd if=/dev/zero of=\"$VDC_VOLUME_DATA/big\" bs=1M count=20 2>&1; echo \"dd exited $?\"; sleep 100"]
+volumes = { data = { size = "8MiB" } }
+"#,
+    );
+    let dir = vdc.data_dir().join("volumes/sized/box-0/data");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = vdc.ok(&["logs", "sized/box"]);
+        if logs.contains("dd exited") {
+            assert!(logs.contains("No space left"), "{logs}");
+            assert!(!logs.contains("dd exited 0"), "{logs}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "dd never finished: {logs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let big = std::fs::metadata(dir.join("big")).unwrap().len();
+    assert!(big < 8 << 20, "{big} bytes written into an 8 MiB volume");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let canonical = dir.canonicalize().unwrap();
+    assert!(
+        mounts.contains(canonical.to_str().unwrap()),
+        "the volume is not a mount of its own"
+    );
+
+    // Snapshot, change a file, restore: the file is as it was, in the
+    // image (the program writes it only when it is missing).
+    vdc.ok(&["snapshot", "create", "sized/box", "--name", "sized-1"]);
+    std::fs::write(dir.join("keep"), "changed\n").unwrap();
+    vdc.ok(&["snapshot", "restore", "sized-1"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("keep")).unwrap().trim(),
+        "kept"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(mounts.contains(canonical.to_str().unwrap()));
+
+    vdc.ok(&["down", "sized", "--purge"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vdc.data_dir().join("volumes/sized").exists() {
+        assert!(Instant::now() < deadline, "not purged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(canonical.to_str().unwrap()));
+    assert!(!vdc.data_dir().join("volume-images/sized").exists());
+}

@@ -209,7 +209,7 @@ pub enum SnapshotCommand {
     /// Write a snapshot to one self-contained, checksummed file.
     Export {
         snapshot: String,
-        /// The file to write.
+        /// The file to write, or a directory to write `ID.vdcsnap` into.
         file: std::path::PathBuf,
     },
     /// Read a file written by `export` into this node's snapshots.

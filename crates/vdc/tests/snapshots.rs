@@ -224,6 +224,22 @@ fn a_database_gets_back_exactly_the_data_of_its_snapshot() {
     // refused, and the running database is untouched.
     let export = vdc.dir.path().join("before.vdcsnap");
     vdc.ok(&["snapshot", "export", "before", export.to_str().unwrap()]);
+    // Into a directory: a file named after the snapshot.
+    let exports = vdc.dir.path().join("exports");
+    std::fs::create_dir(&exports).unwrap();
+    vdc.ok(&["snapshot", "export", "before", exports.to_str().unwrap()]);
+    let names: Vec<_> = std::fs::read_dir(&exports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.len() == 1 && names[0].ends_with(".vdcsnap"),
+        "{names:?}"
+    );
+    assert_eq!(
+        std::fs::read(exports.join(&names[0])).unwrap(),
+        std::fs::read(&export).unwrap()
+    );
     db.command(&["SET", "after-restore", "yes"]);
     let pid = vdc.pid_of("snap", "snap/redis/0").unwrap();
     let blob = first_file(&vdc.data_dir().join("snapshots/blobs"));

@@ -100,6 +100,20 @@ pub async fn run(client: &Client, command: SnapshotCommand, format: Format) -> a
                     url_path_escape(&snapshot)
                 ))
                 .await?;
+            // Into a directory: one file named after the snapshot.
+            let output = if output.is_dir() {
+                let name = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_DISPOSITION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split("filename=\"").nth(1))
+                    .and_then(|v| v.split('"').next())
+                    .filter(|n| !n.is_empty() && !n.contains('/'))
+                    .map_or_else(|| format!("{snapshot}.vdcsnap"), str::to_owned);
+                output.join(name)
+            } else {
+                output
+            };
             // Into a file beside the target, renamed when complete: a cut
             // download never leaves a file that looks whole.
             let partial = output.with_extension("partial");

@@ -401,6 +401,21 @@ impl Cluster {
         }
     }
 
+    /// Runs the `spread` app (a gateway, three web instances whose command
+    /// lines name a marker) and waits until every instance is ready:
+    /// (marker, gateway port, spec file).
+    fn up_spread(&self, name: &str) -> (String, u16, PathBuf) {
+        let marker = format!("{name}-marker-{}", std::process::id());
+        let gateway_port = free_port();
+        let file = spec(self.dir.path(), gateway_port, &marker);
+        self.ok(&["up", "-d", file.to_str().unwrap()]);
+        wait_for("three ready instances", Duration::from_secs(30), || {
+            let list = self.instances("spread");
+            list.len() == 3 && list.iter().all(|i| i["state"] == "ready")
+        });
+        (marker, gateway_port, file)
+    }
+
     /// Waits until the app's `count` instances are ready, none on `host`.
     fn wait_ready_off(&self, app: &str, count: usize, host: &str) {
         wait_for(
@@ -554,14 +569,7 @@ fn an_app_spread_over_three_nodes_survives_losing_one_and_a_partition() {
     assert!(cluster.ok(&["node", "list"]).contains("DISK FREE"));
 
     // Spread: one web instance per node.
-    let marker = format!("spread-marker-{}", std::process::id());
-    let gateway_port = free_port();
-    let file = spec(cluster.dir.path(), gateway_port, &marker);
-    cluster.ok(&["up", "-d", file.to_str().unwrap()]);
-    wait_for("three ready instances", Duration::from_secs(30), || {
-        let list = cluster.instances("spread");
-        list.len() == 3 && list.iter().all(|i| i["state"] == "ready")
-    });
+    let (marker, gateway_port, _) = cluster.up_spread("spread");
     let list = cluster.instances("spread");
     let mut on: Vec<String> = list
         .iter()
@@ -704,14 +712,7 @@ fn the_leaders_host_dies_and_a_server_on_another_takes_over() {
     });
     assert_eq!(cluster.health(2)["leader"], false);
 
-    let marker = format!("leader-marker-{}", std::process::id());
-    let gateway_port = free_port();
-    let file = spec(cluster.dir.path(), gateway_port, &marker);
-    cluster.ok(&["up", "-d", file.to_str().unwrap()]);
-    wait_for("three ready instances", Duration::from_secs(30), || {
-        let list = cluster.instances("spread");
-        list.len() == 3 && list.iter().all(|i| i["state"] == "ready")
-    });
+    let (marker, gateway_port, file) = cluster.up_spread("leader");
     assert!(cluster
         .instances("spread")
         .iter()
@@ -931,14 +932,7 @@ gateway = {{ port = {port} }}
     cluster.ok(&["down", "kv"]);
 
     // Stateless: under load, no failed request.
-    let marker = format!("move-marker-{}", std::process::id());
-    let gateway_port = free_port();
-    let file = spec(cluster.dir.path(), gateway_port, &marker);
-    cluster.ok(&["up", "-d", file.to_str().unwrap()]);
-    wait_for("three ready instances", Duration::from_secs(30), || {
-        let list = cluster.instances("spread");
-        list.len() == 3 && list.iter().all(|i| i["state"] == "ready")
-    });
+    let (_, gateway_port, _) = cluster.up_spread("move");
     let web0 = cluster
         .instances("spread")
         .into_iter()

@@ -57,49 +57,6 @@ machine
 echo "$pinning"
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency; median of $REPS runs each"
 
-# instance_locator ADDR APP COMPONENT INPUT: the first instance's listen address.
-instance_locator() {
-    vdc_at "$1" ps "$2" -o json | python3 -c '
-import json, sys
-app, component, terminal = sys.argv[1:]
-for s in json.load(sys.stdin):
-    if s["id"]["component"] == component and s["state"] == "ready":
-        print(s["locators"][terminal])
-        break
-else:
-    sys.exit(f"no ready instance of {app}/{component}")' "$2" "$3" "$4"
-}
-
-wait_listening() {
-    python3 - "$1" <<'PY'
-import socket, sys, time
-host, port = sys.argv[1].rsplit(":", 1)
-deadline = time.time() + 10
-while True:
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-        break
-    except OSError:
-        if time.time() > deadline:
-            sys.exit(f"nothing listens on {sys.argv[1]} after 10s")
-        time.sleep(0.05)
-PY
-}
-
-# pin_server ADDR: moves the server at ADDR, every process it started and
-# all their threads to the servers' CPU. Done once the app is ready, not by
-# starting the server under taskset: vdc sizes the node from the CPUs it may
-# use, and on one CPU the shop example (1.75 CPU reserved) would not fit.
-pin_server() {
-    [[ ${#SERVER_PIN[@]} -gt 0 ]] || return 0
-    local pid
-    process_tree "$(server_pid "$1")" >"$BENCH_TMP/pinned"
-    while read -r pid _; do
-        taskset -a -cp "$SERVER_CPU" "$pid" >/dev/null
-    done <"$BENCH_TMP/pinned"
-    echo "pinned to CPU $SERVER_CPU: $(awk '{print $3}' "$BENCH_TMP/pinned" | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
-}
-
 # Instances whose CPU throttling is shown with each run (set per case).
 WATCH_PIDS=()
 

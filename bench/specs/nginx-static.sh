@@ -5,8 +5,9 @@
 set -eu
 dir="$VDC_VOLUME_RUN"
 mkdir -p "$dir/html" "$dir/tmp"
-# A 128-byte body.
+# A 128-byte body, and a 64 KiB one (/big).
 printf '%0127d\n' 0 | tr 0 x >"$dir/html/index.html"
+head -c 65536 /dev/zero | tr '\0' y >"$dir/html/big"
 cat >"$dir/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;

@@ -18,6 +18,10 @@
 #     default half of HAProxy's saturation rate for that body;
 #   - the proxy's resident memory (VmRSS) after the runs.
 #
+# TCP: one redis instance, direct, through HAProxy in TCP mode and through
+# the vdc gateway (TCP, byte for byte), driven by redis-benchmark (32
+# clients, pipelines of 16): SET and GET of 16-byte and of 16 KiB values.
+#
 # With taskset and 2 CPUs the load generators run on one CPU and the
 # proxies and the backend on the other: every cycle a proxy spends is taken
 # from the backend, so req/s compares the proxies' cost per request.
@@ -26,7 +30,7 @@
 #   REPS=3 DURATION=10s CONNECTIONS=32 RATE=8000 bench/dataplane.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-need wrk nginx haproxy
+need wrk nginx haproxy redis-server redis-benchmark
 UP_FLAGS=(--shared-loopback)
 
 REPS="${REPS:-3}"
@@ -60,7 +64,10 @@ mkdir -p "$dir"
 gw_port="$(free_port)"
 addr="127.0.0.1:$(free_port)"
 spec="$(spec_copy "$BENCH/specs/gateway-nginx.toml" "$gw_port" "$dir/spec")"
-up_detached "$addr" "$dir/data" "$spec" >/dev/null 2>"$dir/up.err" ||
+# Started on the proxies' CPU, so the server sizes itself (its runtime's
+# worker threads) to one CPU, as HAProxy and nginx are given one thread
+# and one worker.
+up_detached "$addr" "$dir/data" "$spec" "${SERVER_PIN[@]}" >/dev/null 2>"$dir/up.err" ||
     { cat "$dir/up.err" >&2; exit 1; }
 pin_server "$addr"
 backend="$(instance_locator "$addr" gwbench nginx http)"
@@ -212,5 +219,74 @@ PY
 
 run_case small /
 run_case large /big
+
+# --- TCP ---------------------------------------------------------------------
+
+run_tcp() {
+    echo
+    echo "== tcp: redis, direct vs HAProxy (mode tcp) vs the vdc gateway =="
+    local tdir="$BENCH_TMP/tcp" tgw taddr tspec redis_at thp
+    tgw="$(free_port)"
+    taddr="127.0.0.1:$(free_port)"
+    tspec="$(spec_copy "$BENCH/specs/tcp-redis.toml" "$tgw" "$tdir/spec")"
+    up_detached "$taddr" "$tdir/data" "$tspec" "${SERVER_PIN[@]}" >/dev/null 2>"$tdir/up.err" ||
+        { cat "$tdir/up.err" >&2; exit 1; }
+    pin_server "$taddr"
+    redis_at="$(instance_locator "$taddr" tcpbench redis resp)"
+    thp="$(free_port)"
+    cat >"$tdir/haproxy.cfg" <<CFG
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend bench
+    bind 127.0.0.1:$thp
+    default_backend redis
+backend redis
+    server redis $redis_at
+CFG
+    "${SERVER_PIN[@]}" haproxy -f "$tdir/haproxy.cfg" -db >"$tdir/haproxy.log" 2>&1 &
+    OWN_PIDS+=($!)
+    wait_listening "127.0.0.1:$thp"
+    wait_listening "127.0.0.1:$tgw"
+    local target port size rep
+    for size in 16 16384; do
+        for target in direct haproxy vdc; do
+            case "$target" in
+                direct) port="${redis_at##*:}" ;;
+                haproxy) port="$thp" ;;
+                vdc) port="$tgw" ;;
+            esac
+            : >"$BENCH_TMP/tcp.$size.$target"
+            for ((rep = 1; rep <= REPS; rep++)); do
+                "${WRK_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -c 32 -P 16 \
+                    -d "$size" -n "$((size > 1000 ? 100000 : 1000000))" --csv 2>/dev/null |
+                    python3 -c '
+import csv, sys
+rows = {r[0].strip(chr(34)): float(r[1].strip(chr(34))) for r in csv.reader(sys.stdin) if len(r) > 1 and r[0] != "test"}
+print(rows.get("SET", 0), rows.get("GET", 0))' >>"$BENCH_TMP/tcp.$size.$target"
+            done
+        done
+    done
+    python3 - "$BENCH_TMP" "$REPS" <<'PY'
+import statistics, sys
+tmp = sys.argv[1]
+print(f"  {'value':>7} {'target':<8} {'SET/s':>10} {'GET/s':>10} {'GET MiB/s':>10} {'vs haproxy (GET)':>17}")
+for size in (16, 16384):
+    med = {}
+    for t in ("direct", "haproxy", "vdc"):
+        rows = [list(map(float, l.split())) for l in open(f"{tmp}/tcp.{size}.{t}") if l.strip()]
+        med[t] = [statistics.median(c) for c in zip(*rows)]
+    for t in ("direct", "haproxy", "vdc"):
+        s, g = med[t]
+        print(f"  {size:>6}B {t:<8} {s:>10.0f} {g:>10.0f} {g * size / 2**20:>10.1f} {g / med['haproxy'][1]:>16.2f}x")
+PY
+    stop_server "$taddr" >/dev/null
+}
+run_tcp
 echo
 echo "CPU busy after (1 s sample): $(cpu_busy)% (load average $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -74,25 +74,8 @@ backend="$(instance_locator "$addr" gwbench nginx http)"
 vdc_pid="$(server_pid "$addr")"
 
 hp_port="$(free_port)"
-cat >"$dir/haproxy.cfg" <<CFG
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    http-reuse always
-frontend bench
-    bind 127.0.0.1:$hp_port
-    default_backend nginx
-backend nginx
-    server nginx $backend
-CFG
-"${SERVER_PIN[@]}" haproxy -f "$dir/haproxy.cfg" -db >"$dir/haproxy.log" 2>&1 &
-haproxy_pid=$!
-OWN_PIDS+=("$haproxy_pid")
+start_haproxy http "$hp_port" "$backend" "$dir"
+haproxy_pid="$HAPROXY_PID"
 
 ng_port="$(free_port)"
 mkdir -p "$dir/nginx-proxy/tmp"
@@ -130,7 +113,6 @@ CONF
 nginx_pid=$!
 OWN_PIDS+=("$nginx_pid")
 
-wait_listening "127.0.0.1:$hp_port"
 wait_listening "127.0.0.1:$ng_port"
 wait_listening "127.0.0.1:$gw_port"
 echo "backend: nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), one worker, at $backend"
@@ -234,24 +216,7 @@ run_tcp() {
     pin_server "$taddr"
     redis_at="$(instance_locator "$taddr" tcpbench redis resp)"
     thp="$(free_port)"
-    cat >"$tdir/haproxy.cfg" <<CFG
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend bench
-    bind 127.0.0.1:$thp
-    default_backend redis
-backend redis
-    server redis $redis_at
-CFG
-    "${SERVER_PIN[@]}" haproxy -f "$tdir/haproxy.cfg" -db >"$tdir/haproxy.log" 2>&1 &
-    OWN_PIDS+=($!)
-    wait_listening "127.0.0.1:$thp"
+    start_haproxy tcp "$thp" "$redis_at" "$tdir"
     wait_listening "127.0.0.1:$tgw"
     local target port size rep
     for size in 16 16384; do

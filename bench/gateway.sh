@@ -133,26 +133,8 @@ case_nginx() {
     if command -v haproxy >/dev/null 2>&1; then
         local hp_port
         hp_port="$(free_port)"
-        cat >"$dir/haproxy.cfg" <<CFG
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    http-reuse always
-frontend bench
-    bind 127.0.0.1:$hp_port
-    default_backend nginx
-backend nginx
-    server nginx $backend
-CFG
-        "${SERVER_PIN[@]}" haproxy -f "$dir/haproxy.cfg" -db >"$dir/haproxy.log" 2>&1 &
-        haproxy_pid=$!
-        OWN_PIDS+=("$haproxy_pid")
-        wait_listening "127.0.0.1:$hp_port"
+        start_haproxy http "$hp_port" "$backend" "$dir"
+        haproxy_pid="$HAPROXY_PID"
         targets+=("haproxy=http://127.0.0.1:$hp_port/")
         labels+=(haproxy)
         echo "haproxy $(haproxy -v | sed -n '1s/HAProxy version \([^ ]*\).*/\1/p'): nbthread 1, http-reuse always, same backend"

@@ -403,3 +403,32 @@ pin_server() {
     done <"$BENCH_TMP/pinned"
     echo "pinned to CPU $SERVER_CPU: $(awk '{print $3}' "$BENCH_TMP/pinned" | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
 }
+
+# start_haproxy MODE PORT BACKEND DIR: HAProxy with one thread in MODE (http
+# or tcp) on 127.0.0.1:PORT in front of BACKEND (HOST:PORT), pinned like the
+# servers, its config and log in DIR; waits until it listens. Sets
+# HAPROXY_PID; it is stopped on exit.
+start_haproxy() {
+    local mode="$1" port="$2" backend="$3" dir="$4" reuse=""
+    [[ "$mode" == http ]] && reuse="    http-reuse always"
+    cat >"$dir/haproxy.cfg" <<CFG
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode $mode
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+$reuse
+frontend bench
+    bind 127.0.0.1:$port
+    default_backend upstream
+backend upstream
+    server upstream $backend
+CFG
+    "${SERVER_PIN[@]}" haproxy -f "$dir/haproxy.cfg" -db >"$dir/haproxy.log" 2>&1 &
+    HAPROXY_PID=$!
+    OWN_PIDS+=("$HAPROXY_PID")
+    wait_listening "127.0.0.1:$port"
+}

@@ -577,13 +577,8 @@ impl ControlPlane {
         lock(&self.inner.held).insert(instance.clone())
     }
 
+    /// Lets a held instance start again (nothing if it is not held).
     pub(crate) fn release(&self, instance: &InstanceId) {
-        lock(&self.inner.held).remove(instance);
-        self.wake();
-    }
-
-    /// Releases a held instance, if it is held.
-    pub(crate) fn release_quietly(&self, instance: &InstanceId) {
         if lock(&self.inner.held).remove(instance) {
             self.wake();
         }

@@ -274,7 +274,7 @@ pub(crate) async fn advance(control: &ControlPlane) -> Result<(), StoreError> {
             )
         {
             if let Ok(id) = record.instance.parse::<InstanceId>() {
-                control.release_quietly(&id);
+                control.release(&id);
             }
         }
         let mine = match record.phase {
@@ -574,13 +574,11 @@ pub(crate) async fn fetch(objects: &ObjectStore, name: &str) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
+/// [`crate::snapshots::blocking`], with the error as text.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SnapshotError> + Send + 'static,
 ) -> Result<T, String> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    crate::snapshots::blocking(f).await.map_err(|e| e.message())
 }
 
 fn announce(control: &ControlPlane, record: &MoveRecord) {

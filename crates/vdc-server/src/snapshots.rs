@@ -241,9 +241,6 @@ async fn create(
             .map_err(|e| ApiError::Internal(format!("node {node} answered oddly: {e}")))?;
         return Ok((StatusCode::CREATED, Json(taken)));
     }
-    if !control.agent().instances().iter().any(|s| s.id == id) {
-        return Err(not_here(&control, &id));
-    }
     if let Some(name) = &request.name {
         check_name(name)?;
         let store = control.snapshots().clone();
@@ -923,7 +920,7 @@ pub(crate) fn summary(m: &Manifest) -> SnapshotSummary {
 }
 
 /// Runs blocking snapshot-store work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SnapshotError> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {

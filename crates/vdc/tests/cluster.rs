@@ -416,6 +416,18 @@ impl Cluster {
         (marker, gateway_port, file)
     }
 
+    /// The node named `name` as `vdc node list` shows it, asserting its
+    /// state.
+    fn assert_node_state(&self, name: &str, state: &str) -> Value {
+        let node = self
+            .nodes()
+            .into_iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no node {name}"));
+        assert_eq!(node["state"], state, "{node:#}");
+        node
+    }
+
     /// Waits until the app's `count` instances are ready, none on `host`.
     fn wait_ready_off(&self, app: &str, count: usize, host: &str) {
         wait_for(
@@ -609,12 +621,7 @@ fn an_app_spread_over_three_nodes_survives_losing_one_and_a_partition() {
          gateway: {failed} of {sent} requests failed, over {window:?}"
     );
     assert!(recovered < Duration::from_secs(10), "{recovered:?}");
-    let h2 = cluster
-        .nodes()
-        .into_iter()
-        .find(|n| n["name"] == "h2")
-        .unwrap();
-    assert_eq!(h2["state"], "down", "{h2:#}");
+    cluster.assert_node_state("h2", "down");
     let events = cluster.ok(&["events", "--limit", "200"]);
     assert!(events.contains("down: no heartbeat"), "{events}");
 
@@ -689,12 +696,7 @@ fn an_app_spread_over_three_nodes_survives_losing_one_and_a_partition() {
     let (sent, failed, _) = load.finish();
     println!("drain: {failed} of {sent} requests failed");
     assert_eq!(failed, 0, "a drain must not fail requests");
-    let h1 = cluster
-        .nodes()
-        .into_iter()
-        .find(|n| n["name"] == "h1")
-        .unwrap();
-    assert_eq!(h1["state"], "draining");
+    let h1 = cluster.assert_node_state("h1", "draining");
     assert_eq!(h1["instances"], 0, "{h1:#}");
 
     cluster.ok(&["down", "spread"]);
@@ -755,12 +757,7 @@ fn the_leaders_host_dies_and_a_server_on_another_takes_over() {
          h3's gateway: {failed} of {sent} requests failed, over {window:?}"
     );
     assert!(recovered < Duration::from_secs(10), "{recovered:?}");
-    let h1 = cluster
-        .nodes()
-        .into_iter()
-        .find(|n| n["name"] == "h1")
-        .unwrap();
-    assert_eq!(h1["state"], "down", "{h1:#}");
+    cluster.assert_node_state("h1", "down");
     cluster.ok(&["down", "spread"]);
 }
 

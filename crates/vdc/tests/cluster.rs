@@ -892,13 +892,18 @@ gateway = {{ port = {port} }}
 
     // Snapshots through the server on h1 of an instance on another node:
     // that node takes it, and it lands in the cluster's object store.
-    if cluster.instances("kv")[0]["node"] == "h1" {
+    let ready_kv = |cluster: &Cluster| {
+        let mut list = Vec::new();
+        wait_for("redis to be ready", Duration::from_secs(20), || {
+            list = cluster.instances("kv");
+            list.len() == 1 && list[0]["state"] == "ready"
+        });
+        list
+    };
+    if ready_kv(&cluster)[0]["node"] == "h1" {
         cluster.ok(&["move", "kv/redis/0", "--to", "h3"]);
     }
-    let on = cluster.instances("kv")[0]["node"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let on = ready_kv(&cluster)[0]["node"].as_str().unwrap().to_owned();
     assert_ne!(on, "h1");
     let taken: Value = serde_json::from_str(&cluster.ok(&[
         "snapshot",
@@ -951,12 +956,20 @@ gateway = {{ port = {port} }}
         out.trim().replace('\n', " | ")
     );
     assert_eq!(failed, 0);
-    let moved = cluster
-        .instances("spread")
-        .into_iter()
-        .find(|i| i["id"]["index"] == 0)
-        .unwrap();
-    assert_eq!(moved["node"], to, "{moved:#}");
+    // The old copy stops once the new one is ready (make-before-break):
+    // for a moment both are listed.
+    wait_for(
+        "web/0 to be on its new node only",
+        Duration::from_secs(20),
+        || {
+            let copies: Vec<Value> = cluster
+                .instances("spread")
+                .into_iter()
+                .filter(|i| i["id"]["index"] == 0)
+                .collect();
+            copies.len() == 1 && copies[0]["node"] == to
+        },
+    );
     cluster.ok(&["down", "spread"]);
 }
 

@@ -93,7 +93,7 @@ fn harness() -> Harness {
             confine: None,
         },
         Arc::new(driver.clone()),
-        DataPlane::new(),
+        DataPlane::new().expect("the data plane starts"),
     );
     Harness {
         agent,

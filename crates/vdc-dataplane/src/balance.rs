@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::pool::{IdlePool, Sender};
+use crate::http::Conn;
+use crate::pool::IdlePool;
 use crate::stats::{EndpointMeasurement, EndpointMeasurements};
 
 /// How long an endpoint is left out after its first failed connect. Each
@@ -587,11 +588,11 @@ impl Lease {
     /// Returns a connection whose last response was read to the end to the
     /// endpoint's pool, unless the endpoint has left the set: then it is
     /// dropped, which closes it.
-    pub(crate) fn checkin(&self, sender: Sender) {
+    pub(crate) fn checkin(&self, conn: Conn) {
         if self.state.removed.load(Ordering::Relaxed) {
             return;
         }
-        self.state.pool.checkin(sender);
+        self.state.pool.checkin(conn);
         // `set` flags the endpoint before it clears the pool, under the
         // pool's lock: if that clear came before our push, the flag is
         // visible now, and the connection must not stay behind.

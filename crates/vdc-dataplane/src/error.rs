@@ -10,6 +10,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::balance::Endpoint;
+use crate::http::UpstreamError;
 
 // === types ===
 
@@ -25,6 +26,11 @@ pub enum DataPlaneError {
     },
     #[error("cannot listen on {addr} for {key}: the data plane is shut down")]
     ShutDown { key: String, addr: SocketAddr },
+    #[error("cannot start the data plane's worker threads: {source}")]
+    Workers {
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// The kind of failure a request or connection met, as counted in
@@ -69,7 +75,7 @@ pub(crate) enum ProxyError {
     Upstream {
         endpoint: Endpoint,
         #[source]
-        source: hyper::Error,
+        source: UpstreamError,
     },
     #[error("{} at {} did not answer within {timeout:?}", .endpoint.instance, .endpoint.addr)]
     Timeout {
@@ -123,6 +129,18 @@ impl ErrorClass {
     }
 }
 
+// === impl UpstreamError ===
+
+impl UpstreamError {
+    pub(crate) fn class(&self) -> ErrorClass {
+        match self {
+            UpstreamError::Io(error) => ErrorClass::of_io(error),
+            UpstreamError::Invalid(_) => ErrorClass::Other,
+            UpstreamError::ClientBody(error) => ErrorClass::of_hyper(error),
+        }
+    }
+}
+
 // === impl ProxyError ===
 
 impl ProxyError {
@@ -130,7 +148,7 @@ impl ProxyError {
         match self {
             ProxyError::NoBackend { .. } => ErrorClass::NoBackend,
             ProxyError::Connect { source, .. } => ErrorClass::of_io(source),
-            ProxyError::Upstream { source, .. } => ErrorClass::of_hyper(source),
+            ProxyError::Upstream { source, .. } => source.class(),
             ProxyError::Timeout { .. } => ErrorClass::Timeout,
         }
     }
@@ -138,7 +156,10 @@ impl ProxyError {
     pub(crate) fn origin(&self) -> Origin {
         match self {
             ProxyError::NoBackend { .. } => Origin::Internal,
-            ProxyError::Upstream { source, .. } if source.is_user() => Origin::Downstream,
+            ProxyError::Upstream {
+                source: UpstreamError::ClientBody(_),
+                ..
+            } => Origin::Downstream,
             _ => Origin::Upstream,
         }
     }

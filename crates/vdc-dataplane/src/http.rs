@@ -4,14 +4,15 @@
 
 mod body;
 mod headers;
+mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::CONTENT_LENGTH;
 use http::{Method, Request, Response};
-use http_body_util::{Either, Empty};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -21,21 +22,38 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::balance::{Backends, Lease, Tried};
-use crate::connect::{connect_one, Connector};
+use crate::connect::connect_one;
 use crate::error::{Origin, ProxyError};
 use crate::listener::{drain_requested, Control, ListenerShared};
-use crate::pool::{RequestBody, Sender};
 use crate::stats::{Outcome, OutcomeKind, Recorder, Timings};
 
 use self::body::{Finish, ResponseBody};
+use self::upstream::{Failure, Head, Upload, UpstreamBody};
+
+pub(crate) use self::upstream::{Conn, UpstreamError};
 
 // === types ===
 
+/// A request encoded for the upstream hop, with its body still to send.
+struct Outgoing {
+    /// The request head, kept until the response head arrives so that a
+    /// request lost with a closing connection can be written again.
+    head: Vec<u8>,
+    /// The client's body, taken once it starts to go out.
+    body: Option<Incoming>,
+    chunked: bool,
+    head_only: bool,
+    /// Bodyless and safe: sending it twice cannot repeat a side effect.
+    replayable: bool,
+}
+
 /// A response head from an endpoint, and what is needed to finish it.
 struct Forwarded {
-    response: Response<Incoming>,
+    head: Head,
+    conn: Conn,
+    /// The rest of the request body, when the answer came first.
+    upload: Option<Upload>,
     lease: Lease,
-    sender: Sender,
     upstream_ready: Duration,
 }
 
@@ -53,9 +71,13 @@ pub(crate) async fn serve<C>(
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let for_service = Arc::clone(&shared);
+    // The client's address as `x-forwarded-for` gets it: formatted once per
+    // connection, not per request.
+    let forwarded_for: Arc<str> = peer.ip().to_canonical().to_string().into();
     let service = service_fn(move |request| {
         let shared = Arc::clone(&for_service);
-        async move { Ok::<_, Infallible>(proxy(shared, peer, request).await) }
+        let forwarded_for = Arc::clone(&forwarded_for);
+        async move { Ok::<_, Infallible>(proxy(shared, peer, &forwarded_for, request).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -81,34 +103,53 @@ pub(crate) async fn serve<C>(
 async fn proxy(
     shared: Arc<ListenerShared>,
     peer: SocketAddr,
+    forwarded_for: &str,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     shared.counters.request();
     let spec = shared.spec.load_full();
-    let (mut parts, body) = request.into_parts();
-    headers::prepare_request(&mut parts, peer);
-    let body: RequestBody = if body.is_end_stream() {
-        Either::Right(Empty::new())
-    } else {
-        Either::Left(body)
+    let (parts, body) = request.into_parts();
+    let has_body = !body.is_end_stream();
+    // A body of unknown length (the client sent it chunked) goes out
+    // chunked; one with a length goes out as it came, with that length.
+    let chunked = has_body && !parts.headers.contains_key(CONTENT_LENGTH);
+    let mut head = Vec::with_capacity(512);
+    headers::encode_request(&parts, forwarded_for, chunked, &mut head);
+    let mut outgoing = Outgoing {
+        head,
+        body: has_body.then_some(body),
+        chunked,
+        head_only: parts.method == Method::HEAD,
+        replayable: !has_body
+            && matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS),
     };
-    let request = Request::from_parts(parts, body);
 
-    match forward(&shared, &spec.backends, request, started).await {
+    match forward(&shared, &spec.backends, &mut outgoing, started).await {
         Ok(forwarded) => {
-            let (mut parts, body) = forwarded.response.into_parts();
-            headers::prepare_response(&mut parts.headers);
+            let Forwarded {
+                head,
+                conn,
+                upload,
+                lease,
+                upstream_ready,
+            } = forwarded;
             let finish = Finish {
-                status: parts.status,
+                status: head.status,
                 shared,
-                lease: forwarded.lease,
-                sender: forwarded.sender,
+                lease,
                 started,
-                upstream_ready: forwarded.upstream_ready,
+                upstream_ready,
                 head: started.elapsed(),
             };
-            Response::from_parts(parts, ResponseBody::upstream(body, finish))
+            let body = UpstreamBody::new(conn, &head, upload);
+            let mut response = Response::new(ResponseBody::upstream(body, finish));
+            *response.status_mut() = head.status;
+            *response.headers_mut() = head.headers;
+            if let Some(reason) = head.reason {
+                response.extensions_mut().insert(reason);
+            }
+            response
         }
         Err(error) => {
             let status = error.status();
@@ -140,15 +181,14 @@ async fn proxy(
 /// head.
 ///
 /// Retries are limited to what is safe: another endpoint when a connect
-/// fails, a fresh connection closes before the request was written, or it
-/// dies before answering a bodyless GET, HEAD or OPTIONS; a
-/// fresh connection to the same endpoint when a pooled one turns out to be
-/// closed (the request comes back unsent, or it is bodyless and safe, so
-/// sending it again cannot repeat a side effect).
+/// fails, or when a fresh connection closes before the request was written
+/// or (for a bodyless GET, HEAD or OPTIONS) before it was answered; a fresh
+/// connection to the same endpoint when a pooled one turns out to be closed
+/// on the same terms.
 async fn forward(
     shared: &ListenerShared,
     backends: &Backends,
-    mut request: Request<RequestBody>,
+    request: &mut Outgoing,
     started: Instant,
 ) -> Result<Forwarded, ProxyError> {
     let config = &shared.config;
@@ -171,10 +211,10 @@ async fn forward(
         let mut pooled = lease.pool().checkout();
         loop {
             let reused = pooled.is_some();
-            let mut sender = match pooled.take() {
-                Some(sender) => sender,
-                None => match dial(&lease, config.connector.as_ref()).await {
-                    Ok(sender) => sender,
+            let mut conn = match pooled.take() {
+                Some(conn) => conn,
+                None => match connect_one(&lease, config.connector.as_ref()).await {
+                    Ok(stream) => Conn::new(stream),
                     Err(error) if error.retry_safe() => {
                         debug!(target_input = backends.target(), %error, "trying another endpoint");
                         last_error = Some(error);
@@ -184,105 +224,76 @@ async fn forward(
                 },
             };
             let upstream_ready = started.elapsed();
-            let replay = replayable(&request);
             // The endpoint's latency sample runs from here to the response
             // head: how long it takes to answer, not how long connecting
             // took (a new connection would make every first request look
             // slow) nor the tries that went elsewhere before.
             let sent = Instant::now();
-            let answer =
-                tokio::time::timeout(config.response_timeout, sender.try_send_request(request))
-                    .await;
-            let mut error = match answer {
-                Ok(Ok(response)) => {
+            let exchange = conn.exchange(
+                &request.head,
+                &mut request.body,
+                request.chunked,
+                request.head_only,
+            );
+            let answer = tokio::time::timeout(config.response_timeout, exchange).await;
+            let lost = match answer {
+                Ok(Ok((head, upload))) => {
                     lease.served();
                     lease.observe(sent.elapsed());
                     return Ok(Forwarded {
-                        response,
+                        head,
+                        conn,
+                        upload,
                         lease,
-                        sender,
                         upstream_ready,
                     });
                 }
                 Err(_elapsed) => {
-                    // Dropping the exchange closes that connection; the
-                    // endpoint may still be working on the request, so it
-                    // is not retried.
+                    // Dropping the connection closes it; the endpoint may
+                    // still be working on the request, so it is not retried.
                     lease.failed(sent.elapsed());
                     return Err(ProxyError::Timeout {
                         endpoint: lease.endpoint().clone(),
                         timeout: config.response_timeout,
                     });
                 }
-                Ok(Err(error)) => error,
-            };
-            let unsent = error.take_message();
-            if reused {
-                if let Some(again) = unsent.or(replay) {
-                    request = again;
-                    pooled = lease.pool().checkout();
-                    continue;
+                Ok(Err(Failure::Unsent(error))) => error,
+                Ok(Err(Failure::NoAnswer(error))) if request.replayable => error,
+                Ok(Err(Failure::NoAnswer(error))) => {
+                    lease.failed(sent.elapsed());
+                    return Err(ProxyError::Upstream {
+                        endpoint: lease.endpoint().clone(),
+                        source: error.into(),
+                    });
                 }
-            } else if let Some(again) = unsent.or(replay) {
-                // A new connection closed before the request could be
-                // written, or before a safe, bodyless request was answered:
-                // the endpoint is going away (killed, crashed), as if it had
-                // refused. Another endpoint gets the request.
-                lease.connect_failed();
-                request = again;
-                last_error = Some(ProxyError::Upstream {
-                    endpoint: lease.endpoint().clone(),
-                    source: error.into_error(),
-                });
-                break;
+                Ok(Err(Failure::Broken(error))) => {
+                    lease.failed(sent.elapsed());
+                    return Err(ProxyError::Upstream {
+                        endpoint: lease.endpoint().clone(),
+                        source: error,
+                    });
+                }
+            };
+            if reused {
+                // An idle connection the endpoint had closed: the request
+                // goes again on another one (or a new one) to the same
+                // endpoint.
+                pooled = lease.pool().checkout();
+                continue;
             }
-            lease.failed(sent.elapsed());
-            return Err(ProxyError::Upstream {
+            // A new connection closed before the request could be written,
+            // or before a safe, bodyless request was answered: the endpoint
+            // is going away (killed, crashed), as if it had refused.
+            // Another endpoint gets the request.
+            lease.connect_failed();
+            last_error = Some(ProxyError::Upstream {
                 endpoint: lease.endpoint().clone(),
-                source: error.into_error(),
+                source: lost.into(),
             });
+            break;
         }
     }
     Err(last_error.unwrap_or_else(|| ProxyError::NoBackend {
         target: backends.target().to_owned(),
     }))
-}
-
-/// Opens a new HTTP/1 connection to the leased endpoint.
-async fn dial(lease: &Lease, connector: &dyn Connector) -> Result<Sender, ProxyError> {
-    let stream = connect_one(lease, connector).await?;
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| ProxyError::Upstream {
-            endpoint: lease.endpoint().clone(),
-            source,
-        })?;
-    let addr = lease.endpoint().addr;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            debug!(%addr, %error, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
-}
-
-/// A copy of `request` to send again if the connection it goes out on turns
-/// out to have been closed by the endpoint. Only for bodyless requests whose
-/// method is safe: the copy costs a header map clone, and anything else
-/// might repeat a side effect.
-fn replayable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    let safe = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    if !safe || !matches!(request.body(), Either::Right(_)) {
-        return None;
-    }
-    let mut copy = Request::new(Either::Right(Empty::new()));
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    Some(copy)
 }

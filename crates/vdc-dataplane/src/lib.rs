@@ -16,7 +16,9 @@
 //! - `listener`: [`DataPlane`], the accept loops and graceful draining;
 //! - `tcp`, `http`: the two proxies; `pool`: reused HTTP upstream connections;
 //! - `stats`: atomic counters and the single point where an outcome is
-//!   recorded.
+//!   recorded;
+//! - `workers`: the data plane's own threads, one single-threaded runtime
+//!   each, apart from the control plane's.
 //!
 //! **Architecture invariant:** counting and balancing on the traffic path
 //! take no lock and allocate nothing (the one lock there is the upstream
@@ -33,6 +35,7 @@ mod listener;
 mod pool;
 mod stats;
 mod tcp;
+mod workers;
 
 pub use balance::{Backends, Endpoint, EndpointStats};
 pub use connect::{Binder, Connector, HostBinder, TcpConnector};

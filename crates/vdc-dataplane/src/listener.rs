@@ -22,6 +22,7 @@ use crate::balance::Backends;
 use crate::connect::{Binder, Connector, HostBinder, TcpConnector};
 use crate::error::DataPlaneError;
 use crate::stats::{Counters, CountingIo, ListenerStats, Measurement};
+use crate::workers::{WorkerSet, Workers};
 use crate::{http, tcp};
 
 /// How long to pause accepting after an error such as running out of file
@@ -58,6 +59,9 @@ pub struct DataPlaneConfig {
     /// Whether latencies are recorded into histograms (counters always
     /// are). Default on; off only to measure what measuring costs.
     pub measure: bool,
+    /// How many threads carry the traffic, each with its own single-threaded
+    /// runtime. Default 0: one per CPU this process may use.
+    pub threads: usize,
 }
 
 /// One listener as seen from outside.
@@ -90,6 +94,8 @@ struct Inner {
     config: Arc<DataPlaneConfig>,
     listeners: Mutex<HashMap<String, Listener>>,
     shut_down: AtomicBool,
+    /// Declared last: dropped after the listeners, it stops the threads.
+    workers: Workers,
 }
 
 struct Listener {
@@ -130,6 +136,7 @@ impl Default for DataPlaneConfig {
             header_read_timeout: Duration::from_secs(30),
             rebind_grace: Duration::from_secs(5),
             measure: true,
+            threads: 0,
         }
     }
 }
@@ -141,6 +148,8 @@ impl fmt::Debug for DataPlaneConfig {
             .field("connect_attempts", &self.connect_attempts)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("rebind_grace", &self.rebind_grace)
+            .field("measure", &self.measure)
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
@@ -148,19 +157,31 @@ impl fmt::Debug for DataPlaneConfig {
 // === impl DataPlane ===
 
 impl DataPlane {
-    pub fn new() -> Self {
+    /// A data plane with the default settings; see [`with_config`](Self::with_config).
+    pub fn new() -> Result<Self, DataPlaneError> {
         DataPlane::with_config(DataPlaneConfig::default())
     }
 
-    pub fn with_config(mut config: DataPlaneConfig) -> Self {
+    /// Starts the data plane's worker threads. Fails only when the system
+    /// will not give it a thread or a runtime (out of memory, thread or
+    /// descriptor limits).
+    pub fn with_config(mut config: DataPlaneConfig) -> Result<Self, DataPlaneError> {
         config.connect_attempts = config.connect_attempts.clamp(1, crate::balance::MAX_TRIES);
-        DataPlane {
+        let workers =
+            Workers::start(config.threads).map_err(|source| DataPlaneError::Workers { source })?;
+        Ok(DataPlane {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
                 listeners: Mutex::new(HashMap::new()),
                 shut_down: AtomicBool::new(false),
+                workers,
             }),
-        }
+        })
+    }
+
+    /// How many threads carry the traffic.
+    pub fn threads(&self) -> usize {
+        self.inner.workers.set().len()
     }
 
     /// Listens on `addr` (port 0 picks one) in the host's network namespace
@@ -206,7 +227,13 @@ impl DataPlane {
         };
         let std_listener = binder.bind(addr).map_err(bind_error)?;
         std_listener.set_nonblocking(true).map_err(bind_error)?;
-        let listener = TcpListener::from_std(std_listener).map_err(bind_error)?;
+        let workers = Arc::clone(self.inner.workers.set());
+        let worker = workers.next();
+        // Registered with the reactor of the worker whose thread accepts.
+        let listener = {
+            let _in_worker = worker.handle().enter();
+            TcpListener::from_std(std_listener).map_err(bind_error)?
+        };
         let bound = listener.local_addr().map_err(bind_error)?;
 
         let shared = Arc::new(ListenerShared {
@@ -216,7 +243,12 @@ impl DataPlane {
             config: Arc::clone(&self.inner.config),
         });
         let (control, control_rx) = watch::channel(Control::Serve);
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), control_rx));
+        let task = worker.handle().spawn(accept_loop(
+            listener,
+            Arc::clone(&shared),
+            control_rx,
+            Arc::clone(&workers),
+        ));
         let new = Listener {
             addr: bound,
             shared,
@@ -332,12 +364,6 @@ impl DataPlane {
     }
 }
 
-impl Default for DataPlane {
-    fn default() -> Self {
-        DataPlane::new()
-    }
-}
-
 impl fmt::Debug for DataPlane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataPlane")
@@ -366,10 +392,13 @@ impl Listener {
 
 // === accept loop ===
 
+/// Accepts connections and deals them round-robin to the workers; on a drain,
+/// stops accepting and gives the connections until the deadline.
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<ListenerShared>,
     mut control: watch::Receiver<Control>,
+    workers: Arc<WorkerSet>,
 ) {
     let mut connections = JoinSet::new();
     let deadline = loop {
@@ -377,12 +406,35 @@ async fn accept_loop(
             deadline = drain_requested(&mut control) => break deadline,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(
-                        Arc::clone(&shared),
-                        stream,
-                        peer,
-                        control.clone(),
-                    ));
+                    let shared = Arc::clone(&shared);
+                    let control = control.clone();
+                    let worker = workers.next();
+                    if worker.is_current() {
+                        connections.spawn(serve_connection(shared, stream, peer, control));
+                        continue;
+                    }
+                    // The socket moves to the other worker's reactor: taken
+                    // off this one here, registered there on arrival.
+                    match stream.into_std() {
+                        Ok(stream) => {
+                            connections.spawn_on(
+                                async move {
+                                    match TcpStream::from_std(stream) {
+                                        Ok(stream) => {
+                                            serve_connection(shared, stream, peer, control).await;
+                                        }
+                                        Err(error) => {
+                                            debug!(key = %shared.key, %peer, %error, "cannot hand a connection to a worker");
+                                        }
+                                    }
+                                },
+                                worker.handle(),
+                            );
+                        }
+                        Err(error) => {
+                            debug!(key = %shared.key, %peer, %error, "cannot hand a connection to a worker");
+                        }
+                    }
                 }
                 Err(error) if is_per_connection(&error) => {
                     debug!(key = %shared.key, %error, "accept failed for one connection");

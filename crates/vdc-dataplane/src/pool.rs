@@ -1,31 +1,23 @@
 //! Idle keep-alive HTTP connections to one endpoint, reused across requests
 //! and across every listener that leads to the endpoint.
 //!
-//! We keep our own small pool of `SendRequest`s instead of hyper-util's
-//! legacy `Client` because the proxy must choose the endpoint itself (the
-//! balancer does) and must get the request back when a connect fails, to
-//! retry it on another endpoint. The legacy client consumes the request on a
-//! connect error, which would make that retry impossible for streamed bodies.
+//! The proxy chooses the endpoint itself (the balancer does) and drives
+//! each exchange in the client connection's task (see `http::upstream`),
+//! so the pool is just a stack of idle connections per endpoint.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{Either, Empty};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
+
+use crate::http::Conn;
+use crate::workers;
 
 /// Idle connections kept per endpoint; more than this are closed on return.
 const MAX_IDLE: usize = 64;
 /// An idle connection older than this is closed rather than reused: the
 /// upstream has likely given up on it already.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What the proxy sends upstream: the client's streamed body, or nothing
-/// (which can be rebuilt, so bodyless requests can be replayed).
-pub(crate) type RequestBody = Either<Incoming, Empty<Bytes>>;
-pub(crate) type Sender = SendRequest<RequestBody>;
 
 // === types ===
 
@@ -37,24 +29,41 @@ pub(crate) struct IdlePool {
 }
 
 struct Idle {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
 }
 
 // === impl IdlePool ===
 
 impl IdlePool {
-    /// The most recently used connection that can take a request now.
-    /// Connections not ready yet (their previous exchange is still winding
-    /// down inside hyper) are left for a later request.
-    pub(crate) fn checkout(&self) -> Option<Sender> {
+    /// The most recently used connection that is still open, preferably one
+    /// driven by the caller's worker (then the request and its response
+    /// never leave the thread).
+    pub(crate) fn checkout(&self) -> Option<Conn> {
         // One clock read per checkout, not one per idle connection: with
         // dozens idle, reading the clock for each showed in profiles.
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|i| i.is_usable(now));
-        let position = idle.iter().rposition(|i| i.sender.is_ready())?;
-        Some(idle.remove(position).sender)
+        let here = workers::current();
+        loop {
+            let idle = {
+                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                // The oldest are at the front; stale ones are dropped.
+                let stale = idle
+                    .iter()
+                    .position(|i| now.saturating_duration_since(i.since) < IDLE_TIMEOUT)
+                    .unwrap_or(idle.len());
+                idle.drain(..stale);
+                let position = idle
+                    .iter()
+                    .rposition(|i| i.conn.worker() == here)
+                    .or_else(|| idle.len().checked_sub(1))?;
+                idle.remove(position)
+            };
+            // Checked outside the lock: it may cost a system call.
+            if idle.conn.is_open() {
+                return Some(idle.conn);
+            }
+        }
     }
 
     /// Drops every idle connection, which closes them.
@@ -65,24 +74,13 @@ impl IdlePool {
     }
 
     /// Returns a connection whose last response was read to the end.
-    pub(crate) fn checkin(&self, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
+    pub(crate) fn checkin(&self, conn: Conn) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() >= MAX_IDLE {
-            idle.retain(|i| i.is_usable(now));
-            if idle.len() >= MAX_IDLE {
-                return;
-            }
+            // The oldest goes: it is the likeliest to be closed upstream.
+            idle.remove(0);
         }
-        idle.push(Idle { sender, since: now });
-    }
-}
-
-impl Idle {
-    fn is_usable(&self, now: Instant) -> bool {
-        !self.sender.is_closed() && now.saturating_duration_since(self.since) < IDLE_TIMEOUT
+        idle.push(Idle { conn, since: now });
     }
 }

@@ -91,7 +91,8 @@ async fn a_link_inside_one_namespace_leads_to_an_instance_inside_another() {
     let plane = DataPlane::with_config(DataPlaneConfig {
         connector: connector.clone(),
         ..DataPlaneConfig::default()
-    });
+    })
+    .expect("the data plane starts");
     let backends = Backends::new("app/b.in");
     backends.set(vec![Endpoint {
         instance: "app/b/0".into(),

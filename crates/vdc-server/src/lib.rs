@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// Whether the data plane records latencies (counters are always kept).
     /// Off only to measure what measuring costs.
     pub measure: bool,
+    /// How many threads carry the data plane's traffic; 0: one per CPU the
+    /// process may use.
+    pub dataplane_threads: usize,
     /// Whether instances get their own namespaces when the node allows it
     /// (root). Off: they share the host's loopback.
     pub confine: bool,
@@ -117,6 +120,8 @@ pub enum ServerError {
     Snapshots(#[from] vdc_snapshot::SnapshotError),
     #[error("cannot join the cluster bus: {0}")]
     Bus(#[from] vdc_telemetry::NatsBusError),
+    #[error(transparent)]
+    DataPlane(#[from] vdc_dataplane::DataPlaneError),
     #[error("`vdc agent` needs a cluster to join (a NATS URL)")]
     AgentWithoutCluster,
 }
@@ -228,6 +233,7 @@ impl Server {
         };
         let mut dataplane_config = DataPlaneConfig {
             measure: config.measure,
+            threads: config.dataplane_threads,
             ..DataPlaneConfig::default()
         };
         if let Some(confine) = &confine {
@@ -241,7 +247,7 @@ impl Server {
                 confine,
             },
             driver,
-            DataPlane::with_config(dataplane_config),
+            DataPlane::with_config(dataplane_config)?,
         );
         let shutdown = CancellationToken::new();
         let instance_key = auth::InstanceKey::load_or_create(&data_dir).map_err(|source| {

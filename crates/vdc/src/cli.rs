@@ -343,6 +343,11 @@ pub struct ServerOpts {
     /// useful to measure what measuring costs.
     #[arg(long)]
     pub no_measurements: bool,
+    /// Threads carrying the data plane's traffic (links, gateways, node
+    /// ingresses), each with its own event loop; 0: one per CPU vdc may
+    /// run on.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub dataplane_threads: usize,
     /// Run instances without their own namespaces, on the host's shared
     /// loopback (the only mode without root).
     #[arg(long)]

@@ -1,23 +1,25 @@
 //! The response body sent to clients: an endpoint's body streamed through
 //! (finishing the request when it ends), or a short local error message.
 
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use crate::balance::Lease;
 use crate::error::{ErrorClass, ProxyError};
 use crate::listener::ListenerShared;
-use crate::pool::Sender;
 use crate::stats::{Outcome, OutcomeKind, Recorder, Timings};
+
+use super::upstream::{BodyEnd, Conn, UpstreamBody};
 
 // === types ===
 
@@ -27,7 +29,7 @@ pub(crate) struct ResponseBody {
 
 enum Kind {
     Upstream {
-        body: Incoming,
+        body: UpstreamBody,
         /// Taken when the body ends, fails or is dropped.
         finish: Option<Finish>,
     },
@@ -40,7 +42,6 @@ enum Kind {
 pub(crate) struct Finish {
     pub(crate) shared: Arc<ListenerShared>,
     pub(crate) lease: Lease,
-    pub(crate) sender: Sender,
     pub(crate) status: StatusCode,
     pub(crate) started: Instant,
     pub(crate) upstream_ready: Duration,
@@ -48,8 +49,8 @@ pub(crate) struct Finish {
 }
 
 enum End {
-    /// Read to the end: the connection can carry another request.
-    Complete,
+    /// Read to the end; the connection, if it can carry another request.
+    Complete(Option<Conn>),
     /// The endpoint broke off the body.
     Failed(ErrorClass),
     /// The client went away first; the connection cannot be reused.
@@ -59,7 +60,7 @@ enum End {
 // === impl ResponseBody ===
 
 impl ResponseBody {
-    pub(crate) fn upstream(body: Incoming, finish: Finish) -> Self {
+    pub(crate) fn upstream(body: UpstreamBody, finish: Finish) -> Self {
         ResponseBody {
             kind: Kind::Upstream {
                 body,
@@ -85,26 +86,23 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match &mut self.get_mut().kind {
             Kind::Local(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
-            Kind::Upstream { body, finish } => {
-                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
-                match &frame {
-                    None => end(finish, End::Complete),
-                    Some(Ok(_)) if body.is_end_stream() => end(finish, End::Complete),
-                    Some(Ok(_)) => {}
-                    Some(Err(error)) => end(finish, End::Failed(ErrorClass::of_hyper(error))),
-                }
-                Poll::Ready(frame)
-            }
+            Kind::Upstream { body, finish } => body.poll_frame_with(cx, |how| {
+                let how = match how {
+                    BodyEnd::Complete(conn) => End::Complete(conn),
+                    BodyEnd::Failed(error) => End::Failed(error.class()),
+                };
+                end(finish, how);
+            }),
         }
     }
 
@@ -130,7 +128,7 @@ impl Drop for ResponseBody {
         // complete here too.
         if let Kind::Upstream { body, finish } = &mut self.kind {
             let how = if body.is_end_stream() {
-                End::Complete
+                End::Complete(body.take_reusable())
             } else {
                 End::Abandoned
             };
@@ -150,8 +148,10 @@ fn end(finish: &mut Option<Finish>, how: End) {
 impl Finish {
     fn end(self, how: End) {
         let error = match how {
-            End::Complete => {
-                self.lease.checkin(self.sender);
+            End::Complete(conn) => {
+                if let Some(conn) = conn {
+                    self.lease.checkin(conn);
+                }
                 None
             }
             End::Failed(class) => {

@@ -142,7 +142,8 @@ async fn a_slow_answer_times_out_with_504() {
     let data_plane = DataPlane::with_config(DataPlaneConfig {
         response_timeout: Duration::from_millis(200),
         ..DataPlaneConfig::default()
-    });
+    })
+    .expect("the data plane starts");
     let addr = data_plane
         .bind(
             "shop/lb.out",
@@ -171,7 +172,7 @@ async fn a_killed_backend_loses_no_requests() {
     let mut all = endpoints(&webs);
     all.push(killed.clone());
     set.set(all);
-    let data_plane = DataPlane::new();
+    let data_plane = DataPlane::new().expect("the data plane starts");
     let addr = data_plane
         .bind(
             "shop/lb.out",

@@ -24,7 +24,7 @@ async fn refuses(addr: std::net::SocketAddr) -> bool {
 async fn binding_an_address_in_use_names_it() {
     let taken = std::net::TcpListener::bind(any_port()).expect("bind");
     let addr = taken.local_addr().expect("addr");
-    let data_plane = DataPlane::new();
+    let data_plane = DataPlane::new().expect("the data plane starts");
     let set = Backends::new("shop/web.in");
     let error = data_plane
         .bind(
@@ -126,7 +126,7 @@ async fn listeners_of_different_keys_are_independent() {
     db.set(endpoints(&echoes));
     let web = Backends::new("shop/web.in");
     web.set(endpoints(&webs));
-    let data_plane = DataPlane::new();
+    let data_plane = DataPlane::new().expect("the data plane starts");
     let db_addr = data_plane
         .bind(
             "shop/web.db",

@@ -278,7 +278,7 @@ pub async fn listening(
 ) -> (DataPlane, Backends, SocketAddr) {
     let set = Backends::new("shop/web.in");
     set.set(endpoints(backends));
-    let data_plane = DataPlane::new();
+    let data_plane = DataPlane::new().expect("the data plane starts");
     let addr = data_plane
         .bind(
             "shop/lb.out",

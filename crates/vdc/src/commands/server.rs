@@ -35,6 +35,7 @@ fn config(addr: &str, opts: &ServerOpts) -> anyhow::Result<ServerConfig> {
         node_name: opts.node_name.clone(),
         leader_ttl: opts.leader_ttl,
         measure: !opts.no_measurements,
+        dataplane_threads: opts.dataplane_threads,
         confine: !opts.shared_loopback,
         role: Role::Server,
         node_address: opts.node_address,
@@ -168,6 +169,11 @@ pub async fn start_background(
         .arg(format!("{}ms", opts.leader_ttl.as_millis()));
     if opts.no_measurements {
         command.arg("--no-measurements");
+    }
+    if opts.dataplane_threads != 0 {
+        command
+            .arg("--dataplane-threads")
+            .arg(opts.dataplane_threads.to_string());
     }
     if opts.shared_loopback {
         command.arg("--shared-loopback");

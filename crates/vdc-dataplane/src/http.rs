@@ -55,6 +55,8 @@ struct Forwarded {
     upload: Option<Upload>,
     lease: Lease,
     upstream_ready: Duration,
+    /// When the response head arrived, since the request did.
+    head_at: Duration,
 }
 
 // === serving a client connection ===
@@ -133,6 +135,7 @@ async fn proxy(
                 upload,
                 lease,
                 upstream_ready,
+                head_at,
             } = forwarded;
             let finish = Finish {
                 status: head.status,
@@ -140,7 +143,7 @@ async fn proxy(
                 lease,
                 started,
                 upstream_ready,
-                head: started.elapsed(),
+                head: head_at,
             };
             let body = UpstreamBody::new(conn, &head, upload);
             let mut response = Response::new(ResponseBody::upstream(body, finish));
@@ -223,12 +226,12 @@ async fn forward(
                     Err(error) => return Err(error),
                 },
             };
-            let upstream_ready = started.elapsed();
             // The endpoint's latency sample runs from here to the response
             // head: how long it takes to answer, not how long connecting
             // took (a new connection would make every first request look
             // slow) nor the tries that went elsewhere before.
             let sent = Instant::now();
+            let upstream_ready = sent.saturating_duration_since(started);
             let exchange = conn.exchange(
                 &request.head,
                 &mut request.body,
@@ -238,14 +241,16 @@ async fn forward(
             let answer = tokio::time::timeout(config.response_timeout, exchange).await;
             let lost = match answer {
                 Ok(Ok((head, upload))) => {
+                    let answered = Instant::now();
                     lease.served();
-                    lease.observe(sent.elapsed());
+                    lease.observe(answered.saturating_duration_since(sent));
                     return Ok(Forwarded {
                         head,
                         conn,
                         upload,
                         lease,
                         upstream_ready,
+                        head_at: answered.saturating_duration_since(started),
                     });
                 }
                 Err(_elapsed) => {

@@ -588,11 +588,11 @@ impl Lease {
     /// Returns a connection whose last response was read to the end to the
     /// endpoint's pool, unless the endpoint has left the set: then it is
     /// dropped, which closes it.
-    pub(crate) fn checkin(&self, conn: Conn) {
+    pub(crate) fn checkin(&self, conn: Conn, now: Instant) {
         if self.state.removed.load(Ordering::Relaxed) {
             return;
         }
-        self.state.pool.checkin(conn);
+        self.state.pool.checkin(conn, now);
         // `set` flags the endpoint before it clears the pool, under the
         // pool's lock: if that clear came before our push, the flag is
         // visible now, and the connection must not stay behind.

@@ -211,7 +211,7 @@ async fn forward(
         }
         tried.push(&lease);
 
-        let mut pooled = lease.pool().checkout();
+        let mut pooled = lease.pool().checkout(started);
         loop {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
@@ -238,7 +238,11 @@ async fn forward(
                 request.chunked,
                 request.head_only,
             );
-            let answer = tokio::time::timeout(config.response_timeout, exchange).await;
+            // A timeout too long to represent means none; thirty years will do.
+            let deadline = sent
+                .checked_add(config.response_timeout)
+                .unwrap_or_else(|| sent + Duration::from_secs(30 * 365 * 86_400));
+            let answer = tokio::time::timeout_at(deadline, exchange).await;
             let lost = match answer {
                 Ok(Ok((head, upload))) => {
                     let answered = Instant::now();
@@ -283,7 +287,7 @@ async fn forward(
                 // An idle connection the endpoint had closed: the request
                 // goes again on another one (or a new one) to the same
                 // endpoint.
-                pooled = lease.pool().checkout();
+                pooled = lease.pool().checkout(sent);
                 continue;
             }
             // A new connection closed before the request could be written,

@@ -11,12 +11,6 @@ mod output;
 
 use clap::Parser;
 
-/// mimalloc rather than glibc's malloc: the data plane allocates and frees
-/// a few small buffers and header maps per request, and glibc's arenas
-/// showed in its profiles (about 5% of a proxied request's CPU).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     // When this process is an instance's PID-namespace init, it runs that
     // and never returns; it must come before any thread starts.

@@ -147,10 +147,11 @@ fn end(finish: &mut Option<Finish>, how: End) {
 
 impl Finish {
     fn end(self, how: End) {
+        let now = Instant::now();
         let error = match how {
             End::Complete(conn) => {
                 if let Some(conn) = conn {
-                    self.lease.checkin(conn);
+                    self.lease.checkin(conn, now);
                 }
                 None
             }
@@ -169,7 +170,7 @@ impl Finish {
             timings: Timings {
                 upstream: Some(self.upstream_ready),
                 head: Some(self.head),
-                total: self.started.elapsed(),
+                total: now.saturating_duration_since(self.started),
             },
         });
     }

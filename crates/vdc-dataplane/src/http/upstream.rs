@@ -381,7 +381,10 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Upstr
             buf,
             &mut fields,
         ) {
-            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+            Ok(httparse::Status::Complete(_)) => {
+                return Err(UpstreamError::Invalid("response head larger than 64 KiB"))
+            }
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
                 return Err(UpstreamError::Invalid("response head larger than 64 KiB"))
             }

@@ -11,8 +11,8 @@ use http_body_util::BodyExt;
 use vdc_dataplane::{Backends, DataPlane, DataPlaneConfig, Endpoint, Protocol};
 
 use crate::support::{
-    any_port, dead_addr, dies_on_second_request, endpoints, eventually, held_body,
-    held_http_backend, http_backend, listening, spec, streamed, Backend, Client,
+    any_port, dead_addr, dies_on_second_request, endpoints, eventually, get, held_body,
+    held_http_backend, http_backend, listening, scripted, spec, streamed, Backend, Client,
 };
 
 async fn three_backends(delay_of_last: Duration) -> [Backend; 3] {
@@ -428,4 +428,154 @@ async fn a_removed_backend_finishes_its_request_and_then_its_connections_close()
     );
     assert!(eventually(|| set.in_flight("shop/web/0") == 0).await);
     assert_eq!(set.in_flight("shop/web/1"), 0);
+}
+
+/// What the hand-written endpoint of the framing tests answers.
+fn framed_answers(head: &str) -> (Vec<u8>, bool) {
+    let path = head.split(' ').nth(1).unwrap_or("/");
+    let answer: &[u8] = match path {
+        "/chunked" => {
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-from: chunked\r\n\r\n\
+              6;ext=1\r\nhello \r\n5\r\nworld\r\n0\r\nx-trailer: t\r\n\r\n"
+        }
+        "/interim" => {
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
+              HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\ninterim"
+        }
+        "/close" => return (b"HTTP/1.0 200 OK\r\n\r\nuntil the end".to_vec(), true),
+        "/garbage" => b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        "/huge-head" => {
+            let mut head = b"HTTP/1.1 200 OK\r\nx-big: ".to_vec();
+            head.extend(std::iter::repeat_n(b'a', 70 * 1024));
+            head.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+            return (head, true);
+        }
+        "/upload" => {
+            return (
+                b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo much".to_vec(),
+                true,
+            )
+        }
+        _ if head.starts_with("HEAD ") => b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+        _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    };
+    (answer.to_vec(), false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_framing_reaches_the_client_whole() {
+    let web = [scripted("shop/web/0", framed_answers).await];
+    let (_data_plane, _set, addr) = listening(Protocol::Http, &web).await;
+    let mut client = Client::connect(addr).await;
+
+    let response = client.send(get("/chunked")).await.expect("an answer");
+    assert_eq!(response.headers()["x-from"], "chunked");
+    let body = response.into_body().collect().await.expect("the body");
+    assert_eq!(body.to_bytes(), "hello world");
+
+    // Interim answers stay on the upstream hop.
+    let (status, body) = client.get("/interim").await.expect("an answer");
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "interim"));
+
+    // HTTP/1.0 without a length: the body runs until the endpoint closes,
+    // and that connection is not used again.
+    let (status, body) = client.get("/close").await.expect("an answer");
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "until the end"));
+    let (status, body) = client.get("/").await.expect("an answer");
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+
+    // A HEAD answer has a length and no body; the connection carries on.
+    let head = Request::head("/")
+        .header("host", "shop.example")
+        .body(crate::support::empty())
+        .expect("a valid request");
+    let response = client.send(head).await.expect("an answer");
+    assert_eq!(response.headers()["content-length"], "5");
+    let body = response.into_body().collect().await.expect("no body");
+    assert!(body.to_bytes().is_empty());
+    let (status, _) = client.get("/").await.expect("an answer");
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_not_http_from_an_endpoint_is_a_502() {
+    let web = [scripted("shop/web/0", framed_answers).await];
+    let (data_plane, _set, addr) = listening(Protocol::Http, &web).await;
+    let mut client = Client::connect(addr).await;
+    for path in ["/garbage", "/huge-head"] {
+        let (status, body) = client.get(path).await.expect("an answer");
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{path}");
+        assert!(body.contains("invalid response"), "{path}: {body}");
+    }
+    let stats = data_plane.listeners()[0].stats;
+    assert_eq!(stats.errors_other, 2, "{stats:?}");
+    // The endpoint is not to blame for the client's next request.
+    let (status, _) = client.get("/").await.expect("an answer");
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_sent_before_the_request_body_ends_reaches_the_client() {
+    let web = [scripted("shop/web/0", framed_answers).await];
+    let (_data_plane, _set, addr) = listening(Protocol::Http, &web).await;
+    let mut client = Client::connect(addr).await;
+    let (chunks, body) = streamed();
+    let request = Request::post("/upload")
+        .header("host", "shop.example")
+        .body(body)
+        .expect("a valid request");
+    chunks
+        .send(Bytes::from(vec![b'x'; 16 * 1024]))
+        .await
+        .expect("first chunk");
+    // The body is still open: the answer comes anyway.
+    let response = tokio::time::timeout(Duration::from_secs(5), client.send(request))
+        .await
+        .expect("an answer before the body ends")
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    drop(chunks);
+    let body = response.into_body().collect().await.expect("the body");
+    assert_eq!(body.to_bytes(), "too much");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_dealt_to_every_worker_thread() {
+    let webs = [http_backend("shop/web/0", Duration::ZERO).await];
+    let set = Backends::new("shop/web.in");
+    set.set(endpoints(&webs));
+    let data_plane = DataPlane::with_config(DataPlaneConfig {
+        threads: 3,
+        ..DataPlaneConfig::default()
+    })
+    .expect("the data plane starts");
+    assert_eq!(data_plane.threads(), 3);
+    let addr = data_plane
+        .bind(
+            "shop/lb.out",
+            any_port(),
+            spec("shop/lb.out", Protocol::Http, &set),
+        )
+        .await
+        .expect("bind");
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(Client::connect(addr).await);
+    }
+    for round in 0..3 {
+        for (i, client) in clients.iter_mut().enumerate() {
+            let (status, body) = client.get("/").await.expect("an answer");
+            assert_eq!(
+                (status, body.as_str()),
+                (StatusCode::OK, "shop/web/0"),
+                "client {i}, round {round}"
+            );
+        }
+    }
+    let stats = data_plane.listeners()[0].stats;
+    assert_eq!(
+        (stats.connections_total, stats.requests),
+        (6, 18),
+        "{stats:?}"
+    );
 }

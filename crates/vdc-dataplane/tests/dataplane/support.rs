@@ -141,6 +141,29 @@ pub async fn dies_on_second_request(name: &str) -> Backend {
     .await
 }
 
+/// An HTTP/1 endpoint written by hand, to send what a well-behaved server
+/// library would not: for each request head it reads, `answer` gives the
+/// bytes to send back and whether to close the connection afterwards
+/// (after reading whatever the client still sends).
+pub async fn scripted(name: &str, answer: fn(&str) -> (Vec<u8>, bool)) -> Backend {
+    backend(name, move |mut stream| async move {
+        use tokio::io::AsyncReadExt;
+        while let Some(head) = read_head(&mut stream).await {
+            let (bytes, close) = answer(&String::from_utf8_lossy(&head));
+            if stream.write_all(&bytes).await.is_err() {
+                return;
+            }
+            if close {
+                let _ = stream.shutdown().await;
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest).await;
+                return;
+            }
+        }
+    })
+    .await
+}
+
 /// Reads one request head (the tests send no bodies to this backend).
 async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;

@@ -149,6 +149,8 @@ fn incomplete_oversized_and_malformed_heads() {
     ));
     let huge = format!("HTTP/1.1 200 OK\r\nX-Big: {}", "a".repeat(MAX_HEAD + 1));
     assert!(refused(&huge).contains("64 KiB"));
+    let whole = format!("{huge}\r\nContent-Length: 0\r\n\r\n");
+    assert!(refused(&whole).contains("64 KiB"));
     let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
     assert!(refused(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).contains("128"));
     assert!(refused("SSH-2.0-OpenSSH_9.2\r\n\r\n").contains("malformed"));

@@ -64,9 +64,9 @@ mkdir -p "$dir"
 gw_port="$(free_port)"
 addr="127.0.0.1:$(free_port)"
 spec="$(spec_copy "$BENCH/specs/gateway-nginx.toml" "$gw_port" "$dir/spec")"
-# Started on the proxies' CPU, so the server sizes itself (its runtime's
-# worker threads) to one CPU, as HAProxy and nginx are given one thread
-# and one worker.
+# Started on the proxies' CPU, so the server gives its data plane one
+# thread (one per CPU it may use), as HAProxy and nginx are given one
+# thread and one worker.
 up_detached "$addr" "$dir/data" "$spec" "${SERVER_PIN[@]}" >/dev/null 2>"$dir/up.err" ||
     { cat "$dir/up.err" >&2; exit 1; }
 pin_server "$addr"

@@ -82,6 +82,8 @@ pub(crate) enum ProxyError {
         endpoint: Endpoint,
         timeout: Duration,
     },
+    #[error("CONNECT is not served here: this is a gateway, not a forward proxy")]
+    Method,
 }
 
 // === impl ErrorClass ===
@@ -150,6 +152,7 @@ impl ProxyError {
             ProxyError::Connect { source, .. } => ErrorClass::of_io(source),
             ProxyError::Upstream { source, .. } => source.class(),
             ProxyError::Timeout { .. } => ErrorClass::Timeout,
+            ProxyError::Method => ErrorClass::Other,
         }
     }
 
@@ -159,7 +162,8 @@ impl ProxyError {
             ProxyError::Upstream {
                 source: UpstreamError::ClientBody(_),
                 ..
-            } => Origin::Downstream,
+            }
+            | ProxyError::Method => Origin::Downstream,
             _ => Origin::Upstream,
         }
     }
@@ -172,7 +176,7 @@ impl ProxyError {
 
     pub(crate) fn endpoint(&self) -> Option<&Endpoint> {
         match self {
-            ProxyError::NoBackend { .. } => None,
+            ProxyError::NoBackend { .. } | ProxyError::Method => None,
             ProxyError::Connect { endpoint, .. }
             | ProxyError::Upstream { endpoint, .. }
             | ProxyError::Timeout { endpoint, .. } => Some(endpoint),
@@ -184,6 +188,7 @@ impl ProxyError {
         match self {
             ProxyError::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Method => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }

@@ -28,6 +28,7 @@ use crate::listener::{drain_requested, Control, ListenerShared};
 use crate::stats::{Outcome, OutcomeKind, Recorder, Timings};
 
 use self::body::{Finish, ResponseBody};
+use self::headers::RequestFraming;
 use self::upstream::{Failure, Head, Upload, UpstreamBody};
 
 pub(crate) use self::upstream::{Conn, UpstreamError};
@@ -112,12 +113,25 @@ async fn proxy(
     shared.counters.request();
     let spec = shared.spec.load_full();
     let (parts, body) = request.into_parts();
+    if parts.method == Method::CONNECT {
+        // A gateway is not a forward proxy: a tunnel through it would
+        // bypass everything it does, and a pooled connection left in
+        // tunnel mode would carry the next client's request elsewhere.
+        return refuse(&shared, &spec.name, peer, started, ProxyError::Method);
+    }
     let has_body = !body.is_end_stream();
     // A body of unknown length (the client sent it chunked) goes out
-    // chunked; one with a length goes out as it came, with that length.
-    let chunked = has_body && !parts.headers.contains_key(CONTENT_LENGTH);
+    // chunked; one with a length goes out with that length, which hyper
+    // holds the client's body to.
+    let framing = match body.size_hint().exact() {
+        Some(n) if has_body => RequestFraming::Length(n),
+        None if has_body => RequestFraming::Chunked,
+        _ if parts.headers.contains_key(CONTENT_LENGTH) => RequestFraming::Length(0),
+        _ => RequestFraming::Empty,
+    };
+    let chunked = framing == RequestFraming::Chunked;
     let mut head = Vec::with_capacity(512);
-    headers::encode_request(&parts, forwarded_for, chunked, &mut head);
+    headers::encode_request(&parts, forwarded_for, framing, &mut head);
     let mut outgoing = Outgoing {
         head,
         body: has_body.then_some(body),
@@ -154,30 +168,39 @@ async fn proxy(
             }
             response
         }
-        Err(error) => {
-            let status = error.status();
-            match error.origin() {
-                Origin::Downstream => {
-                    debug!(listener = %shared.key, link = %spec.name, %peer, %error, "client request broke off")
-                }
-                Origin::Internal | Origin::Upstream => {
-                    debug!(listener = %shared.key, link = %spec.name, %peer, %status, %error, "request failed")
-                }
-            }
-            shared.counters.record(&Outcome {
-                kind: OutcomeKind::Request,
-                endpoint: error.endpoint(),
-                per_endpoint: None,
-                status: Some(status.as_u16()),
-                error: Some(error.class()),
-                timings: Timings {
-                    total: started.elapsed(),
-                    ..Timings::default()
-                },
-            });
-            ResponseBody::local(status, &error)
+        Err(error) => refuse(&shared, &spec.name, peer, started, error),
+    }
+}
+
+/// Answers a request the proxy could not or would not serve, saying why.
+fn refuse(
+    shared: &ListenerShared,
+    link: &str,
+    peer: SocketAddr,
+    started: Instant,
+    error: ProxyError,
+) -> Response<ResponseBody> {
+    let status = error.status();
+    match error.origin() {
+        Origin::Downstream => {
+            debug!(listener = %shared.key, link, %peer, %status, %error, "client request refused or broke off")
+        }
+        Origin::Internal | Origin::Upstream => {
+            debug!(listener = %shared.key, link, %peer, %status, %error, "request failed")
         }
     }
+    shared.counters.record(&Outcome {
+        kind: OutcomeKind::Request,
+        endpoint: error.endpoint(),
+        per_endpoint: None,
+        status: Some(status.as_u16()),
+        error: Some(error.class()),
+        timings: Timings {
+            total: started.elapsed(),
+            ..Timings::default()
+        },
+    });
+    ResponseBody::local(status, &error)
 }
 
 /// Sends `request` to an endpoint of `backends` and waits for the response

@@ -5,7 +5,7 @@
 //! client's parsed request, rewriting as it goes: nothing is removed from or
 //! added to the client's header map.
 
-use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use http::header::{HeaderName, HeaderValue, CONNECTION};
 use http::request::Parts;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1,
@@ -42,45 +42,73 @@ pub(crate) fn connection_named(value: &HeaderValue, named: &mut Vec<HeaderName>)
     }
 }
 
+/// How a request's body goes upstream. The proxy decides and writes the
+/// framing header itself: the client's `content-length` and
+/// `transfer-encoding` are never passed on as they came, so nothing the
+/// client sends (such as `Connection: content-length`) can make the head
+/// say one thing while the body does another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestFraming {
+    /// No body and no length.
+    Empty,
+    /// `content-length` (0 for an empty body the client gave a length).
+    Length(u64),
+    /// `transfer-encoding: chunked`: a body of unknown length.
+    Chunked,
+}
+
 /// Encodes the client's request head for the upstream hop into `out`:
 /// HTTP/1.1 (so the connection can be kept alive, whatever the client
-/// spoke), origin-form target, hop-by-hop headers and `Expect` dropped,
-/// the client's address appended to `x-forwarded-for` (`forwarded_for` is
-/// its text), and `transfer-encoding: chunked` when `chunked`.
-pub(crate) fn encode_request(parts: &Parts, forwarded_for: &str, chunked: bool, out: &mut Vec<u8>) {
+/// spoke), origin-form target (`Host` from the authority of an
+/// absolute-form target), hop-by-hop headers and `Expect` dropped, the
+/// client's address appended to `x-forwarded-for` (`forwarded_for` is its
+/// text), and the body's framing as `framing` says.
+pub(crate) fn encode_request(
+    parts: &Parts,
+    forwarded_for: &str,
+    framing: RequestFraming,
+    out: &mut Vec<u8>,
+) {
     let uri = &parts.uri;
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
-    match (uri.scheme(), uri.path_and_query(), uri.authority()) {
-        // Absolute form, as sent to a forward proxy: the upstream expects
-        // origin form, with the authority in `Host`.
-        (Some(_), Some(path), _) => out.extend_from_slice(path.as_str().as_bytes()),
-        (Some(_), None, _) => out.push(b'/'),
-        (None, Some(path), _) => out.extend_from_slice(path.as_str().as_bytes()),
-        // Authority form (CONNECT).
-        (None, None, Some(authority)) => out.extend_from_slice(authority.as_str().as_bytes()),
-        (None, None, None) => out.push(b'/'),
+    match uri.path_and_query() {
+        Some(path) => out.extend_from_slice(path.as_str().as_bytes()),
+        None => out.push(b'/'),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
     let headers = &parts.headers;
+    // Absolute form, as sent to a forward proxy: the upstream expects origin
+    // form, and `Host` is the target's authority (RFC 9112 §3.2.2), without
+    // any user information.
+    let absolute = uri.scheme().and(uri.authority());
+    if let Some(authority) = absolute {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(authority.host().as_bytes());
+        if let Some(port) = authority.port() {
+            out.push(b':');
+            out.extend_from_slice(port.as_str().as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
     // Headers named in `Connection` are hop-by-hop as well. Collecting them
     // allocates, but only when a client names something unusual.
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(CONNECTION) {
         connection_named(value, &mut named);
     }
-    if uri.scheme().is_some() && !headers.contains_key(HOST) {
-        if let Some(authority) = uri.authority() {
-            field(out, b"host", authority.as_str().as_bytes());
-        }
-    }
     let mut earlier_hops = false;
     for (name, value) in headers {
-        if is_hop_by_hop(name) || named.contains(name) {
+        if is_hop_by_hop(name) {
             continue;
         }
         match name.as_str() {
+            // Written from `framing` below.
+            "content-length" => continue,
+            "host" if absolute.is_some() => continue,
+            // Never dropped because `Connection` names it.
+            "host" => {}
             // The client's `Expect: 100-continue` was answered on its own
             // hop when the body was first read; the upstream simply gets
             // the body.
@@ -90,8 +118,10 @@ pub(crate) fn encode_request(parts: &Parts, forwarded_for: &str, chunked: bool, 
                 earlier_hops = true;
                 continue;
             }
-            _ => field(out, name.as_str().as_bytes(), value.as_bytes()),
+            _ if named.contains(name) => continue,
+            _ => {}
         }
+        field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if earlier_hops {
@@ -102,8 +132,12 @@ pub(crate) fn encode_request(parts: &Parts, forwarded_for: &str, chunked: bool, 
     }
     out.extend_from_slice(forwarded_for.as_bytes());
     out.extend_from_slice(b"\r\n");
-    if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    match framing {
+        RequestFraming::Empty => {}
+        RequestFraming::Length(n) => {
+            out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes());
+        }
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -118,15 +152,15 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::{EXPECT, TRANSFER_ENCODING, UPGRADE};
+    use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
     use http::Request;
 
     const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
-    fn encoded(request: Request<()>, chunked: bool) -> String {
+    fn encoded(request: Request<()>, framing: RequestFraming) -> String {
         let (parts, ()) = request.into_parts();
         let mut out = Vec::new();
-        encode_request(&parts, "10.1.2.3", chunked, &mut out);
+        encode_request(&parts, "10.1.2.3", framing, &mut out);
         String::from_utf8(out).expect("an ASCII head")
     }
 
@@ -145,7 +179,7 @@ mod tests {
                 .header("x-kept", "yes")
                 .body(())
                 .expect("a valid request"),
-            false,
+            RequestFraming::Empty,
         );
         assert_eq!(
             head,
@@ -161,7 +195,7 @@ mod tests {
                 .header(X_FORWARDED_FOR, "192.0.2.2")
                 .body(())
                 .expect("a valid request"),
-            false,
+            RequestFraming::Empty,
         );
         assert_eq!(
             head,
@@ -172,14 +206,35 @@ mod tests {
     #[test]
     fn absolute_form_becomes_origin_form_with_host() {
         let head = encoded(
-            Request::post("http://shop.example:8080/cart?x")
+            Request::post("http://user:secret@shop.example:8080/cart?x")
+                .header(HOST, "elsewhere.example")
                 .body(())
                 .expect("a valid request"),
-            true,
+            RequestFraming::Chunked,
         );
         assert_eq!(
             head,
             "POST /cart?x HTTP/1.1\r\nhost: shop.example:8080\r\nx-forwarded-for: 10.1.2.3\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+    }
+
+    /// A client may list any header in `Connection`; the framing and the
+    /// host of what goes upstream are still the proxy's, or the endpoint
+    /// would read the body as the next request.
+    #[test]
+    fn connection_cannot_take_away_framing_or_host() {
+        let head = encoded(
+            Request::post("/orders")
+                .header(HOST, "shop.example")
+                .header(CONTENT_LENGTH, "5")
+                .header(CONNECTION, "content-length, host, transfer-encoding")
+                .body(())
+                .expect("a valid request"),
+            RequestFraming::Length(5),
+        );
+        assert_eq!(
+            head,
+            "POST /orders HTTP/1.1\r\nhost: shop.example\r\nx-forwarded-for: 10.1.2.3\r\ncontent-length: 5\r\n\r\n"
         );
     }
 }

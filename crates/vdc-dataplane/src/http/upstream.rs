@@ -267,7 +267,6 @@ impl Conn {
                 Ok(None) => {}
                 Err(error) => return Poll::Ready(Err(Failure::Broken(error))),
             }
-            answer.answered |= !self.buf.is_empty();
             let failure = match ready!(self.poll_fill(cx, READ_MIN)) {
                 Ok(0) => io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -277,7 +276,12 @@ impl Conn {
                         "the connection closed before a response"
                     },
                 ),
-                Ok(_) => continue,
+                Ok(_) => {
+                    // Bytes of an answer, even if only an interim one: the
+                    // request was heard and must not be sent again.
+                    answer.answered = true;
+                    continue;
+                }
                 Err(error) => error,
             };
             return Poll::Ready(Err(match answer.upload_failed.take() {
@@ -496,16 +500,20 @@ fn build_head(
         Framing::Done
     } else if coded {
         // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3), and a
-        // message with both must not leave a connection to be reused.
-        if length.is_some() {
+        // message with both must not leave a connection to be reused; nor
+        // may an HTTP/1.0 message with a transfer coding (§6.1).
+        if length.is_some() || http10 {
             headers.remove(CONTENT_LENGTH);
             close = true;
         }
-        if chunked {
-            Framing::Chunked(Chunk::Size)
-        } else {
-            Framing::Close
+        if !chunked {
+            // A body in some other coding, until close: the client could
+            // not be told how to decode it once the coding header is gone.
+            return Err(UpstreamError::Invalid(
+                "a transfer coding other than chunked last",
+            ));
         }
+        Framing::Chunked(Chunk::Size)
     } else if let Some(n) = length {
         Framing::Length(n)
     } else {

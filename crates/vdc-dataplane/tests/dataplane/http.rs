@@ -462,11 +462,17 @@ fn framed_answers(head: &str) -> (Vec<u8>, bool) {
     (answer.to_vec(), false)
 }
 
+/// The framing tests' endpoint behind a gateway, and a client of it.
+async fn scripted_gateway() -> ([Backend; 1], DataPlane, Client) {
+    let web = [scripted("shop/web/0", framed_answers).await];
+    let (data_plane, _set, addr) = listening(Protocol::Http, &web).await;
+    let client = Client::connect(addr).await;
+    (web, data_plane, client)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_framing_reaches_the_client_whole() {
-    let web = [scripted("shop/web/0", framed_answers).await];
-    let (_data_plane, _set, addr) = listening(Protocol::Http, &web).await;
-    let mut client = Client::connect(addr).await;
+    let (_web, _data_plane, mut client) = scripted_gateway().await;
 
     let response = client.send(get("/chunked")).await.expect("an answer");
     assert_eq!(response.headers()["x-from"], "chunked");
@@ -499,9 +505,7 @@ async fn every_response_framing_reaches_the_client_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_not_http_from_an_endpoint_is_a_502() {
-    let web = [scripted("shop/web/0", framed_answers).await];
-    let (data_plane, _set, addr) = listening(Protocol::Http, &web).await;
-    let mut client = Client::connect(addr).await;
+    let (_web, data_plane, mut client) = scripted_gateway().await;
     for path in ["/garbage", "/huge-head"] {
         let (status, body) = client.get(path).await.expect("an answer");
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{path}");
@@ -516,9 +520,7 @@ async fn what_is_not_http_from_an_endpoint_is_a_502() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_sent_before_the_request_body_ends_reaches_the_client() {
-    let web = [scripted("shop/web/0", framed_answers).await];
-    let (_data_plane, _set, addr) = listening(Protocol::Http, &web).await;
-    let mut client = Client::connect(addr).await;
+    let (_web, _data_plane, mut client) = scripted_gateway().await;
     let (chunks, body) = streamed();
     let request = Request::post("/upload")
         .header("host", "shop.example")
@@ -578,4 +580,34 @@ async fn connections_are_dealt_to_every_worker_thread() {
         (6, 18),
         "{stats:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_unframe_its_body_or_open_a_tunnel() {
+    let webs = [http_backend("shop/web/0", Duration::ZERO).await];
+    let (data_plane, _set, addr) = listening(Protocol::Http, &webs).await;
+    let mut client = Client::connect(addr).await;
+    // Were `content-length` dropped because `Connection` names it, the
+    // endpoint would read the body as the start of the next request.
+    let request = Request::post("/echo")
+        .header("host", "shop.example")
+        .header("connection", "content-length, host")
+        .body(crate::support::full("order #1"))
+        .expect("a valid request");
+    let response = client.send(request).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.expect("the body");
+    assert_eq!(body.to_bytes(), "order #1");
+    let (status, body) = client.get("/").await.expect("the next answer");
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "shop/web/0"));
+
+    let connect = Request::connect("db.internal:5432")
+        .body(crate::support::empty())
+        .expect("a valid request");
+    let mut tunneller = Client::connect(addr).await;
+    let response = tunneller.send(connect).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(webs[0].requests(), 2, "CONNECT never reached the endpoint");
+    let stats = data_plane.listeners()[0].stats;
+    assert_eq!(stats.responses_4xx, 1, "{stats:?}");
 }

@@ -96,10 +96,15 @@ fn framing_follows_rfc_9112() {
     let chunked = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
     assert_eq!(chunked.framing, Framing::Chunked(Chunk::Size));
     assert!(chunked.reusable);
-    // A coding other than chunked last, or no framing at all: until close.
-    let gzip = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
-    assert_eq!(gzip.framing, Framing::Close);
-    assert!(!gzip.reusable);
+    // A coding other than chunked last is refused; no framing at all means
+    // until close.
+    assert!(
+        refused("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n")
+            .contains("chunked last")
+    );
+    let old =
+        head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert!(!old.reusable, "HTTP/1.0 with a transfer coding closes");
     let unframed = head("HTTP/1.1 200 OK\r\n\r\n");
     assert_eq!(unframed.framing, Framing::Close);
     assert!(!unframed.reusable);

@@ -24,7 +24,7 @@ use tracing::debug;
 use crate::balance::{Backends, Lease, Tried};
 use crate::connect::connect_one;
 use crate::error::{Origin, ProxyError};
-use crate::listener::{drain_requested, Control, ListenerShared};
+use crate::listener::{deadline_after, drain_requested, Control, ListenerShared};
 use crate::stats::{Outcome, OutcomeKind, Recorder, Timings};
 
 use self::body::{Finish, ResponseBody};
@@ -261,10 +261,7 @@ async fn forward(
                 request.chunked,
                 request.head_only,
             );
-            // A timeout too long to represent means none; thirty years will do.
-            let deadline = sent
-                .checked_add(config.response_timeout)
-                .unwrap_or_else(|| sent + Duration::from_secs(30 * 365 * 86_400));
+            let deadline = deadline_after(sent, config.response_timeout);
             let answer = tokio::time::timeout_at(deadline, exchange).await;
             let lost = match answer {
                 Ok(Ok((head, upload))) => {
@@ -291,18 +288,11 @@ async fn forward(
                 }
                 Ok(Err(Failure::Unsent(error))) => error,
                 Ok(Err(Failure::NoAnswer(error))) if request.replayable => error,
-                Ok(Err(Failure::NoAnswer(error))) => {
+                Ok(Err(failure)) => {
                     lease.failed(sent.elapsed());
                     return Err(ProxyError::Upstream {
                         endpoint: lease.endpoint().clone(),
-                        source: error.into(),
-                    });
-                }
-                Ok(Err(Failure::Broken(error))) => {
-                    lease.failed(sent.elapsed());
-                    return Err(ProxyError::Upstream {
-                        endpoint: lease.endpoint().clone(),
-                        source: error,
+                        source: failure.into_error(),
                     });
                 }
             };

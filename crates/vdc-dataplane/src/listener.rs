@@ -377,12 +377,7 @@ impl fmt::Debug for DataPlane {
 
 impl Listener {
     async fn stop(self, grace: Duration) {
-        let now = Instant::now();
-        // A grace too long to represent (say `Duration::MAX`) means forever;
-        // thirty years will do.
-        let deadline = now
-            .checked_add(grace)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+        let deadline = deadline_after(Instant::now(), grace);
         self.control.send_replace(Control::Drain { deadline });
         if let Err(error) = self.task.await {
             warn!(key = %self.shared.key, %error, "listener task failed");
@@ -415,26 +410,11 @@ async fn accept_loop(
                     }
                     // The socket moves to the other worker's reactor: taken
                     // off this one here, registered there on arrival.
-                    match stream.into_std() {
-                        Ok(stream) => {
-                            connections.spawn_on(
-                                async move {
-                                    match TcpStream::from_std(stream) {
-                                        Ok(stream) => {
-                                            serve_connection(shared, stream, peer, control).await;
-                                        }
-                                        Err(error) => {
-                                            debug!(key = %shared.key, %peer, %error, "cannot hand a connection to a worker");
-                                        }
-                                    }
-                                },
-                                worker.handle(),
-                            );
-                        }
-                        Err(error) => {
-                            debug!(key = %shared.key, %peer, %error, "cannot hand a connection to a worker");
-                        }
-                    }
+                    let moved = stream.into_std();
+                    connections.spawn_on(
+                        serve_moved(shared, moved, peer, control),
+                        worker.handle(),
+                    );
                 }
                 Err(error) if is_per_connection(&error) => {
                     debug!(key = %shared.key, %error, "accept failed for one connection");
@@ -477,6 +457,13 @@ pub(crate) async fn drain_requested(control: &mut watch::Receiver<Control>) -> I
     }
 }
 
+/// `after` from `now`; a duration too long to represent (say
+/// `Duration::MAX`) means forever, and thirty years will do.
+pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
 /// Accept errors that concern one incoming connection only, not the socket.
 fn is_per_connection(error: &io::Error) -> bool {
     matches!(
@@ -486,6 +473,21 @@ fn is_per_connection(error: &io::Error) -> bool {
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
     )
+}
+
+/// [`serve_connection`] for a socket accepted on another worker.
+async fn serve_moved(
+    shared: Arc<ListenerShared>,
+    stream: io::Result<std::net::TcpStream>,
+    peer: SocketAddr,
+    control: watch::Receiver<Control>,
+) {
+    match stream.and_then(TcpStream::from_std) {
+        Ok(stream) => serve_connection(shared, stream, peer, control).await,
+        Err(error) => {
+            debug!(key = %shared.key, %peer, %error, "cannot hand a connection to a worker")
+        }
+    }
 }
 
 async fn serve_connection(

@@ -4,7 +4,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use crate::error::{ErrorClass, ProxyError};
 use crate::listener::ListenerShared;
 use crate::stats::{Outcome, OutcomeKind, Recorder, Timings};
 
-use super::upstream::{BodyEnd, Conn, UpstreamBody};
+use super::upstream::{Conn, UpstreamBody};
 
 // === types ===
 
@@ -96,13 +96,27 @@ impl Body for ResponseBody {
             Kind::Local(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
-            Kind::Upstream { body, finish } => body.poll_frame_with(cx, |how| {
-                let how = match how {
-                    BodyEnd::Complete(conn) => End::Complete(conn),
-                    BodyEnd::Failed(error) => End::Failed(error.class()),
+            Kind::Upstream { body, finish } => {
+                let frame = match ready!(body.poll_data(cx)) {
+                    Ok(Some(data)) => {
+                        // hyper may not poll again once the body says it
+                        // has ended.
+                        if body.is_end_stream() {
+                            end(finish, End::Complete(body.take_reusable()));
+                        }
+                        Some(Ok(Frame::data(data)))
+                    }
+                    Ok(None) => {
+                        end(finish, End::Complete(body.take_reusable()));
+                        None
+                    }
+                    Err(error) => {
+                        end(finish, End::Failed(error.class()));
+                        Some(Err(error.into()))
+                    }
                 };
-                end(finish, how);
-            }),
+                Poll::Ready(frame)
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use futures_util::task::noop_waker_ref;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use hyper::body::Body as _;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Incoming, SizeHint};
 use hyper::ext::ReasonPhrase;
 use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt as _;
@@ -134,11 +134,27 @@ pub(crate) struct UpstreamBody {
     upload: Option<Box<Upload>>,
 }
 
-/// What polling an upstream body gives besides data.
-pub(crate) enum BodyEnd {
-    /// The body ended; the connection, if it can carry another request.
-    Complete(Option<Conn>),
-    Failed(UpstreamError),
+// === impl Failure ===
+
+impl Failure {
+    pub(crate) fn into_error(self) -> UpstreamError {
+        match self {
+            Failure::Unsent(error) | Failure::NoAnswer(error) => UpstreamError::Io(error),
+            Failure::Broken(error) => error,
+        }
+    }
+}
+
+// === impl UpstreamError ===
+
+impl From<UpstreamError> for io::Error {
+    /// What hyper gets when a response body breaks off.
+    fn from(error: UpstreamError) -> Self {
+        match error {
+            UpstreamError::Io(error) => error,
+            other => io::Error::other(other),
+        }
+    }
 }
 
 // === impl Conn ===
@@ -583,11 +599,20 @@ impl UpstreamBody {
         (self.reusable && self.is_end_stream() && clean).then_some(conn)
     }
 
-    /// The next piece of the body: `Ok(Some(data))`, or the end.
+    /// The next piece of the body: `Ok(Some(data))`, or the end. After an
+    /// error the connection is dropped (closed).
     pub(crate) fn poll_data(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Bytes>, UpstreamError>> {
+        let polled = ready!(self.poll_next(cx));
+        if polled.is_err() {
+            self.conn = None;
+        }
+        Poll::Ready(polled)
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, UpstreamError>> {
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Poll::Ready(Ok(None));
@@ -648,40 +673,6 @@ impl UpstreamBody {
                         }
                     }
                 },
-            }
-        }
-    }
-}
-
-impl UpstreamBody {
-    /// Polls for a frame as hyper wants it; the end, clean or not, is
-    /// reported once through `on_end`.
-    pub(crate) fn poll_frame_with(
-        &mut self,
-        cx: &mut Context<'_>,
-        on_end: impl FnOnce(BodyEnd),
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match ready!(self.poll_data(cx)) {
-            Ok(Some(data)) => {
-                if self.is_end_stream() {
-                    on_end(BodyEnd::Complete(self.take_reusable()));
-                }
-                Poll::Ready(Some(Ok(Frame::data(data))))
-            }
-            Ok(None) => {
-                if self.conn.is_some() {
-                    on_end(BodyEnd::Complete(self.take_reusable()));
-                }
-                Poll::Ready(None)
-            }
-            Err(error) => {
-                self.conn = None;
-                let io = match &error {
-                    UpstreamError::Io(e) => io::Error::new(e.kind(), e.to_string()),
-                    other => io::Error::other(other.to_string()),
-                };
-                on_end(BodyEnd::Failed(error));
-                Poll::Ready(Some(Err(io)))
             }
         }
     }

@@ -485,7 +485,16 @@ env = {{ ASK_REPLICAS = "2" }}
     .unwrap();
     vdc.ok(&["up", "-d", path.to_str().unwrap()]);
     vdc.wait_instances("ask", "two workers", |list| list.len() == 2);
-    let log = vdc.ok(&["logs", "ask/worker/0"]);
+    // The second worker can be listed before the first has written the
+    // answer that asked for it to its log.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = vdc.ok(&["logs", "ask/worker/0"]);
+        if log.contains("replicas 200") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     for line in [
         "load 204",
         "bad-load 400",

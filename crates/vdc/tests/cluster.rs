@@ -843,6 +843,11 @@ gateway = {{ port = {port} }}
         out.trim().replace('\n', " | ")
     );
     assert!(out.contains(&format!("runs on {to}")), "{out}");
+    // The new node reports the instance a moment after the old one has
+    // taken its report away: for that moment the listing is empty.
+    wait_for("the moved instance listed", Duration::from_secs(5), || {
+        !cluster.instances("kv").is_empty()
+    });
     let list = cluster.instances("kv");
     assert_eq!(list.len(), 1, "{list:#?}");
     assert_eq!(list[0]["node"], to, "{list:#?}");

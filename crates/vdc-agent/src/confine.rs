@@ -1,14 +1,27 @@
 //! Confined instances: each has its own network namespace, where the data
 //! plane places the instance's link addresses (and nothing else), and
-//! through which it reaches the instance's inputs.
+//! through which it reaches the instance's inputs; and a sandbox, whose
+//! user, environment and paths are settled here.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use vdc_dataplane::ProxySpec;
 use vdc_netns::{Netns, NetnsBinder};
+use vdc_spec::ComponentSpec;
 
+use crate::users::{self, RunAs, INSTANCE_USER};
 use crate::{Confine, Inner, StartInstance};
+
+/// The `PATH` a confined instance starts with, unless its spec sets one:
+/// the system's directories, not the node's own `PATH`.
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Variables of the node's environment a confined instance keeps: how text
+/// and time are shown, nothing else.
+const PASSED_ON: [&str; 4] = ["LANG", "LC_ALL", "LC_CTYPE", "TZ"];
 
 /// How long connections on a confined instance's link listeners get to
 /// finish when it stops for good.
@@ -139,4 +152,84 @@ pub(crate) async fn leave(
     if let Err(e) = confine.dir.remove(&request.id.slug()) {
         tracing::warn!(instance = %request.id, "cannot remove its network namespace: {e}");
     }
+}
+
+// === the sandbox's settings ===
+
+/// Who the instance runs as: the user its spec names, or its own uid.
+pub(crate) fn run_as(component: &ComponentSpec, allocated: Option<u32>) -> Result<RunAs, String> {
+    match (&component.user, allocated) {
+        (Some(user), _) => users::resolve(user),
+        (None, Some(uid)) => Ok(RunAs {
+            uid,
+            gid: uid,
+            name: INSTANCE_USER.to_owned(),
+        }),
+        (None, None) => Err("no uid was set aside for the instance".to_owned()),
+    }
+}
+
+/// The working directory must be one the instance's user can read, and
+/// not the node's data directory or anything in it.
+pub(crate) fn check_workdir(workdir: &Path, data_dir: &Path, user: &RunAs) -> Result<(), String> {
+    let real = workdir.canonicalize().map_err(|e| {
+        format!(
+            "the working directory {} cannot be used: {e}",
+            workdir.display()
+        )
+    })?;
+    let data = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_owned());
+    if real.starts_with(&data) {
+        return Err(format!(
+            "the working directory {} is inside the node's data directory, which instances never see",
+            workdir.display()
+        ));
+    }
+    if !users::can_read_dir(&real, user) {
+        return Err(format!(
+            "the working directory {} is not readable by the instance's user (uid {}): make it readable by others (chmod o+rx), or keep the app's files in a directory that is",
+            workdir.display(),
+            user.uid
+        ));
+    }
+    Ok(())
+}
+
+/// Makes sure a volume's mount point exists where the instance's view
+/// cannot create it itself: inside a tree of the host it shows read-only
+/// (`/var/lib/redis`) or inside its working directory. Elsewhere (`/data`)
+/// the view makes it, and the host is left as it is.
+pub(crate) async fn mount_point(target: &Path, workdir: &Path) -> Result<(), String> {
+    if !vdc_sandbox::view::shows(target) && !target.starts_with(workdir) {
+        return Ok(());
+    }
+    tokio::fs::create_dir_all(target)
+        .await
+        .map_err(|e| format!("cannot create the mount point {}: {e}", target.display()))
+}
+
+/// The environment a confined instance starts from, before the platform's
+/// variables and its spec's: `PATH`, its home and user name, and how the
+/// node shows text and time. Nothing else of the node's environment.
+pub(crate) fn base_env(user: &RunAs) -> Vec<(String, String)> {
+    let home = vdc_sandbox::User {
+        uid: user.uid,
+        gid: user.gid,
+        name: user.name.clone(),
+    }
+    .home();
+    let mut env = vec![
+        ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
+        ("HOME".to_owned(), home.display().to_string()),
+        ("USER".to_owned(), user.name.clone()),
+        ("LOGNAME".to_owned(), user.name.clone()),
+    ];
+    for name in PASSED_ON {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.to_owned(), value));
+        }
+    }
+    env
 }

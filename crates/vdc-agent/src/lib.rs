@@ -15,6 +15,7 @@ mod env;
 mod expose;
 mod probe;
 mod supervisor;
+mod users;
 mod volumes;
 mod wiring;
 
@@ -33,6 +34,7 @@ use vdc_spec::{AppName, ComponentName, ComponentSpec, Protocol, TenantName, Term
 use vdc_store::InstanceRecord;
 
 pub use collect::Collected;
+pub use users::{UidRange, INSTANCE_USER};
 pub use wiring::{ListenerBinding, WiringError};
 
 /// How an agent is set up.
@@ -46,18 +48,27 @@ pub struct AgentConfig {
     pub cgroup_prefix: String,
     /// When set, every instance runs in its own namespaces.
     pub confine: Option<Confine>,
+    /// The soft limit on open files instances start with: the node raises
+    /// its own to the hard limit, which programs should not inherit (some
+    /// walk every possible descriptor).
+    pub instance_nofile: Option<u64>,
 }
 
-/// How the node confines instances: each gets a network namespace (pinned
-/// in `dir`) with only loopback, in which the data plane places the
-/// instance's link addresses; its inputs are reached by connecting into it
-/// (`connector`, which the data plane also uses). With `pid_init`, each
-/// instance also gets its own PID namespace.
+/// How the node confines instances. Each runs under `init` in a sandbox
+/// of its own (`vdc-sandbox`): its own user from `uids` (or the one its
+/// spec names), no capabilities, a system-call filter, its own view of the
+/// filesystem in which the data directory is hidden, and PID, IPC, mount
+/// and cgroup namespaces. Each also gets a network namespace (pinned in
+/// `dir`) with only loopback, in which the data plane places the
+/// instance's link addresses, unless its component declares egress; its
+/// inputs are reached by connecting into it (`connector`, which the data
+/// plane also uses).
 #[derive(Clone)]
 pub struct Confine {
     pub dir: Arc<vdc_netns::NetnsDir>,
     pub connector: Arc<vdc_netns::NetnsConnector>,
-    pub pid_init: Option<vdc_netns::PidInit>,
+    pub init: vdc_sandbox::PidInit,
+    pub uids: UidRange,
 }
 
 impl std::fmt::Debug for Confine {
@@ -148,6 +159,8 @@ struct Inner {
     /// Bumped on every freeze and thaw, so a probe that overlapped one is
     /// not counted.
     freezes: std::sync::atomic::AtomicU64,
+    /// The uids confined instances hold now.
+    uids: users::Uids,
 }
 
 /// Why an instance could not be frozen or thawed.
@@ -196,6 +209,13 @@ impl Agent {
             (false, _) => Isolation::ProcessGroup,
         };
         let (changes, _) = broadcast::channel(1024);
+        let uids = users::Uids::new(
+            config
+                .confine
+                .as_ref()
+                .map_or(UidRange::DEFAULT, |c| c.uids),
+            &config.data_dir.to_string_lossy(),
+        );
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -212,6 +232,7 @@ impl Agent {
                 frozen: Mutex::new(std::collections::BTreeSet::new()),
                 hurried: Mutex::new(std::collections::BTreeSet::new()),
                 freezes: std::sync::atomic::AtomicU64::new(0),
+                uids,
             }),
         }
     }
@@ -254,9 +275,9 @@ impl Agent {
             .collect()
     }
 
-    /// The log file of an instance.
-    pub fn log_path(&self, id: &InstanceId) -> PathBuf {
-        self.inner.log_path(id)
+    /// The log file of an instance of `tenant`'s.
+    pub fn log_path(&self, tenant: &str, id: &InstanceId) -> PathBuf {
+        self.inner.log_path(tenant, id)
     }
 
     /// Starts an instance; it is supervised until [`Agent::stop`]. Starting
@@ -277,7 +298,7 @@ impl Agent {
             started_at_ms: None,
             since_ms: now_ms(),
             isolation: match self.inner.isolation {
-                Isolation::Namespaces if request.component.egress => Isolation::Cgroup,
+                Isolation::Namespaces if request.component.egress => Isolation::Egress,
                 other => other,
             },
             last_exit: None,
@@ -328,36 +349,42 @@ impl Agent {
         }
     }
 
-    /// Where the volumes of an app's instances live on this node.
-    pub fn app_volumes_dir(&self, app: &str) -> PathBuf {
-        self.inner.config.data_dir.join("volumes").join(app)
+    /// Where the volumes of `tenant`'s app's instances live on this node.
+    /// Data belongs to a tenant and an app name: a tenant keeps it across
+    /// `down` and `up`, another tenant's app of the same name never sees it.
+    pub fn app_volumes_dir(&self, tenant: &str, app: &str) -> PathBuf {
+        self.inner.app_dir("volumes", tenant, app)
     }
 
     /// Unmounts the images of an instance's sized volumes, leaving plain
     /// directories (for a restore, which writes there while the instance
     /// is stopped; its next start takes the files into the image).
-    pub async fn unmount_volumes(&self, id: &InstanceId) -> Result<(), String> {
-        let dir = self.volumes_dir(id);
+    pub async fn unmount_volumes(&self, tenant: &str, id: &InstanceId) -> Result<(), String> {
+        let dir = self.volumes_dir(tenant, id);
         tokio::task::spawn_blocking(move || volumes::unmount_under(&dir))
             .await
             .map_err(|e| e.to_string())?
     }
 
-    /// Deletes an app's volumes on this node: unmounts their images, then
-    /// removes the directories and the images.
-    pub async fn purge_volumes(&self, app: &str) -> Result<(), String> {
-        let dir = self.app_volumes_dir(app);
-        let images = self.inner.app_images_dir(app);
+    /// Deletes what an app left on this node, for `down --purge`: unmounts
+    /// its volumes' images, then removes its volumes, their images and its
+    /// logs, so a later app of the same name starts with nothing. Says
+    /// whether there was anything to delete.
+    pub async fn purge(&self, tenant: &str, app: &str) -> Result<bool, String> {
+        let dir = self.app_volumes_dir(tenant, app);
+        let images = self.inner.app_dir("volume-images", tenant, app);
+        let logs = self.inner.app_dir("logs", tenant, app);
         tokio::task::spawn_blocking(move || {
             volumes::unmount_under(&dir)?;
-            for d in [&dir, &images] {
+            let mut deleted = false;
+            for d in [&dir, &images, &logs] {
                 match std::fs::remove_dir_all(d) {
-                    Ok(()) => {}
+                    Ok(()) => deleted = true,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(format!("cannot delete {}: {e}", d.display())),
                 }
             }
-            Ok(())
+            Ok(deleted)
         })
         .await
         .map_err(|e| e.to_string())?
@@ -365,8 +392,8 @@ impl Agent {
 
     /// Where an instance's volumes live on this node: one directory per
     /// volume inside it.
-    pub fn volumes_dir(&self, id: &InstanceId) -> PathBuf {
-        self.inner.volumes_dir(id)
+    pub fn volumes_dir(&self, tenant: &str, id: &InstanceId) -> PathBuf {
+        self.inner.volumes_dir(tenant, id)
     }
 
     /// Suspends every process of a running instance (see
@@ -470,34 +497,30 @@ impl Agent {
 // === impl Inner ===
 
 impl Inner {
-    fn log_path(&self, id: &InstanceId) -> PathBuf {
-        self.config
-            .data_dir
-            .join("logs")
-            .join(id.app.as_str())
+    /// `DATA_DIR/KIND/TENANT/APP`: what an app keeps on the node, under
+    /// its tenant.
+    fn app_dir(&self, kind: &str, tenant: &str, app: &str) -> PathBuf {
+        self.config.data_dir.join(kind).join(tenant).join(app)
+    }
+
+    fn log_path(&self, tenant: &str, id: &InstanceId) -> PathBuf {
+        self.app_dir("logs", tenant, id.app.as_str())
             .join(format!("{}-{}.log", id.component, id.index))
     }
 
-    fn volume_path(&self, id: &InstanceId, volume: &str) -> PathBuf {
-        self.volumes_dir(id).join(volume)
-    }
-
-    fn app_images_dir(&self, app: &str) -> PathBuf {
-        self.config.data_dir.join("volume-images").join(app)
+    fn volume_path(&self, tenant: &str, id: &InstanceId, volume: &str) -> PathBuf {
+        self.volumes_dir(tenant, id).join(volume)
     }
 
     /// The image file behind a sized volume.
-    fn volume_image(&self, id: &InstanceId, volume: &str) -> PathBuf {
-        self.app_images_dir(id.app.as_str())
+    fn volume_image(&self, tenant: &str, id: &InstanceId, volume: &str) -> PathBuf {
+        self.app_dir("volume-images", tenant, id.app.as_str())
             .join(format!("{}-{}", id.component, id.index))
             .join(format!("{volume}.ext4"))
     }
 
-    fn volumes_dir(&self, id: &InstanceId) -> PathBuf {
-        self.config
-            .data_dir
-            .join("volumes")
-            .join(id.app.as_str())
+    fn volumes_dir(&self, tenant: &str, id: &InstanceId) -> PathBuf {
+        self.app_dir("volumes", tenant, id.app.as_str())
             .join(format!("{}-{}", id.component, id.index))
     }
 

@@ -73,15 +73,11 @@ enum Ended {
 
 pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: CancellationToken) {
     let id = request.id.clone();
+    let confine = inner.config.confine.as_ref();
     // A confined instance keeps one network namespace across its restarts:
     // its link addresses live there, and namespaces are costly to free.
     // A component that declares egress runs on the host's network instead.
-    let confine = inner
-        .config
-        .confine
-        .as_ref()
-        .filter(|_| !request.component.egress);
-    let netns = match confine {
+    let netns = match confine.filter(|_| !request.component.egress) {
         Some(confine) => loop {
             match confine::enter(&inner, confine, &request).await {
                 Ok(ns) => break Some(ns),
@@ -103,10 +99,40 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
         },
         None => None,
     };
+    // A confined instance without a user of the spec's gets a uid of its
+    // own for as long as it is supervised, the same across its restarts.
+    let allocated = match confine.filter(|_| request.component.user.is_none()) {
+        Some(_) => {
+            let owner = request.component.volumes.keys().find_map(|volume| {
+                crate::users::owner(&inner.volume_path(
+                    request.tenant.as_str(),
+                    &id,
+                    volume.as_str(),
+                ))
+            });
+            match inner.uids.allocate(&id, owner) {
+                Ok(uid) => Some(uid),
+                Err(message) => {
+                    tracing::error!(instance = %id, "{message}");
+                    inner.update(&id, |r| {
+                        r.status.state = InstanceState::Backoff;
+                        r.status.message = Some(message);
+                    });
+                    stop.cancelled().await;
+                    if let (Some(confine), Some(ns)) = (confine, netns) {
+                        confine::leave(&inner, confine, &request, ns).await;
+                    }
+                    inner.remove(&id);
+                    return;
+                }
+            }
+        }
+        None => None,
+    };
     let mut backoff = Backoff::new();
     let mut restarts = 0u32;
     while !stop.is_cancelled() {
-        match launch(&inner, &request, netns.as_ref()).await {
+        match launch(&inner, &request, netns.as_ref(), allocated).await {
             Err(message) => {
                 tracing::warn!(instance = %id, "{message}");
                 inner.update(&id, |r| {
@@ -182,6 +208,9 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
     if let (Some(confine), Some(ns)) = (confine, netns) {
         confine::leave(&inner, confine, &request, ns).await;
     }
+    if let Some(uid) = allocated {
+        inner.uids.release(uid);
+    }
     inner.remove(&id);
 }
 
@@ -190,6 +219,7 @@ async fn launch(
     inner: &Inner,
     request: &StartInstance,
     netns: Option<&Arc<vdc_netns::Netns>>,
+    allocated: Option<u32>,
 ) -> Result<(Box<dyn InstanceHandle>, BTreeMap<TerminalName, Locator>), String> {
     let id = &request.id;
     let component = &request.component;
@@ -202,15 +232,23 @@ async fn launch(
             Locator(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
         );
     }
+    // Who a confined instance runs as, and whether it can use its working
+    // directory: checked here, where the reason reaches its status.
+    let run_as = match &inner.config.confine {
+        None => None,
+        Some(_) => Some(crate::confine::run_as(component, allocated)?),
+    };
+    if let Some(user) = &run_as {
+        crate::confine::check_workdir(&component.workdir, &inner.config.data_dir, user)?;
+    }
     // Where each volume is on the node, and where the instance sees it:
-    // at its `mount` path when the instance has its own mount table, at
-    // the node's path otherwise.
-    let confined = inner.config.confine.is_some() && netns.is_some();
+    // at its `mount` path when the instance has its own view of the
+    // filesystem, at the node's path otherwise.
     let mut volumes = BTreeMap::new();
     let mut seen = BTreeMap::new();
-    let mut binds = Vec::new();
+    let mut shown = Vec::new();
     for (name, volume) in &component.volumes {
-        let path = inner.volume_path(id, name.as_str());
+        let path = inner.volume_path(request.tenant.as_str(), id, name.as_str());
         tokio::fs::create_dir_all(&path)
             .await
             .map_err(|e| format!("cannot create volume {}: {e}", path.display()))?;
@@ -220,7 +258,7 @@ async fn launch(
         }
         if let (Some(size), true) = (volume.size, crate::volumes::supported()) {
             let sized = crate::volumes::SizedVolume {
-                image: inner.volume_image(id, name.as_str()),
+                image: inner.volume_image(request.tenant.as_str(), id, name.as_str()),
                 dir: path.clone(),
                 size: size.0,
             };
@@ -229,27 +267,33 @@ async fn launch(
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("cannot mount volume `{name}`: {e}"))?;
         }
-        match (&volume.mount, confined) {
-            (Some(mount), true) => {
+        let target = match (&volume.mount, &run_as) {
+            (Some(mount), Some(_)) => {
                 let target = std::path::PathBuf::from(mount);
-                // The mount point must exist on the node; an empty
-                // directory is all the host ever sees there.
-                tokio::fs::create_dir_all(&target).await.map_err(|e| {
-                    format!(
-                        "cannot create the mount point {} of volume `{name}`: {e}",
-                        target.display()
-                    )
-                })?;
-                binds.push((path.clone(), target.clone()));
-                seen.insert(name.clone(), target);
+                crate::confine::mount_point(&target, &component.workdir)
+                    .await
+                    .map_err(|e| format!("volume `{name}`: {e}"))?;
+                target
             }
-            _ => {
-                seen.insert(name.clone(), path.clone());
-            }
+            _ => path.clone(),
+        };
+        if let Some(user) = &run_as {
+            // The volume is its user's: a new user, or files a restore or
+            // a move wrote, change hands here.
+            let (dir, uid, gid) = (path.clone(), user.uid, user.gid);
+            tokio::task::spawn_blocking(move || crate::users::take_ownership(&dir, uid, gid))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot give volume `{name}` to its user: {e}"))?;
+            shown.push(vdc_sandbox::Volume {
+                source: path.clone(),
+                target: target.clone(),
+            });
         }
+        seen.insert(name.clone(), target);
         volumes.insert(name.clone(), path);
     }
-    let log_file = inner.log_path(id);
+    let log_file = inner.log_path(request.tenant.as_str(), id);
     note_in_log(
         &log_file,
         &format!("starting {id} (revision {})", request.revision),
@@ -258,13 +302,17 @@ async fn launch(
     let Some((program, args)) = component.command.split_first() else {
         return Err(format!("component `{}` has no command", component.name));
     };
-    let env = env::instance_env(
+    let mut env = match &run_as {
+        Some(user) => crate::confine::base_env(user),
+        None => Vec::new(),
+    };
+    env.extend(env::instance_env(
         request,
         &inner.config.node,
         &locators,
         &seen,
         netns.is_some(),
-    );
+    ));
     let spec = LaunchSpec {
         instance: id.to_string(),
         cgroup_name: inner.cgroup_name(id),
@@ -273,18 +321,28 @@ async fn launch(
         env,
         workdir: component.workdir.clone(),
         log_file,
+        nofile: inner.config.instance_nofile,
         limits: Limits {
             cpu_millis: Some(component.resources.cpu.0).filter(|c| *c > 0),
             memory_bytes: Some(component.resources.memory.0).filter(|m| *m > 0),
             pids_max: Some(PIDS_MAX),
         },
-        confine: match (&inner.config.confine, netns) {
-            (Some(confine), Some(ns)) => Some(vdc_driver::Confinement {
-                netns: Arc::clone(ns),
-                dir: Arc::clone(&confine.dir),
-                keep_visible: volumes.values().cloned().collect(),
-                binds,
-                pid_init: confine.pid_init.clone(),
+        confine: match (&inner.config.confine, run_as) {
+            (Some(confine), Some(user)) => Some(vdc_driver::Confinement {
+                netns: netns.cloned(),
+                init: confine.init.clone(),
+                sandbox: vdc_sandbox::Sandbox {
+                    user: vdc_sandbox::User {
+                        uid: user.uid,
+                        gid: user.gid,
+                        name: user.name,
+                    },
+                    workdir: component.workdir.clone(),
+                    expose: vec![component.workdir.clone()],
+                    hide: vec![inner.config.data_dir.clone()],
+                    volumes: shown,
+                    cgroup: vdc_sandbox::CgroupView::None,
+                },
             }),
             _ => None,
         },
@@ -364,7 +422,7 @@ async fn watch(
                 let due = volumes_measured.is_none_or(|at| at.elapsed() >= VOLUMES_EVERY);
                 if has_volumes && measuring.is_none() && due {
                     volumes_measured = Some(Instant::now());
-                    let dir = inner.volumes_dir(id);
+                    let dir = inner.volumes_dir(request.tenant.as_str(), id);
                     measuring = Some(tokio::task::spawn_blocking(move || dir_bytes(&dir)));
                 }
                 continue;

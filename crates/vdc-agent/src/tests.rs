@@ -64,6 +64,7 @@ fn component() -> ComponentSpec {
         egress: false,
         placement: Default::default(),
         backup: None,
+        user: None,
     }
 }
 
@@ -91,6 +92,7 @@ fn harness() -> Harness {
             data_dir: dir.path().to_path_buf(),
             cgroup_prefix: "vdc-test".into(),
             confine: None,
+            instance_nofile: None,
         },
         Arc::new(driver.clone()),
         DataPlane::new().expect("the data plane starts"),

@@ -253,6 +253,9 @@ pub struct CreateTenant {
     pub burst: Option<QuotaSpec>,
     #[serde(default)]
     pub prices: Option<PricesSpec>,
+    /// Users other than their own the tenant's instances may run as.
+    #[serde(default)]
+    pub run_as: Vec<String>,
 }
 
 /// `PUT /v1/tenants/{tenant}/quota`
@@ -263,6 +266,14 @@ pub struct SetQuota {
     pub quota: Option<QuotaSpec>,
     #[serde(default)]
     pub burst: Option<QuotaSpec>,
+}
+
+/// `PUT /v1/tenants/{tenant}/run-as`: the users other than their own
+/// that the tenant's instances may run as (replaces the list).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRunAs {
+    pub run_as: Vec<String>,
 }
 
 /// A tenant as the API shows it (never its token).
@@ -278,6 +289,9 @@ pub struct TenantView {
     pub apps: u32,
     pub created_at_ms: u64,
     pub token_rotated_at_ms: u64,
+    /// Users other than their own the tenant's instances may run as.
+    #[serde(default)]
+    pub run_as: Vec<String>,
 }
 
 /// The answer to creating a tenant or rotating its token: the only time the

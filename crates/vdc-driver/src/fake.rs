@@ -23,6 +23,7 @@
 //!     args: vec![],
 //!     env: vec![],
 //!     workdir: "/srv".into(),
+//!     nofile: None,
 //!     log_file: "/srv/web.log".into(),
 //!     limits: Limits::default(),
 //!     confine: None,

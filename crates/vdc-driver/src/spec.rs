@@ -26,46 +26,43 @@ pub struct LaunchSpec {
     /// directories) are created when missing. The instance writes to it
     /// directly, so it keeps logging while the agent is down.
     pub log_file: PathBuf,
+    /// The soft limit on open files the program starts with, when not the
+    /// agent's own.
+    pub nofile: Option<u64>,
     pub limits: Limits,
     /// Namespaces to run the instance in, when the node confines instances.
     pub confine: Option<Confinement>,
 }
 
-/// Where a confined instance lives: its own network namespace (only `lo`,
-/// and the link addresses the data plane places there), a private mount
-/// table with empty scratch directories, and optionally its own PID
-/// namespace under the node's init.
+/// How a confined instance runs: under the node's init, in a PID
+/// namespace of its own, confined by a sandbox (its view of the
+/// filesystem, its user, its system-call filter), and in its own network
+/// namespace unless it declared egress.
 #[derive(Clone)]
 pub struct Confinement {
-    pub netns: std::sync::Arc<vdc_netns::Netns>,
-    pub dir: std::sync::Arc<vdc_netns::NetnsDir>,
-    /// Paths the instance must still see even under a private scratch
-    /// directory (its working directory, its volumes).
-    pub keep_visible: Vec<PathBuf>,
-    /// Directories (volumes) the instance sees at another path: (source on
-    /// the node, where the instance sees it). Each target must exist.
-    pub binds: Vec<(PathBuf, PathBuf)>,
-    /// Runs the program as pid 2 of a new PID namespace under this init.
-    pub pid_init: Option<vdc_netns::PidInit>,
+    /// The network namespace to join; `None`: the host's network.
+    pub netns: Option<std::sync::Arc<vdc_netns::Netns>>,
+    /// The init that builds the sandbox and runs the program.
+    pub init: vdc_sandbox::PidInit,
+    /// What the program sees and who it runs as. The driver adds the
+    /// program itself to what is exposed when the view would not show it,
+    /// and the instance's cgroup.
+    pub sandbox: vdc_sandbox::Sandbox,
 }
 
 impl std::fmt::Debug for Confinement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Confinement")
-            .field("netns", &self.netns.path())
-            .field("keep_visible", &self.keep_visible)
-            .field("binds", &self.binds)
-            .field("pid_namespace", &self.pid_init.is_some())
+            .field("netns", &self.netns.as_ref().map(|ns| ns.path().to_owned()))
+            .field("sandbox", &self.sandbox)
             .finish()
     }
 }
 
 impl PartialEq for Confinement {
     fn eq(&self, other: &Self) -> bool {
-        self.netns.path() == other.netns.path()
-            && self.keep_visible == other.keep_visible
-            && self.binds == other.binds
-            && self.pid_init.is_some() == other.pid_init.is_some()
+        self.netns.as_ref().map(|ns| ns.path()) == other.netns.as_ref().map(|ns| ns.path())
+            && self.sandbox == other.sandbox
     }
 }
 

@@ -71,9 +71,14 @@ impl fmt::Display for InstanceState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
-    /// A cgroup with enforced limits, and its own network namespace (only
-    /// its links reachable), PID namespace and private scratch directories.
+    /// A sandbox of its own (its own unprivileged user without
+    /// capabilities, a system-call filter, its own view of the filesystem,
+    /// PID, IPC and cgroup namespaces), a cgroup with enforced limits, and
+    /// its own network namespace (only its links reachable).
     Namespaces,
+    /// As [`Isolation::Namespaces`], but on the node's own network: its
+    /// component declares egress.
+    Egress,
     /// Own process group and a cgroup with enforced CPU and memory limits;
     /// the host's loopback is shared with other instances.
     Cgroup,
@@ -87,6 +92,7 @@ impl fmt::Display for Isolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Isolation::Namespaces => "namespaces",
+            Isolation::Egress => "egress",
             Isolation::Cgroup => "cgroup",
             Isolation::ProcessGroup => "process-group",
             Isolation::Builtin => "builtin",

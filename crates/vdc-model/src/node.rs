@@ -216,6 +216,13 @@ pub enum TaskState {
 /// An app as submitted: the desired state of one app.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppRecord {
+    /// This incarnation of the app: given at its first submission, kept
+    /// by resubmissions, new after a `down`. Instance tokens name it, so a
+    /// later app of the same name (another tenant's, or the same tenant's
+    /// after `down`) is not reached with an old token. Empty in records
+    /// written before it existed.
+    #[serde(default)]
+    pub id: String,
     pub spec: AppSpec,
     /// Bumped on every submission that changes the spec.
     pub revision: u64,
@@ -255,14 +262,21 @@ impl AppRecord {
     /// The record for a new submission, given the app's previous record if
     /// it had one. Only components whose spec changed get the new revision,
     /// so resubmitting an unchanged file restarts nothing.
+    ///
+    /// A new app gets `incarnation` as its id; a resubmission keeps the id
+    /// it has.
     pub fn submit(
         spec: AppSpec,
         file: String,
         source: String,
         now_ms: u64,
         previous: Option<&AppRecord>,
+        incarnation: &str,
     ) -> AppRecord {
         let revision = previous.map_or(1, |p| p.revision + 1);
+        let id = previous
+            .filter(|p| !p.deleting && !p.id.is_empty())
+            .map_or_else(|| incarnation.to_owned(), |p| p.id.clone());
         let component_revisions = spec
             .components
             .iter()
@@ -296,6 +310,7 @@ impl AppRecord {
             })
             .unwrap_or_default();
         AppRecord {
+            id,
             spec,
             revision,
             file,

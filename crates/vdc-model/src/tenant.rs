@@ -43,6 +43,11 @@ pub struct Tenant {
     pub prices: Prices,
     pub created_at_ms: u64,
     pub token_rotated_at_ms: u64,
+    /// The users other than their own that the tenant's instances may run
+    /// as (a component's `user`): host user names, `UID[:GID]`, `root`.
+    /// Set by the admin; empty: none.
+    #[serde(default)]
+    pub run_as: Vec<String>,
 }
 
 /// Whether a request fits a tenant's quota, and how.
@@ -140,6 +145,7 @@ mod tests {
             prices: Prices::default(),
             created_at_ms: 0,
             token_rotated_at_ms: 0,
+            run_as: Vec::new(),
         }
     }
 

@@ -1,6 +1,6 @@
-//! What namespaces cost: creating and removing one, a connect into one
-//! against the same connect on the host, and starting a process isolated
-//! (with and without the PID-namespace init) against starting it plainly.
+//! What namespaces cost: creating and removing one, and a connect into one
+//! against the same connect on the host. (What starting a confined process
+//! costs is `cargo bench -p vdc-sandbox`.)
 //!
 //! Run with `cargo bench -p vdc-netns` as root. Prints the median and the
 //! 90th percentile of each, and the machine it ran on.
@@ -8,21 +8,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use vdc_netns::{IsolationPlan, Netns, NetnsDir, PidInit};
+use vdc_netns::NetnsDir;
 
 const CONNECTS: usize = 5_000;
 const NAMESPACES: usize = 100;
-const SPAWNS: usize = 50;
 
 fn main() {
-    // This binary is also the init of the processes it starts.
-    vdc_netns::run_if_requested();
     if std::env::args().any(|a| a == "--list") {
         return;
     }
@@ -41,10 +35,6 @@ fn main() {
         "operation", "median", "p90", "runs"
     );
 
-    // Spawns first: the kernel tears removed namespaces down in the
-    // background, and for a few seconds after a hundred removals every
-    // process start on the node is several times slower.
-    spawns(&dir);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -120,46 +110,6 @@ fn serve(listener: std::net::TcpListener) -> SocketAddr {
         }
     });
     addr
-}
-
-fn spawns(dir: &NetnsDir) {
-    let ns = dir.create("spawn").unwrap();
-    let init = PidInit::current_exe();
-    let (mut plain, mut planned, mut with_init) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..SPAWNS {
-        plain.push(time_run(Command::new("/bin/true")));
-        planned.push(time_run(isolated(Command::new("/bin/true"), &ns, dir)));
-        let mut cmd = Command::new(init.exe());
-        cmd.args(init.args(Path::new("/bin/true"), "true".as_ref(), [""; 0]));
-        with_init.push(time_run(isolated(cmd, &ns, dir)));
-    }
-    report("run /bin/true", plain);
-    report("run it isolated (IsolationPlan)", planned);
-    report("run it isolated, under the init (pid ns)", with_init);
-    ns.remove().unwrap();
-}
-
-#[allow(unsafe_code)]
-fn isolated(mut cmd: Command, ns: &Netns, dir: &NetnsDir) -> Command {
-    let plan = IsolationPlan::for_instance(ns, dir).unwrap();
-    // SAFETY: the closure runs between fork and exec and only makes the
-    // system calls of `apply_in_child` on data built before the fork;
-    // converting the `Errno` into an `io::Error` does not allocate.
-    unsafe {
-        cmd.pre_exec(move || {
-            plan.apply_in_child()
-                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
-        });
-    }
-    cmd
-}
-
-/// Spawn to exit, as a supervisor sees it.
-fn time_run(mut cmd: Command) -> Duration {
-    let start = Instant::now();
-    let status = cmd.stdin(Stdio::null()).status().unwrap();
-    assert!(status.success(), "{status:?}");
-    start.elapsed()
 }
 
 fn report(what: &str, mut samples: Vec<Duration>) {

@@ -1,5 +1,5 @@
-//! Virtual wires: each instance in network, mount and PID namespaces of its
-//! own, and the data plane's sockets placed inside them.
+//! Virtual wires: each instance in a network namespace of its own, and the
+//! data plane's sockets placed inside it.
 //!
 //! When the node runs as root, every instance gets a network namespace
 //! holding only a loopback interface. The data plane puts each of the
@@ -7,8 +7,8 @@
 //! served by the data plane) and reaches the instance's inputs by
 //! connecting *into* it. An instance can therefore reach exactly the links
 //! its spec declares and nothing else: not other apps, not the host's
-//! services, not the internet. Its processes also get a private `/tmp`
-//! (and `/var/tmp`, `/dev/shm`) and a PID namespace of their own.
+//! services, not the internet. (What else confines an instance, from its
+//! PID namespace to its view of the filesystem, is `vdc-sandbox`'s.)
 //!
 //! Code map:
 //! - `dir`: [`NetnsDir`], the directory of pinned namespaces (like
@@ -19,17 +19,14 @@
 //! - `dataplane`: [`NetnsBinder`] and [`NetnsConnector`], the data plane's
 //!   `Binder` and `Connector` for namespaced instances;
 //! - `child`: [`IsolationPlan`], what a spawned process does between `fork`
-//!   and `exec` (join the network namespace, private mounts and `/tmp`);
-//! - `init`: [`PidInit`] and [`run_if_requested`], the tiny init that gives
-//!   an instance its PID namespace.
+//!   and `exec` to join the network namespace.
 //!
 //! **Architecture invariant:** a thread that enters an instance's namespace
 //! to make a socket is back in its own before the call returns, or the
 //! process aborts; nothing else ever moves a long-lived thread. What must
 //! run between `fork` and `exec` in the driver's child is plain system calls
 //! ([`IsolationPlan::apply_in_child`]) that the driver calls from its own
-//! `pre_exec` block; the one `unsafe` block here is the init's `pre_exec`,
-//! which clears the signal mask of the program it starts.
+//! `pre_exec` block; this crate has no `unsafe` code.
 //!
 //! # Wiring it into the node
 //!
@@ -42,7 +39,6 @@
 //!    ([`NetnsDir::remove`]).
 //! 3. Give the data plane one shared [`NetnsConnector`] as
 //!    `DataPlaneConfig::connector`.
-//! 4. The binary's `main` calls [`run_if_requested`] before anything else.
 //!
 //! For each instance (`shop/web/0`), when it is first started:
 //! 1. `dir.create("shop.web.0")` (its cgroup leaf name) into an `Arc`. Keep
@@ -57,15 +53,10 @@
 //!    keeps its stable address, now inside each caller's namespace.
 //! 4. Health probes of its inputs connect with [`Netns::connect_tcp`] (a
 //!    probe from the host namespace would find nothing).
-//! 5. The driver builds an [`IsolationPlan::for_instance`] per spawn, with
-//!    [`IsolationPlan::keep_visible`] for the program and its working
-//!    directory, and calls [`IsolationPlan::apply_in_child`] in its
-//!    `pre_exec` block after joining the cgroup (the error is an `Errno`,
-//!    turned into an `io::Error` without allocating). It wraps the program
-//!    with [`PidInit`]: spawn [`PidInit::exe`] with
-//!    [`PidInit::args`]`(resolved_program, arg0, args)`. It still signals
-//!    the process group, and waits for the spawned process, whose exit
-//!    status is the program's.
+//! 5. The driver builds an [`IsolationPlan`] per spawn and calls
+//!    [`IsolationPlan::apply_in_child`] in its `pre_exec` block after
+//!    joining the cgroup (the error is an `Errno`, turned into an
+//!    `io::Error` without allocating).
 //!
 //! When the instance is stopped for good: unbind its link listeners (a
 //! socket keeps its namespace alive), `connector.remove(...)`, then
@@ -89,13 +80,12 @@
 //! starts on the node are several times slower. Keep an instance's
 //! namespace across its restarts; remove it only when the instance goes.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod child;
 mod dataplane;
 mod dir;
 mod error;
-mod init;
 mod loopback;
 mod netns;
 
@@ -108,7 +98,6 @@ pub use child::IsolationPlan;
 pub use dataplane::{NetnsBinder, NetnsConnector};
 pub use dir::NetnsDir;
 pub use error::NetnsError;
-pub use init::{run_if_requested, PidInit, INIT_ARG};
 pub use netns::Netns;
 
 /// Whether instances can get namespaces on this node, or one line saying

@@ -56,6 +56,7 @@ fn component(n: &str, replicas: u32) -> ComponentSpec {
         egress: false,
         placement: Default::default(),
         backup: None,
+        user: None,
     }
 }
 
@@ -70,7 +71,7 @@ fn app(n: &str, components: Vec<ComponentSpec>) -> AppRecord {
             .collect(),
         base_dir: PathBuf::from("/"),
     };
-    AppRecord::submit(spec, "app.toml".into(), String::new(), 0, None)
+    AppRecord::submit(spec, "app.toml".into(), String::new(), 0, None, "a1")
 }
 
 fn node(id: &str, cpu: u64) -> NodeInfo {
@@ -206,7 +207,7 @@ fn a_changed_component_is_replaced_and_an_unchanged_one_kept() {
             .collect(),
         ..v1.spec.clone()
     };
-    let v2 = AppRecord::submit(spec, "app.toml".into(), String::new(), 1, Some(&v1));
+    let v2 = AppRecord::submit(spec, "app.toml".into(), String::new(), 1, Some(&v1), "a2");
     assert_eq!(v2.revision, 2);
     let actual = [
         running("shop/web/0", InstanceState::Ready, 1),

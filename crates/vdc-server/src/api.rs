@@ -240,6 +240,7 @@ async fn submit(
     let mut validated = vdc_spec::parse(&request.source, &request.file, &base_dir)
         .map_err(|d| ApiError::Invalid(d.0))?;
     crate::tenants::claim(&principal, &request.source, &mut validated.spec)?;
+    crate::tenants::admit_users(&control, &principal, &validated.spec).await?;
     let name = validated.spec.name.to_string();
 
     // Compare-and-set so two concurrent submissions cannot both win.
@@ -277,13 +278,17 @@ async fn submit(
             request.source.clone(),
             crate::telemetry::now_ms(),
             previous.as_ref().map(|(p, _)| p),
+            &crate::auth::new_incarnation(),
         );
         admit(&control, &apps, &record)?;
         crate::tenants::admit_quota(&control, &apps, &record).await?;
         if previous.is_none() {
             // A new app of a purged one's name starts with empty volumes,
             // and keeps them.
-            control.store().unmark_purged(&name).await?;
+            control
+                .store()
+                .unmark_purged(record.spec.tenant.as_str(), &name)
+                .await?;
         }
         match control
             .store()
@@ -491,7 +496,7 @@ async fn logs(
     Path((app, component, index)): Path<(String, String, String)>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    find_app(&control, &principal, &app).await?;
+    let (record, _) = find_app(&control, &principal, &app).await?;
     let id: InstanceId = format!("{app}/{component}/{index}")
         .parse()
         .map_err(|e: vdc_model::InstanceIdError| ApiError::NotFound(e.to_string()))?;
@@ -500,7 +505,9 @@ async fn logs(
         .instances()
         .into_iter()
         .find(|s| s.id == id && &s.node != here);
-    let path = control.agent().log_path(&id);
+    // Logs belong to the tenant: another tenant's app of the same name
+    // never reads them.
+    let path = control.agent().log_path(record.spec.tenant.as_str(), &id);
     let mut file = match (tokio::fs::File::open(&path).await, elsewhere) {
         (Ok(file), _) => file,
         // Logs stay on the node that runs the instance.

@@ -60,14 +60,24 @@ pub struct InstanceCaller {
     pub tenant: String,
 }
 
+/// What an instance token names: an instance of one incarnation of its
+/// app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TokenSubject {
+    pub id: InstanceId,
+    pub incarnation: String,
+}
+
 /// The prefix of instance tokens.
 const INSTANCE_PREFIX: &str = "vdci-";
 
 /// The key instance tokens are signed with: `DATA_DIR/instance.key`, made
-/// at first start. An instance token is `vdci-APP.COMPONENT.INDEX.MAC`, MAC
-/// being HMAC-SHA256 of `APP/COMPONENT/INDEX` under this key, so nothing per
-/// instance is stored, a token survives a server restart, and a token for
-/// one instance cannot be turned into another's.
+/// at first start. An instance token is
+/// `vdci-APP.COMPONENT.INDEX.INCARNATION.MAC`, MAC being HMAC-SHA256 of
+/// `APP/COMPONENT/INDEX@INCARNATION` under this key, so nothing per
+/// instance is stored, a token survives a server restart, a token for one
+/// instance cannot be turned into another's, and a token of an app that
+/// was taken down never works for a later app of the same name.
 #[derive(Clone)]
 pub(crate) struct InstanceKey([u8; 32]);
 
@@ -105,35 +115,43 @@ impl InstanceKey {
         }
     }
 
-    fn mac(&self, id: &InstanceId) -> String {
+    fn mac(&self, id: &InstanceId, incarnation: &str) -> String {
         // A key of any length is accepted by HMAC; this cannot fail.
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
             Ok(mac) => mac,
             Err(_) => return String::new(),
         };
-        mac.update(id.to_string().as_bytes());
+        mac.update(format!("{id}@{incarnation}").as_bytes());
         to_hex(&mac.finalize().into_bytes())
     }
 
-    /// The token handed to instance `id`.
-    pub(crate) fn token_for(&self, id: &InstanceId) -> String {
+    /// The token handed to instance `id` of the app's `incarnation`.
+    pub(crate) fn token_for(&self, id: &InstanceId, incarnation: &str) -> String {
         format!(
-            "{INSTANCE_PREFIX}{}.{}.{}.{}",
+            "{INSTANCE_PREFIX}{}.{}.{}.{incarnation}.{}",
             id.app,
             id.component,
             id.index,
-            self.mac(id)
+            self.mac(id, incarnation)
         )
     }
 
-    /// The instance a token was made for, if it was made here.
-    fn verify(&self, token: &str) -> Option<InstanceId> {
+    /// What a token was made for, if it was made here.
+    pub(crate) fn verify(&self, token: &str) -> Option<TokenSubject> {
         let rest = token.strip_prefix(INSTANCE_PREFIX)?;
-        let mut parts = rest.splitn(4, '.');
-        let (app, component, index, mac) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let mut parts = rest.splitn(5, '.');
+        let (app, component, index, incarnation, mac) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
         let id: InstanceId = format!("{app}/{component}/{index}").parse().ok()?;
-        same_hash(&self.mac(&id), mac).then_some(id)
+        same_hash(&self.mac(&id, incarnation), mac).then(|| TokenSubject {
+            id,
+            incarnation: incarnation.to_owned(),
+        })
     }
 }
 
@@ -159,6 +177,11 @@ pub(crate) fn new_token(owner: &str) -> String {
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     format!("vdc-{owner}.{hex}")
+}
+
+/// A new app incarnation's id: 64 random bits in hex.
+pub(crate) fn new_incarnation() -> String {
+    to_hex(&rand::rngs::OsRng.next_u64().to_be_bytes())
 }
 
 pub(crate) fn sha256_hex(token: &str) -> String {
@@ -240,10 +263,14 @@ pub(crate) async fn authenticate(
     };
     let for_instances = request.uri().path().starts_with("/v1/self");
     if token.starts_with(INSTANCE_PREFIX) {
-        let Some(id) = control.instance_key().verify(&token) else {
+        let Some(TokenSubject { id, incarnation }) = control.instance_key().verify(&token) else {
             return unauthorized("invalid token");
         };
-        // A token works while its instance runs here, and only for itself.
+        // A token works while its instance runs, only for itself, and only
+        // for the incarnation of the app it was made for.
+        if control.incarnation_of(id.app.as_str()).as_deref() != Some(incarnation.as_str()) {
+            return unauthorized("invalid token: its app is gone");
+        }
         if !control.instances().iter().any(|s| s.id == id) {
             return unauthorized("invalid token: its instance is not running");
         }
@@ -257,7 +284,10 @@ pub(crate) async fn authenticate(
         return next.run(request).await;
     }
     if for_instances {
-        return forbidden("/v1/self is for instances, with the token in their VDC_TOKEN");
+        // Any other token is not an instance's: as unknown as a wrong one.
+        return unauthorized(
+            "invalid token: /v1/self is for instances, with the token in their VDC_TOKEN",
+        );
     }
     let Some(owner) = owner_of(&token) else {
         return unauthorized("malformed token: expected vdc-NAME.<64 hex digits>");
@@ -334,6 +364,28 @@ mod tests {
         assert_eq!(owner_of(&a), Some("acme"));
         assert_eq!(owner_of(&new_token(ADMIN)), Some(ADMIN));
         assert_eq!(sha256_hex("abc").len(), 64);
+    }
+
+    #[test]
+    fn instance_tokens_name_their_instance_and_incarnation() {
+        let key = InstanceKey([7; 32]);
+        let id: InstanceId = "payroll/web/0".parse().unwrap();
+        let token = key.token_for(&id, "a1b2");
+        assert_eq!(
+            key.verify(&token),
+            Some(TokenSubject {
+                id: id.clone(),
+                incarnation: "a1b2".into()
+            })
+        );
+        // Another incarnation, instance or key: not this token.
+        let forged = token.replace(".a1b2.", ".c3d4.");
+        assert_eq!(key.verify(&forged), None);
+        let other: InstanceId = "payroll/web/1".parse().unwrap();
+        let moved = token.replace("payroll.web.0", "payroll.web.1");
+        assert_ne!(key.verify(&moved).map(|s| s.id), Some(other));
+        assert_eq!(InstanceKey([8; 32]).verify(&token), None);
+        assert_eq!(key.verify("vdci-payroll.web.0.abc"), None);
     }
 
     #[test]

@@ -49,6 +49,8 @@ struct Inner {
     last_seen: Mutex<BTreeMap<InstanceId, InstanceState>>,
     /// App name -> tenant, as of the last pass.
     tenants: Mutex<BTreeMap<String, String>>,
+    /// Each app's incarnation, as last read from the store.
+    incarnations: Mutex<BTreeMap<String, String>>,
     data_dir: PathBuf,
     api: SocketAddr,
     wake: Notify,
@@ -96,6 +98,7 @@ impl ControlPlane {
                 snapshots,
                 last_seen: Mutex::new(BTreeMap::new()),
                 tenants: Mutex::new(BTreeMap::new()),
+                incarnations: Mutex::new(BTreeMap::new()),
                 data_dir,
                 api,
                 wake: Notify::new(),
@@ -160,6 +163,12 @@ impl ControlPlane {
     }
 
     /// The tenant owning `app`, as of the last pass.
+    /// The incarnation of the app of that name, as last read from the
+    /// store; `None` when there is no such app.
+    pub(crate) fn incarnation_of(&self, app: &str) -> Option<String> {
+        lock(&self.inner.incarnations).get(app).cloned()
+    }
+
     pub fn tenant_of(&self, app: &str) -> String {
         lock(&self.inner.tenants)
             .get(app)
@@ -487,17 +496,19 @@ impl ControlPlane {
             .into_iter()
             .map(|s| s.id.app.to_string())
             .collect();
-        for app in self.inner.store.purged().await? {
-            if now.contains(&app) || running.contains(&app) {
+        for (tenant, app) in self.inner.store.purged().await? {
+            let reused = apps
+                .iter()
+                .any(|a| a.spec.name.as_str() == app && a.spec.tenant.as_str() == tenant);
+            if reused || running.contains(&app) {
                 continue;
             }
-            let dir = self.inner.agent.app_volumes_dir(&app);
-            if !dir.exists() {
-                continue;
-            }
-            match self.inner.agent.purge_volumes(&app).await {
-                Ok(()) => tracing::info!(%app, "deleted the volumes of a purged app"),
-                Err(e) => tracing::warn!(%app, "cannot delete the volumes: {e}"),
+            match self.inner.agent.purge(&tenant, &app).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(%tenant, %app, "deleted the volumes and logs of a purged app")
+                }
+                Err(e) => tracing::warn!(%tenant, %app, "cannot delete the volumes and logs: {e}"),
             }
         }
         Ok(())
@@ -507,6 +518,10 @@ impl ControlPlane {
         *lock(&self.inner.tenants) = apps
             .iter()
             .map(|a| (a.spec.name.to_string(), a.spec.tenant.to_string()))
+            .collect();
+        *lock(&self.inner.incarnations) = apps
+            .iter()
+            .map(|a| (a.spec.name.to_string(), a.id.clone()))
             .collect();
     }
 
@@ -553,7 +568,7 @@ impl ControlPlane {
         };
         request.platform = Some(vdc_agent::PlatformAccess {
             api: self.inner.api,
-            token: self.inner.instance_key.token_for(&request.id),
+            token: self.inner.instance_key.token_for(&request.id, &app.id),
         });
         self.inner.agent.start(request);
         true
@@ -598,7 +613,7 @@ impl ControlPlane {
             // Every node deletes its volumes of the app when it sees this.
             self.inner
                 .store
-                .mark_purged(app.as_str(), crate::telemetry::now_ms())
+                .mark_purged(&tenant, app.as_str(), crate::telemetry::now_ms())
                 .await?;
         }
         self.inner.store.delete_app(app.as_str()).await?;

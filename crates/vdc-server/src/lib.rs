@@ -15,6 +15,7 @@ mod metering;
 mod moves;
 mod node;
 mod nodes;
+mod open_files;
 mod scale;
 mod snapshots;
 mod status;
@@ -39,6 +40,7 @@ pub use cluster::{JoinError, DEFAULT_NODE_TIMEOUT};
 pub use control::ControlPlane;
 pub use telemetry::Telemetry;
 pub use tokio_util::sync::CancellationToken;
+pub use vdc_agent::UidRange;
 
 /// The JetStream key-value bucket the state lives in with
 /// [`ServerConfig::nats`].
@@ -66,6 +68,8 @@ pub struct ServerConfig {
     /// Whether instances get their own namespaces when the node allows it
     /// (root). Off: they share the host's loopback.
     pub confine: bool,
+    /// The uids confined instances get, one each.
+    pub instance_uids: UidRange,
     /// With [`ServerConfig::nats`]: how long the leader lease holds without
     /// a renewal (servers sharing a bucket elect one to run the control
     /// loops). Ignored without NATS: an embedded server always leads.
@@ -156,6 +160,18 @@ impl Server {
             .data_dir
             .canonicalize()
             .unwrap_or(config.data_dir.clone());
+        // The node's keys, logs and every instance's volumes live here:
+        // nobody but this server's user may even look (instances never see
+        // it anyway; a path that leaks into one still leads nowhere).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                |source| ServerError::DataDir {
+                    path: data_dir.display().to_string(),
+                    source,
+                },
+            )?;
+        }
         let mut nats_client = None;
         let kv: Arc<dyn Store> = match &config.nats {
             Some(url) => {
@@ -164,7 +180,16 @@ impl Server {
                 Arc::new(store)
             }
             None if config.role == Role::Agent => return Err(ServerError::AgentWithoutCluster),
-            None => Arc::new(RedbStore::open(&data_dir.join("state.redb"))?),
+            None => {
+                let path = data_dir.join("state.redb");
+                let store = RedbStore::open(&path)?;
+                // The state names every tenant's token hash: the owner's only.
+                let _ = std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                );
+                Arc::new(store)
+            }
         };
         let store = StateStore::new(kv);
         let api_listener = tokio::net::TcpListener::bind(config.api)
@@ -226,8 +251,17 @@ impl Server {
             (None, tokio::sync::watch::channel(Some(1)).1)
         };
 
+        let (instance_nofile, budget) = open_files::raise();
+        tracing::info!(
+            "open files: {} (the API holds up to {} connections, {} per client, and {} for instances; the data plane proxies up to {} connections)",
+            budget.limit,
+            budget.api,
+            budget.api_per_client,
+            budget.api_instances,
+            budget.dataplane
+        );
         let confine = if config.confine {
-            confinement(&data_dir)
+            confinement(&data_dir, config.instance_uids)
         } else {
             None
         };
@@ -245,6 +279,7 @@ impl Server {
                 data_dir: data_dir.clone(),
                 cgroup_prefix: node::cgroup_prefix(&data_dir),
                 confine,
+                instance_nofile,
             },
             driver,
             DataPlane::with_config(dataplane_config)?,
@@ -382,11 +417,15 @@ impl Server {
     }
 }
 
-/// Sets up namespaces for instances, when the node allows it; otherwise
-/// says once why instances share the host's loopback.
-fn confinement(data_dir: &std::path::Path) -> Option<vdc_agent::Confine> {
+/// Sets up namespaces and sandboxes for instances, when the node allows
+/// it; otherwise says once why instances are not confined.
+fn confinement(data_dir: &std::path::Path, uids: UidRange) -> Option<vdc_agent::Confine> {
     if let Err(why) = vdc_netns::supported() {
-        tracing::warn!("instances share the host's loopback (no network namespaces): {why}");
+        tracing::warn!("instances are not confined: they run as this server's user, on the host's loopback: {why}");
+        return None;
+    }
+    if let Err(why) = vdc_sandbox::supported() {
+        tracing::warn!("instances are not confined: they run as this server's user, on the host's loopback: {why}");
         return None;
     }
     let dir = match vdc_netns::NetnsDir::open(data_dir.join("netns")) {
@@ -402,10 +441,14 @@ fn confinement(data_dir: &std::path::Path) -> Option<vdc_agent::Confine> {
     for name in dir.names().unwrap_or_default() {
         let _ = dir.remove(&name);
     }
+    tracing::info!(
+        "instances are confined: each runs as its own user (uids {uids}) in its own namespaces, filesystem view and system-call filter"
+    );
     Some(vdc_agent::Confine {
         dir: Arc::new(dir),
         connector: Arc::new(vdc_netns::NetnsConnector::new(Duration::from_secs(2))),
-        pid_init: Some(vdc_netns::PidInit::current_exe()),
+        init: vdc_sandbox::PidInit::current_exe(),
+        uids,
     })
 }
 

@@ -442,9 +442,10 @@ async fn switch(control: &ControlPlane, id: &InstanceId, to: &NodeId) -> Result<
 /// store reads them in place (no freeze, no staging copy), and chunks it
 /// already has from the first pass are only hashed.
 async fn capture_stopped(control: &ControlPlane, id: &InstanceId) -> Result<String, String> {
-    let volumes = control.agent().volumes_dir(id);
+    let tenant = control.tenant_of(id.app.as_str());
+    let volumes = control.agent().volumes_dir(&tenant, id);
     let meta = SnapshotMeta {
-        tenant: control.tenant_of(id.app.as_str()),
+        tenant,
         app: id.app.to_string(),
         component: id.component.to_string(),
         index: id.index,
@@ -476,10 +477,11 @@ async fn restore(
     base: Option<String>,
     id: &InstanceId,
 ) -> Result<(), String> {
-    let volumes = control.agent().volumes_dir(id);
+    let tenant = control.tenant_of(id.app.as_str());
+    let volumes = control.agent().volumes_dir(&tenant, id);
     control
         .agent()
-        .unmount_volumes(id)
+        .unmount_volumes(&tenant, id)
         .await
         .map_err(|e| format!("cannot unmount the volumes of {id}: {e}"))?;
     let store = control.snapshots().clone();

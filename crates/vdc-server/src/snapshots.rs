@@ -75,7 +75,7 @@ pub(crate) async fn take(
     if !agent.instances().iter().any(|s| &s.id == id) {
         return Err(not_here(control, id));
     }
-    let volumes = agent.volumes_dir(id);
+    let volumes = agent.volumes_dir(tenant, id);
     let staging = control.snapshots().root().join("staging").join(format!(
         "{}-{}",
         id.slug(),
@@ -461,6 +461,15 @@ async fn restore(
         )
     });
     let (id, tenant) = target(&control, &principal, &target_name).await?;
+    if manifest.meta.tenant != tenant {
+        // A snapshot is its tenant's data: never another tenant's volumes,
+        // whoever asks (the admin included).
+        return Err(ApiError::Conflict(format!(
+            "snapshot {} belongs to another tenant than `{}`: a snapshot is restored into its own tenant's apps only",
+            short(&manifest.id),
+            id.app
+        )));
+    }
     if let Some(node) = elsewhere(&control, &id).await? {
         let answer = crate::tasks::run_on(
             &control,
@@ -475,7 +484,7 @@ async fn restore(
             .map_err(|e| ApiError::Internal(format!("node {node} answered oddly: {e}")))?;
         return Ok(Json(restored));
     }
-    let restored = restore_into(&control, &manifest, &id).await?;
+    let restored = restore_into(&control, &manifest, &tenant, &id).await?;
     control.telemetry().event(
         EventKind::Snapshot,
         &tenant,
@@ -499,6 +508,7 @@ async fn restore(
 pub(crate) async fn restore_into(
     control: &ControlPlane,
     manifest: &Manifest,
+    tenant: &str,
     id: &InstanceId,
 ) -> Result<Restored, ApiError> {
     {
@@ -511,7 +521,7 @@ pub(crate) async fn restore_into(
             "{id} is already being restored"
         )));
     }
-    let result = swap_in(control, manifest, id).await;
+    let result = swap_in(control, manifest, tenant, id).await;
     control.release(id);
     let (report, stopped_at, was_running) = result?;
     let ready = if was_running {
@@ -533,6 +543,7 @@ pub(crate) async fn restore_into(
 async fn swap_in(
     control: &ControlPlane,
     manifest: &Manifest,
+    tenant: &str,
     id: &InstanceId,
 ) -> Result<(vdc_snapshot::RestoreReport, Instant, bool), ApiError> {
     let agent = control.agent();
@@ -550,7 +561,7 @@ async fn swap_in(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let volumes = agent.volumes_dir(id);
+    let volumes = agent.volumes_dir(tenant, id);
     if let Some(parent) = volumes.parent() {
         tokio::fs::create_dir_all(parent)
             .await
@@ -559,7 +570,7 @@ async fn swap_in(
     // Sized volumes are images mounted there: the restore writes plain
     // directories, which the next start takes into the images.
     agent
-        .unmount_volumes(id)
+        .unmount_volumes(tenant, id)
         .await
         .map_err(|e| ApiError::Internal(format!("cannot unmount the volumes of {id}: {e}")))?;
     let store = control.snapshots().clone();

@@ -133,7 +133,8 @@ async fn execute(
         TaskRequest::Restore { snapshot, instance } => {
             let id = parse(instance)?;
             let manifest = crate::snapshots::find_any(control, snapshot).await?;
-            let restored = crate::snapshots::restore_into(control, &manifest, &id).await?;
+            let tenant = control.tenant_of(id.app.as_str());
+            let restored = crate::snapshots::restore_into(control, &manifest, &tenant, &id).await?;
             json(serde_json::to_value(restored))
         }
     }

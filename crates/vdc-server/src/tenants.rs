@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
-use vdc_api::{CreateTenant, PricesSpec, QuotaSpec, SetQuota, TenantToken, TenantView};
+use vdc_api::{CreateTenant, PricesSpec, QuotaSpec, SetQuota, SetRunAs, TenantToken, TenantView};
 use vdc_model::{Admission, AppRecord, Prices, Quota, Tenant, Usage};
 use vdc_spec::{AppSpec, TenantName};
 use vdc_store::StoreError;
@@ -20,6 +20,7 @@ pub(crate) fn router() -> Router<ControlPlane> {
         .route("/v1/tenants", get(list).post(create))
         .route("/v1/tenants/{tenant}", get(show))
         .route("/v1/tenants/{tenant}/quota", put(set_quota))
+        .route("/v1/tenants/{tenant}/run-as", put(set_run_as))
         .route("/v1/tenants/{tenant}/token", post(rotate))
         .route("/v1/tenants/{tenant}/bill", get(bill))
         .route("/v1/usage", get(usage))
@@ -210,6 +211,7 @@ async fn view(control: &ControlPlane, tenant: &Tenant) -> Result<TenantView, Sto
         apps: count,
         created_at_ms: tenant.created_at_ms,
         token_rotated_at_ms: tenant.token_rotated_at_ms,
+        run_as: tenant.run_as.clone(),
     })
 }
 
@@ -287,6 +289,7 @@ async fn create(
             .unwrap_or_default(),
         created_at_ms: now,
         token_rotated_at_ms: now,
+        run_as: parse_run_as(&request.run_as)?,
     };
     match control.store().put_tenant(&tenant, None).await {
         Ok(_) => Ok((
@@ -328,6 +331,43 @@ async fn set_quota(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Which users other than their own the tenant's instances may run as.
+async fn set_run_as(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    Json(request): Json<SetRunAs>,
+) -> Result<Json<TenantView>, ApiError> {
+    admin_only(&principal)?;
+    let run_as = parse_run_as(&request.run_as)?;
+    loop {
+        let (mut tenant, revision) = find(&control, &principal, &name).await?;
+        tenant.run_as = run_as.clone();
+        match control.store().put_tenant(&tenant, Some(revision)).await {
+            Ok(_) => return Ok(Json(view(&control, &tenant).await?)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Users as a component's `user` names them, each checked as the spec
+/// checks it.
+fn parse_run_as(users: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for user in users {
+        if !vdc_spec::is_user(user) {
+            return Err(ApiError::BadRequest(format!(
+                "run_as: `{user}` is not a user: expected a user name like \"postgres\", \"root\", or a uid like \"1000\" or \"1000:1000\""
+            )));
+        }
+        if !out.contains(user) {
+            out.push(user.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// A new token; the old one stops working at once.
@@ -380,6 +420,42 @@ pub(crate) fn claim(
     Ok(())
 }
 
+/// Admission of the users a spec's components run as: the admin may name
+/// any; a tenant only its own instances' users and those the admin allowed
+/// it (`root` included).
+pub(crate) async fn admit_users(
+    control: &ControlPlane,
+    principal: &Principal,
+    spec: &AppSpec,
+) -> Result<(), ApiError> {
+    if principal.is_admin() {
+        return Ok(());
+    }
+    let asked: Vec<(&str, &str)> = spec
+        .components
+        .values()
+        .filter_map(|c| Some((c.name.as_str(), c.user.as_deref()?)))
+        .collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let tenant_name = spec.tenant.as_str();
+    let allowed = control
+        .store()
+        .tenant(tenant_name)
+        .await?
+        .map(|(t, _)| t.run_as)
+        .unwrap_or_default();
+    for (component, user) in asked {
+        if !allowed.iter().any(|a| a == user) {
+            return Err(ApiError::Conflict(format!(
+                "component `{component}` asks to run as `{user}`, which tenant `{tenant_name}` may not: instances run as users of their own unless the admin allows others (vdc tenant run-as {tenant_name} {user})"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Admission against the tenant's quota: what the tenant's other apps
 /// reserve plus what this one asks for must fit the quota, or the burst
 /// allowance above it. Refusals name the quota, the request and what is in
@@ -425,6 +501,7 @@ pub(crate) async fn bootstrap_default(control: &ControlPlane) -> Result<(), Stor
         prices: Prices::default(),
         created_at_ms: now,
         token_rotated_at_ms: now,
+        run_as: Vec::new(),
     };
     match control.store().put_tenant(&tenant, None).await {
         Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),

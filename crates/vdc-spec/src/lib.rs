@@ -87,3 +87,28 @@ pub fn parse(source: &str, file: &str, base_dir: &Path) -> Result<Validated, Dia
         _ => Err(Diagnostics(diagnostics)),
     }
 }
+
+/// A POSIX-style user name (letters, digits, `_`, `-`, `.`, not starting
+/// with a digit or `-`, at most 32 bytes), or `UID` / `UID:GID`.
+pub fn is_user(text: &str) -> bool {
+    let number = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 10
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && s.parse::<u32>().is_ok()
+    };
+    match text.split_once(':') {
+        Some((uid, gid)) => number(uid) && number(gid),
+        None if text.bytes().all(|b| b.is_ascii_digit()) => number(text),
+        None => {
+            let mut bytes = text.bytes();
+            text.len() <= 32
+                && bytes
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+                && bytes.all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+                })
+        }
+    }
+}

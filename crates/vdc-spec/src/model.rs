@@ -199,6 +199,11 @@ pub struct ComponentSpec {
     /// Scheduled snapshots of each instance's volumes, taken by its node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupPolicy>,
+    /// The user the instances run as, when not a user of their own: a
+    /// user name of the node, `UID` or `UID:GID`, or `root`. Only what the
+    /// admin allowed the tenant is admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// `backup = { every = "1h", keep = 24 }`: a snapshot of each instance's

@@ -58,6 +58,7 @@ pub(crate) struct Draft {
     pub egress: bool,
     pub placement: Placement,
     pub backup: Option<BackupPolicy>,
+    pub user: Option<String>,
 }
 
 pub(crate) struct DraftInput {
@@ -282,5 +283,6 @@ fn build_component(d: Draft) -> Option<ComponentSpec> {
         egress: d.egress,
         placement: d.placement,
         backup: d.backup,
+        user: d.user,
     })
 }

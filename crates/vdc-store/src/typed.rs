@@ -400,26 +400,32 @@ impl StateStore {
 
     // === purged volumes ===
 
-    /// Marks an app's volumes for deletion on every node (`down --purge`).
-    pub async fn mark_purged(&self, app: &str, at_ms: u64) -> Result<(), StoreError> {
-        self.put_setting(&format!("{PURGED}{app}"), &at_ms).await
+    /// Marks what `tenant`'s app left on the nodes (volumes, logs) for
+    /// deletion on every node (`down --purge`).
+    pub async fn mark_purged(&self, tenant: &str, app: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.put_setting(&format!("{PURGED}{tenant}/{app}"), &at_ms)
+            .await
     }
 
-    /// Apps whose volumes every node deletes.
-    pub async fn purged(&self) -> Result<Vec<String>, StoreError> {
+    /// The apps, as (tenant, app), whose volumes and logs every node
+    /// deletes.
+    pub async fn purged(&self) -> Result<Vec<(String, String)>, StoreError> {
         Ok(self
             .kv
             .list(Bucket::Meta)
             .await?
             .into_iter()
-            .filter_map(|(k, _)| k.strip_prefix(PURGED).map(str::to_owned))
+            .filter_map(|(k, _)| {
+                let (tenant, app) = k.strip_prefix(PURGED)?.split_once('/')?;
+                Some((tenant.to_owned(), app.to_owned()))
+            })
             .collect())
     }
 
-    /// A new app of that name keeps its volumes.
-    pub async fn unmark_purged(&self, app: &str) -> Result<(), StoreError> {
+    /// A new app of `tenant`'s with that name keeps its volumes.
+    pub async fn unmark_purged(&self, tenant: &str, app: &str) -> Result<(), StoreError> {
         self.kv
-            .delete(Bucket::Meta, &format!("{PURGED}{app}"))
+            .delete(Bucket::Meta, &format!("{PURGED}{tenant}/{app}"))
             .await
             .map(drop)
     }

@@ -250,6 +250,11 @@ pub enum TenantCommand {
         /// Price of one GiB-minute above the quota.
         #[arg(long)]
         price_burst_gib_minute: Option<String>,
+        /// A user other than their own that the tenant's instances may run
+        /// as (a component's `user`: a user name of the nodes, UID[:GID],
+        /// or `root`); repeat for more.
+        #[arg(long = "allow-user", value_name = "USER")]
+        run_as: Vec<String>,
     },
     /// List tenants (a tenant's token sees only itself).
     List,
@@ -263,6 +268,13 @@ pub enum TenantCommand {
     },
     /// Give a tenant a new token; the old one stops working at once.
     RotateToken { name: String },
+    /// Set the users other than their own that a tenant's instances may run
+    /// as (a component's `user`); none given: only their own.
+    RunAs {
+        name: String,
+        #[arg(value_name = "USER")]
+        users: Vec<String>,
+    },
 }
 
 /// A quota and a burst allowance, each all-or-nothing.
@@ -352,6 +364,10 @@ pub struct ServerOpts {
     /// loopback (the only mode without root).
     #[arg(long)]
     pub shared_loopback: bool,
+    /// The uids confined instances run as, one each: FIRST:COUNT. Give
+    /// each node on one machine a range of its own.
+    #[arg(long, value_name = "FIRST:COUNT", default_value_t = vdc_server::UidRange::DEFAULT)]
+    pub instance_uids: vdc_server::UidRange,
     /// This node's labels, which components' placement constraints match:
     /// `disk=ssd,zone=a`.
     #[arg(long, value_name = "K=V,...", value_parser = parse_labels, default_value = "")]

@@ -14,7 +14,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     // When this process is an instance's PID-namespace init, it runs that
     // and never returns; it must come before any thread starts.
-    vdc_netns::run_if_requested();
+    vdc_sandbox::run_if_requested();
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("VDC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.default_log_filter()));

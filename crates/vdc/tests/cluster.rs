@@ -200,6 +200,7 @@ impl Cluster {
     fn start_with(servers: usize, node_timeout: &'static str) -> Cluster {
         let hosts = Hosts::new(3);
         let dir = tempfile::tempdir().unwrap();
+        open_to_instances(dir.path());
         let nats = NatsServer::start_at(&dir.path().join("nats"), &hosts.gateway_ip());
         let url = nats.url();
         let api = format!("{}:7470", hosts.ip(1));
@@ -552,6 +553,7 @@ links = {{ backend = "web.http" }}
 [components.web]
 replicas = 3
 command = ["python3", "{programs}/backend.py", "{marker}"]
+workdir = "{programs}"
 resources = {{ cpu = 0.1, memory = "64MiB" }}
 inputs = {{ http = {{ protocol = "http", health = "/healthz" }} }}
 "#,
@@ -995,6 +997,7 @@ fn move_downtime_by_volume_size() {
 
 [components.store]
 command = ["python3", "{programs}/bulk.py"]
+workdir = "{programs}"
 env = {{ BULK_MIB = "{mib}" }}
 resources = {{ cpu = 0.5, memory = "256MiB" }}
 inputs = {{ tcp = {{ protocol = "tcp" }} }}

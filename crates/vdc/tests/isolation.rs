@@ -39,7 +39,7 @@ fn an_instance_past_its_memory_limit_is_killed_restarted_and_the_event_says_why(
         &vdc,
         "oom",
         &format!(
-            "[components.hog]\ncommand = [\"python3\", \"{}/hog.py\"]\nenv = {{ HOG = \"memory\" }}\nresources = {{ cpu = 0.5, memory = \"96MiB\" }}\n",
+            "[components.hog]\ncommand = [\"python3\", \"{0}/hog.py\"]\nworkdir = \"{0}\"\nenv = {{ HOG = \"memory\" }}\nresources = {{ cpu = 0.5, memory = \"96MiB\" }}\n",
             programs()
         ),
     );
@@ -112,7 +112,7 @@ fn a_fork_bomb_is_stopped_by_the_pids_limit() {
         &vdc,
         "forks",
         &format!(
-            "[components.hog]\ncommand = [\"python3\", \"{}/hog.py\"]\nenv = {{ HOG = \"forks\" }}\nresources = {{ cpu = 0.5, memory = \"2GiB\" }}\n",
+            "[components.hog]\ncommand = [\"python3\", \"{0}/hog.py\"]\nworkdir = \"{0}\"\nenv = {{ HOG = \"forks\" }}\nresources = {{ cpu = 0.5, memory = \"2GiB\" }}\n",
             programs()
         ),
     );
@@ -182,7 +182,7 @@ async fn an_instance_reaches_its_declared_links_and_nothing_else() {
         &vdc,
         "alpha",
         &format!(
-            "{web}[components.client]\ncommand = [\"sh\", \"-c\", \"TARGETS={targets} exec python3 {}/reach.py\"]\nlinks = {{ web = \"web.http\" }}\n",
+            "{web}[components.client]\ncommand = [\"sh\", \"-c\", \"TARGETS={targets} exec python3 {0}/reach.py\"]\nworkdir = \"{0}\"\nlinks = {{ web = \"web.http\" }}\n",
             programs()
         ),
     );
@@ -212,7 +212,7 @@ async fn an_instance_reaches_its_declared_links_and_nothing_else() {
         &vdc,
         "gamma",
         &format!(
-            "[components.open]\negress = true\ncommand = [\"sh\", \"-c\", \"TARGETS=host-api=127.0.0.1:{api_port} exec python3 {}/reach.py\"]\n",
+            "[components.open]\negress = true\ncommand = [\"sh\", \"-c\", \"TARGETS=host-api=127.0.0.1:{api_port} exec python3 {0}/reach.py\"]\nworkdir = \"{0}\"\n",
             programs()
         ),
     );

@@ -22,7 +22,8 @@ fn app(vdc: &Vdc, name: &str, marker: &Path) -> std::path::PathBuf {
             r#"app = "{name}"
 [components.web]
 max = 2
-command = ["python3", "-m", "http.server", "${{PORT}}", "--bind", "127.0.0.1", "--directory", "{}"]
+command = ["python3", "-m", "http.server", "${{PORT}}", "--bind", "127.0.0.1", "--directory", "{0}"]
+workdir = "{0}"
 resources = {{ cpu = 0.25, memory = "64MiB" }}
 inputs = {{ http = {{ protocol = "http", health = "/" }} }}
 "#,
@@ -135,6 +136,7 @@ fn two_servers_on_one_bucket_elect_one_leader_and_the_other_takes_over() {
     // Placed by the leader, on one of the two nodes; both servers show the
     // whole pool.
     let marker = tempfile::tempdir().unwrap();
+    open_to_instances(marker.path());
     let spec = app(&a, "shop", marker.path());
     a.ok(&["up", "-d", spec.to_str().unwrap()]);
     // The follower sees the app in the shared store.
@@ -225,7 +227,8 @@ fn load_reports_from_every_node_reach_the_leader() {
             r#"app = "reporters"
 [components.worker]
 replicas = 2
-command = ["python3", "{}/report.py"]
+command = ["python3", "{0}/report.py"]
+workdir = "{0}"
 resources = {{ cpu = 0.1, memory = "32MiB" }}
 "#,
             programs()

@@ -26,6 +26,7 @@ links = {{ backend = "web.http" }}
 
 [components.web]
 command = ["python3", "{programs}/backend.py"]
+workdir = "{programs}"
 resources = {{ cpu = 0.1, memory = "64MiB" }}
 stop_grace = "10s"
 {web}
@@ -473,7 +474,8 @@ async fn an_instance_calls_the_platform_with_its_own_token() {
             r#"app = "ask"
 
 [components.worker]
-command = ["python3", "{}/ask.py"]
+command = ["python3", "{0}/ask.py"]
+workdir = "{0}"
 replicas = 1
 min = 1
 max = 3

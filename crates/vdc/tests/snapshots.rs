@@ -306,7 +306,8 @@ fn snapshots_under_writes_hold_gap_free_prefixes_and_backups_keep_their_count() 
         r#"backup = {{ every = "5s", keep = 2 }}
 
 [components.writer]
-command = ["python3", "{}/appender.py"]
+command = ["python3", "{0}/appender.py"]
+workdir = "{0}"
 resources = {{ cpu = 0.1, memory = "32MiB" }}
 links = {{ db = "redis.resp" }}
 "#,

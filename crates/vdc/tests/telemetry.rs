@@ -31,6 +31,7 @@ links = {{ backend = "web.http" }}
 [components.web]
 replicas = {replicas}
 command = ["python3", "{programs}/backend.py"]
+workdir = "{programs}"
 env = {{ DELAY_MS = "{delay_ms}" }}
 resources = {{ cpu = 0.5, memory = "128MiB" }}
 inputs = {{ http = {{ protocol = "http", health = {{ path = "/healthz", interval = "10s" }} }} }}

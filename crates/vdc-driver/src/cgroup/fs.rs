@@ -296,6 +296,13 @@ impl Cgroups for FsCgroups {
         }
     }
 
+    fn hierarchies(&self) -> Vec<PathBuf> {
+        match &self.layout {
+            Layout::V1 { hierarchies } => hierarchies.iter().map(|h| h.mount.clone()).collect(),
+            Layout::V2 { root, .. } => vec![root.clone()],
+        }
+    }
+
     fn exists(&self, name: &CgroupName) -> bool {
         self.paths(name).iter().any(|p| p.is_dir())
     }

@@ -31,6 +31,11 @@ pub trait Cgroups: Send + Sync + fmt::Debug {
     /// not they exist.
     fn paths(&self, name: &CgroupName) -> Vec<PathBuf>;
 
+    /// Where the hierarchies the leaves live in are mounted (one per v1
+    /// controller in use, the root on v2): what an instance is shown of
+    /// its own cgroup, rooted at its leaf.
+    fn hierarchies(&self) -> Vec<PathBuf>;
+
     /// True when at least one of the leaf's directories exists.
     fn exists(&self, name: &CgroupName) -> bool;
 

@@ -15,6 +15,7 @@ fn spec(instance: &str, program: &str) -> LaunchSpec {
         args: vec!["--port".into(), "8080".into()],
         env: vec![("VDC_TOKEN".into(), "t".into())],
         workdir: "/srv".into(),
+        nofile: None,
         log_file: "/srv/log".into(),
         limits: Limits::default(),
         confine: None,

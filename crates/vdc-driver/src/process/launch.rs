@@ -179,53 +179,80 @@ pub(crate) fn join_cgroup_before_exec(cmd: &mut Command, procs: Vec<File>) {
     }
 }
 
-/// Builds the command of a confined instance: the program under the PID
-/// init when asked, and a pre-exec step that enters the instance's
-/// namespaces (after the cgroup join, so that the namespaces' own set-up is
-/// charged to the instance too).
+/// Builds the command of a confined instance: the program under the init
+/// with its sandbox (completed with the program itself when the view
+/// would not show it, and the instance's cgroup), the environment exactly
+/// as the agent built it, and a pre-exec step that joins the instance's
+/// network namespace (after the cgroup join, so that the namespaces' own
+/// set-up is charged to the instance too).
 pub(crate) fn confine(
     spec: &LaunchSpec,
     confinement: &crate::Confinement,
     program: &Path,
     log: (File, File),
+    cgroup: vdc_sandbox::CgroupView,
 ) -> io::Result<(Command, vdc_netns::IsolationPlan)> {
-    let mut plan = vdc_netns::IsolationPlan::for_instance(&confinement.netns, &confinement.dir)?
-        .keep_visible(program)
-        .keep_visible(&spec.workdir);
-    for path in &confinement.keep_visible {
-        plan = plan.keep_visible(path);
+    let mut sandbox = confinement.sandbox.clone();
+    sandbox.cgroup = cgroup;
+    let exposed = sandbox.expose.iter().any(|dir| program.starts_with(dir));
+    if !exposed && !vdc_sandbox::view::shows(program) {
+        sandbox.expose.push(program.to_owned());
     }
-    for (source, target) in &confinement.binds {
-        plan = plan.bind(source, target)?;
-    }
-    let cmd = match &confinement.pid_init {
-        None => command(spec, program, log),
-        Some(init) => {
-            let mut cmd = Command::new(init.exe());
-            cmd.args(init.args(program, std::ffi::OsStr::new(&spec.program), &spec.args))
-                .envs(spec.env.iter().map(|(k, v)| (k, v)))
-                .current_dir(&spec.workdir)
-                .stdin(Stdio::null())
-                .stdout(log.0)
-                .stderr(log.1)
-                .process_group(0)
-                .kill_on_drop(false);
-            cmd
-        }
+    let init = &confinement.init;
+    let mut cmd = Command::new(init.exe());
+    cmd.args(init.args(
+        Some(&sandbox),
+        program,
+        std::ffi::OsStr::new(&spec.program),
+        &spec.args,
+    ))
+    // Nothing of the node's own environment reaches the instance.
+    .env_clear()
+    .envs(spec.env.iter().map(|(k, v)| (k, v)))
+    .current_dir(&spec.workdir)
+    .stdin(Stdio::null())
+    .stdout(log.0)
+    .stderr(log.1)
+    .process_group(0)
+    .kill_on_drop(false);
+    let plan = match &confinement.netns {
+        Some(ns) => vdc_netns::IsolationPlan::new().network(ns)?,
+        None => vdc_netns::IsolationPlan::new(),
     };
     Ok((cmd, plan))
 }
 
-/// Registers the step that moves the child into its namespaces.
+/// Gives the child `soft` as its soft limit on open files (within the hard
+/// limit, read before the fork).
+#[allow(unsafe_code)]
+pub(crate) fn limit_open_files_before_exec(cmd: &mut Command, soft: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let soft = soft.min(hard);
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe operations are sound. It makes one system call
+    // (`setrlimit`) with two integers computed before the fork; the error
+    // becomes an `io::Error` from the raw errno, without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            setrlimit(Resource::RLIMIT_NOFILE, soft, hard)
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))
+        });
+    }
+}
+
+/// Registers the step that moves the child into its network namespace.
 #[allow(unsafe_code)]
 pub(crate) fn enter_namespaces_before_exec(cmd: &mut Command, plan: vdc_netns::IsolationPlan) {
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe operations are sound. `IsolationPlan::apply_in_child`
-    // is written for exactly that: it only makes system calls (setns,
-    // unshare, mount) on descriptors and C strings prepared before the fork,
-    // and does not allocate. On failure the errno becomes an `io::Error`
-    // without allocating. The plan (and its descriptors, close-on-exec) is
-    // owned by the closure, so it lives until the exec.
+    // is written for exactly that: it only makes a system call (setns) on a
+    // descriptor opened before the fork, and does not allocate. On failure
+    // the errno becomes an `io::Error` without allocating. The plan (and
+    // its descriptor, close-on-exec) is owned by the closure, so it lives
+    // until the exec.
     unsafe {
         cmd.pre_exec(move || {
             plan.apply_in_child()

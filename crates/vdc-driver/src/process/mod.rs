@@ -168,13 +168,20 @@ impl Driver for ProcessDriver {
         let (mut cmd, plan) = match &spec.confine {
             None => (launch::command(spec, &program, log), None),
             Some(confinement) => {
-                let (cmd, plan) =
-                    launch::confine(spec, confinement, &program, log).map_err(|source| {
-                        DriverError::Io {
-                            instance: spec.instance.clone(),
-                            action: "prepare the instance's namespaces".to_owned(),
-                            source,
-                        }
+                let cgroup = match &self.cgroups {
+                    None => vdc_sandbox::CgroupView::None,
+                    Some(cgroups) => match cgroups.version() {
+                        CgroupVersion::V2 => vdc_sandbox::CgroupView::V2,
+                        CgroupVersion::V1 => vdc_sandbox::CgroupView::V1 {
+                            hierarchies: cgroups.hierarchies(),
+                        },
+                    },
+                };
+                let (cmd, plan) = launch::confine(spec, confinement, &program, log, cgroup)
+                    .map_err(|source| DriverError::Io {
+                        instance: spec.instance.clone(),
+                        action: "prepare the instance's namespaces".to_owned(),
+                        source,
                     })?;
                 (cmd, Some(plan))
             }
@@ -200,6 +207,9 @@ impl Driver for ProcessDriver {
 
         if let Some(plan) = plan {
             launch::enter_namespaces_before_exec(&mut cmd, plan);
+        }
+        if let Some(soft) = spec.nofile {
+            launch::limit_open_files_before_exec(&mut cmd, soft);
         }
         let spawned = cmd.spawn().and_then(|child| match child.id() {
             Some(pid) => Ok((child, pid)),

@@ -21,6 +21,7 @@ pub fn sh(dir: &Path, script: &str) -> LaunchSpec {
         args: vec!["-c".into(), script.into()],
         env: Vec::new(),
         workdir: dir.to_owned(),
+        nofile: None,
         log_file: dir.join("logs/out.log"),
         limits: Limits::default(),
         confine: None,

@@ -75,17 +75,3 @@ pub fn open_fds_under(path: &Path) -> Vec<PathBuf> {
         .filter(|target| target.starts_with(path))
         .collect()
 }
-
-/// Pids of the processes whose command line is exactly `argv`.
-pub fn pids_exactly(argv: &[&str]) -> Vec<PathBuf> {
-    let wanted: Vec<u8> = argv
-        .iter()
-        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
-        .collect();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| std::fs::read(p.join("cmdline")).is_ok_and(|c| c == wanted))
-        .collect()
-}

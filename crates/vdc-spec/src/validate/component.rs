@@ -29,6 +29,7 @@ const FIELDS: &[&str] = &[
     "gateway",
     "placement",
     "backup",
+    "user",
 ];
 
 /// Fields a built-in appliance must not have, and why.
@@ -40,6 +41,7 @@ const NOT_FOR_BUILTIN: &[(&str, &str)] = &[
     ("workdir", "the data plane serves it, no process is started"),
     ("volumes", "the data plane serves it and keeps no data"),
     ("backup", "the data plane serves it and keeps no data"),
+    ("user", "the data plane serves it, no process is started"),
     (
         "resources",
         "the data plane serves it and reserves nothing for it",
@@ -103,6 +105,7 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
             .unwrap_or(false),
         placement: Placement::default(),
         backup: None,
+        user: None,
     };
 
     if builtin {
@@ -135,6 +138,9 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
         }
         if let Some(e) = f.get("placement") {
             draft.placement = placement(sink, e, &draft.name);
+        }
+        if let Some(e) = f.get("user") {
+            draft.user = user(sink, e, &draft.name);
         }
         if let Some(e) = f.get("backup") {
             draft.backup = backup(sink, e, &draft.name);
@@ -487,6 +493,26 @@ fn volumes(
         }
     }
     out
+}
+
+/// `user = "postgres"`, `"root"`, `"1000"` or `"1000:1000"`: a user name as
+/// the node's `/etc/passwd` writes them, or numbers.
+fn user(sink: &mut Sink, entry: &Entry, component: &str) -> Option<String> {
+    let expected =
+        "a user name like \"postgres\", \"root\", or a uid like \"1000\" or \"1000:1000\"";
+    let text = read::string(sink, entry, expected)?;
+    if crate::is_user(text) {
+        Some(text.to_owned())
+    } else {
+        sink.error(
+            entry.value_span(),
+            format!(
+                "`user` of component `{component}` is \"{}\"; expected {expected}",
+                read::shorten(text)
+            ),
+        );
+        None
+    }
 }
 
 /// `backup = { every = "1h", keep = 24 }`: both fields required.

@@ -269,3 +269,13 @@ pub(crate) fn list<S: AsRef<str>>(names: &[S]) -> String {
         Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
 }
+
+/// `text` cut to at most 60 characters (with `…`), for quoting what a user
+/// wrote in a message without repeating a huge value.
+pub(super) fn shorten(text: &str) -> String {
+    const MAX: usize = 60;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}

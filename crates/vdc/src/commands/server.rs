@@ -37,6 +37,7 @@ fn config(addr: &str, opts: &ServerOpts) -> anyhow::Result<ServerConfig> {
         measure: !opts.no_measurements,
         dataplane_threads: opts.dataplane_threads,
         confine: !opts.shared_loopback,
+        instance_uids: opts.instance_uids,
         role: Role::Server,
         node_address: opts.node_address,
         labels: opts.labels.clone(),

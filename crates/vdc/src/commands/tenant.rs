@@ -3,7 +3,7 @@
 use std::io::BufRead;
 
 use anyhow::Context;
-use vdc_api::{CreateTenant, PricesSpec, QuotaSpec, SetQuota, TenantToken, TenantView};
+use vdc_api::{CreateTenant, PricesSpec, QuotaSpec, SetQuota, SetRunAs, TenantToken, TenantView};
 
 use crate::cli::{Format, LimitArgs, TenantCommand};
 use crate::client::{url_path_escape, Client};
@@ -91,6 +91,7 @@ pub async fn run(client: &Client, command: TenantCommand, format: Format) -> any
             price_gib_minute,
             price_burst_cpu_minute,
             price_burst_gib_minute,
+            run_as,
         } => {
             let (quota, burst) = quota(&limits);
             let created: TenantToken = client
@@ -106,6 +107,7 @@ pub async fn run(client: &Client, command: TenantCommand, format: Format) -> any
                             burst_cpu_minute: price_burst_cpu_minute,
                             burst_gib_minute: price_burst_gib_minute,
                         }),
+                        run_as,
                     },
                 )
                 .await?;
@@ -136,6 +138,15 @@ pub async fn run(client: &Client, command: TenantCommand, format: Format) -> any
                 .post_for(&format!("/v1/tenants/{}/token", url_path_escape(&name)))
                 .await?;
             print_token(&rotated, format)
+        }
+        TenantCommand::RunAs { name, users } => {
+            let tenant: TenantView = client
+                .put(
+                    &format!("/v1/tenants/{}/run-as", url_path_escape(&name)),
+                    &SetRunAs { run_as: users },
+                )
+                .await?;
+            print(format, &tenant, |t| table(std::slice::from_ref(t)))
         }
     }
 }

@@ -44,10 +44,14 @@ pub struct Vdc {
 }
 
 impl Vdc {
-    /// A data directory and address, no server yet.
+    /// A data directory and address, no server yet. The directory holds
+    /// the specs too, so it is the instances' working directory: readable
+    /// by their users.
     pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        open_to_instances(dir.path());
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             addr: format!("127.0.0.1:{}", free_port()),
             server: None,
             server_args: Vec::new(),
@@ -367,6 +371,16 @@ pub const PRICES: [&str; 8] = [
 
 /// The directory of the test programs (`tests/programs`), as a string to
 /// put in specs.
+/// Makes a directory readable by anyone: instances run as users of their
+/// own, and a temporary directory is its creator's only.
+pub fn open_to_instances(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The test programs, each run as `python3 PROGRAMS/NAME.py` from a
+/// component whose working directory is this one (an instance sees its
+/// working directory and the host's software, not the rest of the host).
 pub fn programs() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/programs")

@@ -1,5 +1,6 @@
-//! A private PID namespace for an instance, through a tiny init that the
-//! node's own binary becomes when started with [`INIT_ARG`].
+//! The instance's inits: a private PID namespace for an instance, and
+//! the process that confines it, through a tiny init that the node's own
+//! binary becomes when started with [`INIT_ARG`].
 //!
 //! `unshare(CLONE_NEWPID)` does not move the caller, only its future
 //! children, and the first of them becomes pid 1 of the new namespace. A
@@ -12,9 +13,20 @@
 //!
 //! ```text
 //! outer init   host pid N   what the driver spawned and waits for; mirrors the program's end
-//!  └ pid 1     host pid N+1 reaps orphans; its exit ends the namespace
+//!  └ pid 1     host pid N+1 confines, then reaps orphans; its exit ends the namespace
 //!     └ pid 2  host pid N+2 the program
 //! ```
+//!
+//! The outer init makes the PID namespace and, for a [`Sandbox`], IPC and
+//! cgroup namespaces. Pid 1 makes its own mount namespace, builds the
+//! sandbox's view of the filesystem in it ([`view`](crate::view)), and
+//! starts the program as the sandbox's user, with its capabilities
+//! dropped and the system-call filter installed
+//! ([`user`](crate::user), [`seccomp`](crate::seccomp)). Pid 1 itself
+//! stays root in the namespace: the program, another user without
+//! capabilities, can neither signal nor trace it. Without a sandbox pid 1
+//! only mounts the namespace's `/proc` (for tests and nodes that cannot
+//! confine).
 //!
 //! The driver keeps signalling the whole process group as before: the
 //! program gets `SIGTERM` directly, and both inits hold every signal
@@ -37,9 +49,9 @@
 //! the agent that never calls `exec`, which would keep a copy of the
 //! agent's memory as it was at the fork.
 //! When the init cannot run the program it exits with 125 (its own
-//! failure, such as no permission to make the namespace), 126 (the program
-//! cannot be executed) or 127 (not found), as shells and container runtimes
-//! do, after writing why to stderr (the instance's log).
+//! failure, such as a step of the confinement that failed), 126 (the
+//! program cannot be executed) or 127 (not found), as shells and container
+//! runtimes do, after writing why to stderr (the instance's log).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
@@ -59,6 +71,8 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{close, getpid, pipe2, Pid};
+
+use crate::Sandbox;
 
 /// The first argument that makes the node's binary act as an instance init.
 pub const INIT_ARG: &str = "__vdc-init";
@@ -85,10 +99,14 @@ const EXIT_NOT_FOUND: i32 = 127;
 /// ```no_run
 /// # use std::path::Path;
 /// # use std::ffi::OsStr;
-/// let init = vdc_netns::PidInit::current_exe();
+/// let init = vdc_sandbox::PidInit::current_exe();
 /// let mut cmd = std::process::Command::new(init.exe());
-/// cmd.arg0("vdc-init")
-///     .args(init.args(Path::new("/usr/bin/python3"), OsStr::new("python3"), ["-m", "http.server"]));
+/// cmd.arg0("vdc-init").args(init.args(
+///     None,
+///     Path::new("/usr/bin/python3"),
+///     OsStr::new("python3"),
+///     ["-m", "http.server"],
+/// ));
 /// # use std::os::unix::process::CommandExt;
 /// ```
 #[derive(Clone, Debug)]
@@ -102,6 +120,9 @@ struct Program {
     arg0: OsString,
     args: Vec<OsString>,
 }
+
+/// What stands for "no sandbox" on the outer init's command line.
+const NO_SANDBOX: &str = "-";
 
 // === impl PidInit ===
 
@@ -123,10 +144,18 @@ impl PidInit {
     }
 
     /// The arguments to give [`exe`](Self::exe) so that it runs `program`
-    /// (a path, found beforehand) with `arg0` as its `argv[0]` and `args`.
-    /// The environment, working directory, standard streams, process group
-    /// and cgroup of the spawned init all pass on to the program.
-    pub fn args<I, S>(&self, program: &Path, arg0: &OsStr, args: I) -> Vec<OsString>
+    /// (a path, found beforehand, as the sandbox's view shows it) with
+    /// `arg0` as its `argv[0]` and `args`, confined by `sandbox` when
+    /// given. The environment, working directory (without a sandbox),
+    /// standard streams, process group, network namespace and cgroup of
+    /// the spawned init all pass on to the program.
+    pub fn args<I, S>(
+        &self,
+        sandbox: Option<&Sandbox>,
+        program: &Path,
+        arg0: &OsStr,
+        args: I,
+    ) -> Vec<OsString>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -134,6 +163,7 @@ impl PidInit {
         let mut all = vec![
             OsString::from(INIT_ARG),
             OsString::from(MODE_OUTER),
+            OsString::from(sandbox.map_or_else(|| NO_SANDBOX.to_owned(), Sandbox::to_arg)),
             program.as_os_str().to_owned(),
             arg0.to_owned(),
         ];
@@ -157,10 +187,20 @@ pub fn run_if_requested() {
     }
     let args: Vec<OsString> = args.collect();
     match args.split_first() {
-        Some((mode, rest)) if mode == MODE_OUTER => match parse_program(rest) {
-            Some(program) => outer(&program),
-            None => fail("expected: outer PROGRAM ARG0 [ARGS...]"),
-        },
+        Some((mode, rest)) if mode == MODE_OUTER => {
+            let sandbox = match rest.first().map(|a| a.to_str()) {
+                Some(Some(NO_SANDBOX)) => None,
+                Some(Some(plan)) => match Sandbox::from_arg(plan) {
+                    Ok(sandbox) => Some(sandbox),
+                    Err(e) => fail(&format!("the sandbox plan is not valid: {e}")),
+                },
+                _ => fail("expected: outer SANDBOX PROGRAM ARG0 [ARGS...]"),
+            };
+            match rest.get(1..).and_then(parse_program) {
+                Some(program) => outer(sandbox.as_ref(), &program),
+                None => fail("expected: outer SANDBOX PROGRAM ARG0 [ARGS...]"),
+            }
+        }
         Some((mode, rest)) if mode == MODE_PID1 => {
             let fd = |i: usize| {
                 rest.get(i)
@@ -169,42 +209,43 @@ pub fn run_if_requested() {
                     // 0, 1 and 2 are the program's standard streams.
                     .filter(|&fd| fd > 2)
             };
-            match (fd(0), fd(1), rest.get(2..).and_then(parse_program)) {
-                (Some(report), Some(early), Some(program)) => pid1(report, early, &program),
-                _ => fail("expected: pid1 REPORT_FD EARLY_FD PROGRAM ARG0 [ARGS...]"),
+            match (fd(0), fd(1), fd(2), rest.get(3..).and_then(parse_program)) {
+                (Some(report), Some(early), Some(plan), Some(program)) => {
+                    pid1(report, early, plan, &program)
+                }
+                _ => fail("expected: pid1 REPORT_FD EARLY_FD PLAN_FD PROGRAM ARG0 [ARGS...]"),
             }
         }
         _ => fail("expected `outer` or `pid1` after the init argument"),
     }
 }
 
-/// The outer init, in the host's PID namespace: makes the namespace, starts
-/// pid 1 in it, waits, and ends as the program ended.
-fn outer(program: &Program) -> ! {
+/// The outer init, in the host's PID namespace: makes the namespaces,
+/// starts pid 1 in them, waits, and ends as the program ended.
+fn outer(sandbox: Option<&Sandbox>, program: &Program) -> ! {
     // From the start: a signal meant for the program (the driver signals
     // the whole group) must not end this process first. Pid 1 inherits the
     // mask, so what reaches it before the program exists stays pending too.
     block_all_signals();
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS) {
-        fail(&format!("cannot make a pid namespace: {e}"));
+    // The cgroup namespace is rooted where this process is: the driver
+    // placed it in the instance's cgroup before it started.
+    let namespaces = match sandbox {
+        Some(_) => {
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWCGROUP
+        }
+        None => CloneFlags::CLONE_NEWPID,
+    };
+    if let Err(e) = unshare(namespaces) {
+        fail(&format!("cannot make the instance's namespaces: {e}"));
     }
-    // A mount table of our own, so that pid 1's /proc never lands on the
-    // host's, even when the driver did not make one.
-    if let Err(e) = mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    ) {
-        fail(&format!("cannot make the mounts private: {e}"));
-    }
-    // Two pipes to pid 1, which gets one end of each (and closes its copies
-    // before starting the program): it reports how the program ended on
-    // one, and learns on the other which signals came before it existed.
+    // Three pipes to pid 1, which gets one end of each (and closes its
+    // copies before starting the program): it reports how the program
+    // ended on one, learns on another which signals came before it
+    // existed, and reads the sandbox's plan on the third.
     let (report_read, report_write) = pipe_to_child();
     let (early_read, early_write) = pipe_to_child();
-    for end in [&report_write, &early_read] {
+    let (plan_read, plan_write) = pipe_to_child();
+    for end in [&report_write, &early_read, &plan_read] {
         if let Err(e) = fcntl(end.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())) {
             fail(&format!("cannot pass a pipe on: {e}"));
         }
@@ -214,11 +255,16 @@ fn outer(program: &Program) -> ! {
         .args([INIT_ARG, MODE_PID1])
         .arg(report_write.as_raw_fd().to_string())
         .arg(early_read.as_raw_fd().to_string())
+        .arg(plan_read.as_raw_fd().to_string())
         .arg(&program.path)
         .arg(&program.arg0)
         .args(&program.args)
         .spawn();
-    drop((report_write, early_read));
+    drop((report_write, early_read, plan_read));
+    // The plan goes through a pipe rather than pid 1's command line, which
+    // the program can read in its /proc.
+    let plan = sandbox.map_or_else(|| NO_SANDBOX.to_owned(), Sandbox::to_arg);
+    let _ = File::from(plan_write).write_all(plan.as_bytes());
     // Pid 1 exists now, so whatever the group gets from here on reaches it
     // too; what came before only reached this process.
     let early: String = take_pending()
@@ -241,34 +287,75 @@ fn outer(program: &Program) -> ! {
     }
 }
 
-/// Pid 1 of the instance's namespace: mounts its /proc, starts the program,
-/// reaps every process that ends, and reports the program's end.
+/// Pid 1 of the instance's namespace: confines the instance (or only
+/// mounts its /proc), starts the program, reaps every process that ends,
+/// and reports the program's end.
 ///
 /// It runs with every signal blocked (the outer init's mask, inherited), so
 /// none is lost, and starts the program with none blocked.
-fn pid1(report_fd: i32, early_fd: i32, program: &Program) -> ! {
+fn pid1(report_fd: i32, early_fd: i32, plan_fd: i32, program: &Program) -> ! {
     let mut report = adopt(report_fd, true);
     let early = adopt(early_fd, false);
+    let plan = adopt(plan_fd, false);
     // If the outer init dies (SIGKILL), so does the namespace; and if it
     // died already, before that was set, nobody reads the report any more.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if !has_reader(&report) {
         std::process::exit(EXIT_INIT_FAILED);
     }
-    // A /proc of the namespace: `ps` shows the instance's processes only,
-    // and /proc/1 is this init, not the host's.
+    let mut text = String::new();
+    if let Err(e) = plan.take(1 << 20).read_to_string(&mut text) {
+        fail(&format!("cannot read the sandbox plan: {e}"));
+    }
+    let sandbox = match text.as_str() {
+        NO_SANDBOX => None,
+        plan => match Sandbox::from_arg(plan) {
+            Ok(sandbox) => Some(sandbox),
+            Err(e) => fail(&format!("the sandbox plan is not valid: {e}")),
+        },
+    };
+    // A mount table of our own (the program's too), where nothing mounted
+    // reaches the host, while unmounts on the host still reach us.
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWNS) {
+        fail(&format!("cannot make a mount namespace: {e}"));
+    }
     if let Err(e) = mount(
-        Some("proc"),
-        "/proc",
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None::<&str>,
     ) {
-        fail(&format!("cannot mount /proc for the pid namespace: {e}"));
+        fail(&format!("cannot make the mounts private: {e}"));
     }
+    let filters = match &sandbox {
+        Some(sandbox) => {
+            if let Err(e) = crate::view::enter(sandbox) {
+                fail(&e.to_string());
+            }
+            match crate::seccomp::Filters::build() {
+                Ok(filters) => Some(filters),
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+        None => {
+            // A /proc of the namespace: `ps` shows the instance's processes
+            // only, and /proc/1 is this init, not the host's.
+            if let Err(e) = mount(
+                Some("proc"),
+                "/proc",
+                Some("proc"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                None::<&str>,
+            ) {
+                fail(&format!("cannot mount /proc for the pid namespace: {e}"));
+            }
+            None
+        }
+    };
     let mut command = Command::new(&program.path);
     command.arg0(&program.arg0).args(&program.args);
-    unblock_signals_in_child(&mut command);
+    prepare_program(&mut command, sandbox.as_ref(), filters);
     let main = match command.spawn() {
         Ok(child) => Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
         Err(e) => {
@@ -312,24 +399,53 @@ fn pid1(report_fd: i32, early_fd: i32, program: &Program) -> ! {
     }
 }
 
-/// Makes the program start with no signal blocked, whatever this process
-/// blocks. The standard library keeps the parent's mask; clearing it before
-/// the spawn instead would let a signal through that a pid 1 without
-/// handlers silently drops.
+/// What the program's process does between `fork` and `exec`: becomes
+/// the sandbox's user under its filters, and starts
+/// with no signal blocked, whatever pid 1 blocks. (The standard library
+/// keeps the parent's mask; clearing it before the spawn instead would let
+/// a signal through that a pid 1 without handlers silently drops.)
 #[allow(unsafe_code)]
-fn unblock_signals_in_child(command: &mut Command) {
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe operations are sound. It builds an empty
-    // signal set on the stack and calls `pthread_sigmask`, which is
-    // async-signal-safe; the error is a plain `Errno` turned into an
-    // `io::Error` from a raw OS error, without allocating. (This process is
-    // a freshly started init with one thread, so the fork itself copies no
-    // other thread's locks.)
+fn prepare_program(
+    command: &mut Command,
+    sandbox: Option<&Sandbox>,
+    filters: Option<crate::seccomp::Filters>,
+) {
+    let sandbox = sandbox.cloned();
+    // SAFETY: the closure runs in the child between fork and exec. The
+    // usual rule there (only async-signal-safe operations, since another
+    // thread may have held a lock at the fork) does not bind this process:
+    // pid 1 is a freshly started init with a single thread, so the child
+    // inherits no lock held by anyone else and may allocate. The closure
+    // owns everything it uses (moved in), and reports a failure on its
+    // stderr (the instance's log) before returning it, since only the
+    // error number reaches the parent.
     unsafe {
-        command.pre_exec(|| {
-            SigSet::empty()
-                .thread_set_mask()
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))
+        command.pre_exec(move || {
+            let confined = || -> Result<(), crate::SandboxError> {
+                if let Some(sandbox) = &sandbox {
+                    crate::user::become_user(&sandbox.user)?;
+                }
+                Ok(())
+            };
+            let result = confined()
+                .map_err(|e| {
+                    eprintln!("{INIT_NAME}: {e}");
+                    io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EPERM))
+                })
+                .and_then(|()| {
+                    SigSet::empty()
+                        .thread_set_mask()
+                        .map_err(|e| io::Error::from_raw_os_error(e as i32))
+                });
+            result?;
+            // Last: from here on only what the filter allows, and exec is.
+            if let Some(filters) = &filters {
+                filters.apply().map_err(|e| {
+                    eprintln!("{INIT_NAME}: {e}");
+                    io::Error::from_raw_os_error(libc::EPERM)
+                })?;
+            }
+            Ok(())
         });
     }
 }
@@ -498,10 +614,16 @@ mod tests {
     #[test]
     fn the_command_line_carries_the_program_verbatim() {
         let init = PidInit::current_exe();
-        let args = init.args(Path::new("/bin/sh"), OsStr::new("sh"), ["-c", "echo $$"]);
+        let args = init.args(
+            None,
+            Path::new("/bin/sh"),
+            OsStr::new("sh"),
+            ["-c", "echo $$"],
+        );
         assert_eq!(init.exe(), Path::new("/proc/self/exe"));
         assert_eq!(args[0], INIT_ARG);
-        let program = parse_program(&args[2..]).unwrap();
+        assert_eq!(args[2], NO_SANDBOX);
+        let program = parse_program(&args[3..]).unwrap();
         assert_eq!(program.path, "/bin/sh");
         assert_eq!(program.arg0, "sh");
         assert_eq!(program.args, ["-c", "echo $$"]);

@@ -67,6 +67,9 @@ pub(crate) async fn enter(
             name: key(request, link.as_str()),
             protocol: *protocol,
             backends,
+            // One instance's links may not take every connection the data
+            // plane holds from the other instances and the gateways.
+            max_connections: inner.config.link_connections,
         };
         inner
             .dataplane
@@ -108,6 +111,7 @@ pub(crate) async fn enter(
                     name: key.clone(),
                     protocol: vdc_spec::Protocol::Tcp,
                     backends,
+                    max_connections: Some(PLATFORM_CONNECTIONS),
                 },
             )
             .await
@@ -120,6 +124,10 @@ pub(crate) async fn enter(
     }
     Ok(ns)
 }
+
+/// Connections one instance may hold to the platform API at once: plenty
+/// for reports and requests, and no way to take the API from others.
+const PLATFORM_CONNECTIONS: usize = 16;
 
 /// The pseudo-link under which the platform API is bound in a namespace
 /// (not a valid terminal name, so no link of the spec can take it).

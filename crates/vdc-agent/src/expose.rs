@@ -101,6 +101,7 @@ impl Agent {
                             name: name.clone(),
                             protocol: Protocol::Tcp,
                             backends: backends.clone(),
+                            max_connections: None,
                         };
                         match self
                             .inner

@@ -52,6 +52,9 @@ pub struct AgentConfig {
     /// its own to the hard limit, which programs should not inherit (some
     /// walk every possible descriptor).
     pub instance_nofile: Option<u64>,
+    /// Connections each confined instance's own link listener holds at
+    /// once, so one instance cannot take the whole data plane's share.
+    pub link_connections: Option<usize>,
 }
 
 /// How the node confines instances. Each runs under `init` in a sandbox

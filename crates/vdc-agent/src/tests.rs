@@ -93,6 +93,7 @@ fn harness() -> Harness {
             cgroup_prefix: "vdc-test".into(),
             confine: None,
             instance_nofile: None,
+            link_connections: None,
         },
         Arc::new(driver.clone()),
         DataPlane::new().expect("the data plane starts"),

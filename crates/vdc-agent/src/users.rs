@@ -123,8 +123,8 @@ impl Uids {
         for step in 0..count {
             let offset = u32::try_from((start + step) % count).unwrap_or(0);
             let uid = self.range.first + offset;
-            if !used.contains_key(&uid) {
-                used.insert(uid, id.clone());
+            if let std::collections::btree_map::Entry::Vacant(free) = used.entry(uid) {
+                free.insert(id.clone());
                 return Ok(uid);
             }
         }

@@ -89,6 +89,7 @@ impl Agent {
                 name: plan.key.clone(),
                 protocol: plan.protocol,
                 backends: backends.clone(),
+                max_connections: None,
             };
             let bound = match self
                 .inner

@@ -84,6 +84,10 @@ pub(crate) enum ProxyError {
     },
     #[error("CONNECT is not served here: this is a gateway, not a forward proxy")]
     Method,
+    /// The request itself is malformed (RFC 9112 §3.2: an HTTP/1.1 request
+    /// without a `Host`, or with more than one, or an invalid one).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
 }
 
 // === impl ErrorClass ===
@@ -152,7 +156,7 @@ impl ProxyError {
             ProxyError::Connect { source, .. } => ErrorClass::of_io(source),
             ProxyError::Upstream { source, .. } => source.class(),
             ProxyError::Timeout { .. } => ErrorClass::Timeout,
-            ProxyError::Method => ErrorClass::Other,
+            ProxyError::Method | ProxyError::BadRequest(_) => ErrorClass::Other,
         }
     }
 
@@ -163,7 +167,8 @@ impl ProxyError {
                 source: UpstreamError::ClientBody(_),
                 ..
             }
-            | ProxyError::Method => Origin::Downstream,
+            | ProxyError::Method
+            | ProxyError::BadRequest(_) => Origin::Downstream,
             _ => Origin::Upstream,
         }
     }
@@ -176,7 +181,7 @@ impl ProxyError {
 
     pub(crate) fn endpoint(&self) -> Option<&Endpoint> {
         match self {
-            ProxyError::NoBackend { .. } | ProxyError::Method => None,
+            ProxyError::NoBackend { .. } | ProxyError::Method | ProxyError::BadRequest(_) => None,
             ProxyError::Connect { endpoint, .. }
             | ProxyError::Upstream { endpoint, .. }
             | ProxyError::Timeout { endpoint, .. } => Some(endpoint),
@@ -189,6 +194,13 @@ impl ProxyError {
             ProxyError::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Method => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            // The client's own body was malformed (an invalid chunk size)
+            // or broke off: its fault, not the endpoint's.
+            ProxyError::Upstream {
+                source: UpstreamError::ClientBody(_),
+                ..
+            } => StatusCode::BAD_REQUEST,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }

@@ -119,6 +119,15 @@ async fn proxy(
         // tunnel mode would carry the next client's request elsewhere.
         return refuse(&shared, &spec.name, peer, started, ProxyError::Method);
     }
+    if let Err(why) = headers::check_host(&parts) {
+        return refuse(
+            &shared,
+            &spec.name,
+            peer,
+            started,
+            ProxyError::BadRequest(why),
+        );
+    }
     let has_body = !body.is_end_stream();
     // A body of unknown length (the client sent it chunked) goes out
     // chunked; one with a length goes out with that length, which hyper

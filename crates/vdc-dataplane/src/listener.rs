@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -38,6 +38,10 @@ pub struct ProxySpec {
     pub name: String,
     pub protocol: Protocol,
     pub backends: Backends,
+    /// Connections this listener holds at once; past it, new ones are
+    /// refused at once (HTTP with a 503). `None`: only the data plane's
+    /// own limit applies.
+    pub max_connections: Option<usize>,
 }
 
 /// Settings shared by all listeners of a data plane.
@@ -62,6 +66,11 @@ pub struct DataPlaneConfig {
     /// How many threads carry the traffic, each with its own single-threaded
     /// runtime. Default 0: one per CPU this process may use.
     pub threads: usize,
+    /// Client connections all listeners hold at once (each proxied one
+    /// holds two descriptors); past it, new ones are refused at once, so
+    /// that a flood cannot take every descriptor of the process. Default:
+    /// no limit.
+    pub max_connections: usize,
 }
 
 /// One listener as seen from outside.
@@ -92,6 +101,8 @@ pub struct DataPlane {
 
 struct Inner {
     config: Arc<DataPlaneConfig>,
+    /// Client connections held by all listeners.
+    open: Arc<AtomicUsize>,
     listeners: Mutex<HashMap<String, Listener>>,
     shut_down: AtomicBool,
     /// Declared last: dropped after the listeners, it stops the threads.
@@ -113,6 +124,9 @@ pub(crate) struct ListenerShared {
     pub(crate) spec: ArcSwap<ProxySpec>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) config: Arc<DataPlaneConfig>,
+    /// Client connections held by this listener, and by all of them.
+    open: AtomicUsize,
+    all_open: Arc<AtomicUsize>,
 }
 
 /// What a listener's tasks are told to do.
@@ -137,6 +151,7 @@ impl Default for DataPlaneConfig {
             rebind_grace: Duration::from_secs(5),
             measure: true,
             threads: 0,
+            max_connections: usize::MAX,
         }
     }
 }
@@ -150,6 +165,7 @@ impl fmt::Debug for DataPlaneConfig {
             .field("rebind_grace", &self.rebind_grace)
             .field("measure", &self.measure)
             .field("threads", &self.threads)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +188,7 @@ impl DataPlane {
         Ok(DataPlane {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
+                open: Arc::new(AtomicUsize::new(0)),
                 listeners: Mutex::new(HashMap::new()),
                 shut_down: AtomicBool::new(false),
                 workers,
@@ -241,6 +258,8 @@ impl DataPlane {
             spec: ArcSwap::from_pointee(spec),
             counters: Arc::new(Counters::new(self.inner.config.measure)),
             config: Arc::clone(&self.inner.config),
+            open: AtomicUsize::new(0),
+            all_open: Arc::clone(&self.inner.open),
         });
         let (control, control_rx) = watch::channel(Control::Serve);
         let task = worker.handle().spawn(accept_loop(
@@ -401,18 +420,28 @@ async fn accept_loop(
             deadline = drain_requested(&mut control) => break deadline,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(slot) = ConnectionSlot::take(&shared) else {
+                        refuse_full(&shared, &stream, peer);
+                        continue;
+                    };
                     let shared = Arc::clone(&shared);
                     let control = control.clone();
                     let worker = workers.next();
                     if worker.is_current() {
-                        connections.spawn(serve_connection(shared, stream, peer, control));
+                        connections.spawn(async move {
+                            let _slot = slot;
+                            serve_connection(shared, stream, peer, control).await;
+                        });
                         continue;
                     }
                     // The socket moves to the other worker's reactor: taken
                     // off this one here, registered there on arrival.
                     let moved = stream.into_std();
                     connections.spawn_on(
-                        serve_moved(shared, moved, peer, control),
+                        async move {
+                            let _slot = slot;
+                            serve_moved(shared, moved, peer, control).await;
+                        },
                         worker.handle(),
                     );
                 }
@@ -441,6 +470,41 @@ async fn accept_loop(
     if finished.is_err() {
         info!(key = %shared.key, still_open = connections.len(), of = open, "grace over, closing connections");
         connections.shutdown().await;
+    }
+}
+
+/// One client connection counted against its listener's limit and the
+/// data plane's; given back when dropped.
+struct ConnectionSlot {
+    shared: Arc<ListenerShared>,
+}
+
+impl ConnectionSlot {
+    fn take(shared: &Arc<ListenerShared>) -> Option<ConnectionSlot> {
+        let all = shared.all_open.fetch_add(1, Ordering::AcqRel);
+        let mine = shared.open.fetch_add(1, Ordering::AcqRel);
+        let limit = shared.spec.load().max_connections.unwrap_or(usize::MAX);
+        let slot = ConnectionSlot {
+            shared: Arc::clone(shared),
+        };
+        (all < shared.config.max_connections && mine < limit).then_some(slot)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.shared.all_open.fetch_sub(1, Ordering::AcqRel);
+        self.shared.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Turns away a connection past a limit at once: an HTTP client gets a
+/// 503 if its socket takes it without waiting, a TCP client a close.
+fn refuse_full(shared: &ListenerShared, stream: &TcpStream, peer: SocketAddr) {
+    debug!(key = %shared.key, %peer, "connection limit reached, refusing");
+    if shared.spec.load().protocol == Protocol::Http {
+        const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 39\r\nretry-after: 1\r\nconnection: close\r\n\r\ntoo many connections: try again shortly";
+        let _ = stream.try_write(FULL);
     }
 }
 

@@ -108,6 +108,7 @@ async fn a_link_inside_one_namespace_leads_to_an_instance_inside_another() {
                 name: "app/a.out".into(),
                 protocol: Protocol::Tcp,
                 backends,
+                max_connections: None,
             },
         )
         .await

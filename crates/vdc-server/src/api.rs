@@ -22,8 +22,9 @@ use vdc_store::StoreError;
 use crate::auth::Principal;
 use crate::{status, ControlPlane};
 
-/// The largest request body accepted (an app spec is a few KiB).
-const MAX_BODY: usize = 1 << 20;
+/// The largest request body accepted: an app spec of the largest size
+/// allowed, even with every character escaped in JSON.
+const MAX_BODY: usize = 2 * vdc_spec::MAX_SPEC_BYTES + (64 << 10);
 
 pub(crate) fn router(control: ControlPlane) -> Router {
     Router::new()

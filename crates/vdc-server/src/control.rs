@@ -53,6 +53,9 @@ struct Inner {
     incarnations: Mutex<BTreeMap<String, String>>,
     data_dir: PathBuf,
     api: SocketAddr,
+    /// The API's listener for instances (reached through their
+    /// namespaces' forwarders, or directly with egress).
+    instance_api: SocketAddr,
     wake: Notify,
     shutdown: CancellationToken,
     /// Per app: instances the scheduler could not place, with the reason.
@@ -86,6 +89,7 @@ impl ControlPlane {
         agent: Agent,
         data_dir: PathBuf,
         api: SocketAddr,
+        instance_api: SocketAddr,
         shutdown: CancellationToken,
         instance_key: crate::auth::InstanceKey,
         cluster: Cluster,
@@ -101,6 +105,7 @@ impl ControlPlane {
                 incarnations: Mutex::new(BTreeMap::new()),
                 data_dir,
                 api,
+                instance_api,
                 wake: Notify::new(),
                 shutdown,
                 unplaced: Mutex::new(BTreeMap::new()),
@@ -567,7 +572,7 @@ impl ControlPlane {
             return false;
         };
         request.platform = Some(vdc_agent::PlatformAccess {
-            api: self.inner.api,
+            api: self.inner.instance_api,
             token: self.inner.instance_key.token_for(&request.id, &app.id),
         });
         self.inner.agent.start(request);

@@ -17,6 +17,7 @@ mod node;
 mod nodes;
 mod open_files;
 mod scale;
+mod serve;
 mod snapshots;
 mod status;
 mod streams;
@@ -135,6 +136,9 @@ pub struct Server {
     pub control: ControlPlane,
     pub api_addr: SocketAddr,
     api_listener: tokio::net::TcpListener,
+    /// The API for this node's instances, on loopback.
+    instance_listener: tokio::net::TcpListener,
+    budget: open_files::Budget,
     shutdown: CancellationToken,
     /// The election this server takes part in (NATS only).
     leadership: Option<Leadership>,
@@ -199,6 +203,18 @@ impl Server {
                 source,
             })?;
         let api_addr = api_listener.local_addr().map_err(ServerError::Api)?;
+        // Instances reach the API on a listener of their own, so that the
+        // public one's per-client limit does not count every instance of
+        // the node as one client (they all come from loopback).
+        let instance_api = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+        let instance_listener =
+            tokio::net::TcpListener::bind(instance_api)
+                .await
+                .map_err(|source| ServerError::ApiBind {
+                    addr: instance_api,
+                    source,
+                })?;
+        let instance_api = instance_listener.local_addr().map_err(ServerError::Api)?;
 
         let driver: Arc<dyn Driver> = Arc::new(ProcessDriver::detect());
         if let Some(warning) = &driver.isolation().warning {
@@ -268,6 +284,7 @@ impl Server {
         let mut dataplane_config = DataPlaneConfig {
             measure: config.measure,
             threads: config.dataplane_threads,
+            max_connections: budget.dataplane,
             ..DataPlaneConfig::default()
         };
         if let Some(confine) = &confine {
@@ -280,6 +297,7 @@ impl Server {
                 cgroup_prefix: node::cgroup_prefix(&data_dir),
                 confine,
                 instance_nofile,
+                link_connections: Some(budget.dataplane / 8),
             },
             driver,
             DataPlane::with_config(dataplane_config)?,
@@ -303,6 +321,7 @@ impl Server {
             agent,
             data_dir.clone(),
             api_addr,
+            instance_api,
             shutdown.clone(),
             instance_key,
             control::Cluster {
@@ -320,6 +339,8 @@ impl Server {
             control,
             api_addr,
             api_listener,
+            instance_listener,
+            budget,
             shutdown,
             leadership,
         })
@@ -406,14 +427,29 @@ impl Server {
             }
         });
         let app = api::router(control.clone());
-        let result = axum::serve(self.api_listener, app)
-            .with_graceful_shutdown(async move { stopped.cancelled().await })
-            .await
-            .map_err(ServerError::Api);
-        // If serving failed on its own, still stop every instance.
-        self.shutdown.cancel();
+        let public = serve::serve(
+            self.api_listener,
+            app.clone(),
+            serve::Limits {
+                connections: self.budget.api,
+                per_client: Some(self.budget.api_per_client),
+                header_read_timeout: serve::HEADER_READ_TIMEOUT,
+            },
+            stopped.clone(),
+        );
+        let instances = serve::serve(
+            self.instance_listener,
+            app,
+            serve::Limits {
+                connections: self.budget.api_instances,
+                per_client: None,
+                header_read_timeout: serve::HEADER_READ_TIMEOUT,
+            },
+            stopped,
+        );
+        tokio::join!(public, instances);
         let _ = stopping.await;
-        result
+        Ok(())
     }
 }
 

@@ -78,9 +78,10 @@ impl Diagnostic {
             self.file, self.line, self.column
         ));
         if let Some(text) = source_line(source, self.line) {
+            let (text, column) = window(text, self.column);
             out.push_str(&format!("{gutter} |\n"));
             out.push_str(&format!("{number} | {text}\n"));
-            out.push_str(&format!("{gutter} | {}\n", underline(text, self.column)));
+            out.push_str(&format!("{gutter} | {}\n", underline(&text, column)));
         }
         if let Some(help) = &self.help {
             out.push_str(&format!("{gutter} = help: {help}\n"));
@@ -110,6 +111,46 @@ fn source_line(source: &str, line: usize) -> Option<&str> {
     Some(text.strip_suffix('\r').unwrap_or(text))
 }
 
+/// At most this many characters of a source line are shown.
+const LINE_WIDTH: usize = 160;
+/// Characters shown before the column, when the line is cut.
+const BEFORE_COLUMN: usize = 60;
+/// Messages and help are cut to this many characters (they may quote
+/// what the file holds, which can be huge).
+const MESSAGE_WIDTH: usize = 300;
+
+/// The part of `text` to show around `column` (1-based), marked with `…`
+/// where it was cut, and the column in that part.
+fn window(text: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= LINE_WIDTH {
+        return (text.to_owned(), column);
+    }
+    let at = column.saturating_sub(1).min(chars.len());
+    let start = at.saturating_sub(BEFORE_COLUMN);
+    let end = (start + LINE_WIDTH).min(chars.len());
+    let mut shown = String::new();
+    let mut column = at - start + 1;
+    if start > 0 {
+        shown.push('…');
+        column += 1;
+    }
+    shown.extend(&chars[start..end]);
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, column)
+}
+
+/// `text` cut to [`MESSAGE_WIDTH`] characters.
+fn cut(mut text: String) -> String {
+    if let Some((at, _)) = text.char_indices().nth(MESSAGE_WIDTH) {
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
+
 /// Carets under the token starting at `column` (1-based, in chars): a quoted
 /// string, a bare word or number, or a single character. Tabs before it are
 /// kept so the carets line up.
@@ -122,10 +163,11 @@ fn underline(text: &str, column: usize) -> String {
         .collect();
     let rest = &chars[start..];
     let len = match rest.first() {
+        // A string cut off by the window is underlined to its end.
         Some(&q @ ('"' | '\'')) => rest[1..]
             .iter()
             .position(|&c| c == q)
-            .map_or(1, |end| end + 2),
+            .map_or(rest.len(), |end| end + 2),
         Some(c) if is_word(*c) => rest.iter().take_while(|c| is_word(**c)).count(),
         _ => 1,
     };
@@ -210,8 +252,8 @@ impl Sink {
         self.pending.push(Pending {
             severity,
             at,
-            message,
-            help,
+            message: cut(message),
+            help: help.map(cut),
         });
     }
 

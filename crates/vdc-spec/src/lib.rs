@@ -63,6 +63,54 @@ pub struct Validated {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// The largest app file read, in bytes: far beyond any real app (the shop
+/// example is 1 KiB; 20,000 linked components take about 2 MiB), and small
+/// enough that validation takes well under a second.
+pub const MAX_SPEC_BYTES: usize = 4 << 20;
+
+/// [`parse`] for a file's raw bytes: a file over [`MAX_SPEC_BYTES`] or not
+/// UTF-8 is refused with one diagnostic, at the first byte that is not
+/// UTF-8.
+pub fn parse_bytes(bytes: &[u8], file: &str, base_dir: &Path) -> Result<Validated, Diagnostics> {
+    if bytes.len() > MAX_SPEC_BYTES {
+        return Err(too_large(bytes.len(), file));
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(source) => parse(source, file, base_dir),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            // The prefix is valid UTF-8 by definition.
+            let prefix = std::str::from_utf8(valid).unwrap_or_default();
+            let line = prefix.matches('\n').count() + 1;
+            let column = prefix.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            let byte = bytes.get(e.valid_up_to()).copied().unwrap_or_default();
+            Err(Diagnostics(vec![Diagnostic {
+                severity: Severity::Error,
+                file: file.to_owned(),
+                line,
+                column,
+                message: format!(
+                    "the file is not UTF-8 text: byte 0x{byte:02x} at line {line}, column {column} is not valid UTF-8"
+                ),
+                help: Some("save the file as UTF-8 (TOML files are UTF-8)".to_owned()),
+            }]))
+        }
+    }
+}
+
+fn too_large(len: usize, file: &str) -> Diagnostics {
+    Diagnostics(vec![Diagnostic {
+        severity: Severity::Error,
+        file: file.to_owned(),
+        line: 1,
+        column: 1,
+        message: format!(
+            "the file is {len} bytes; an app file may hold at most {MAX_SPEC_BYTES} bytes (4 MiB)"
+        ),
+        help: None,
+    }])
+}
+
 /// Parse and validate one app file. `file` is the name to print in
 /// diagnostics (as the user gave it), `base_dir` the directory holding the
 /// file (absolute); relative `workdir`s resolve against it.
@@ -70,6 +118,9 @@ pub struct Validated {
 /// Every error in the file is reported, not only the first, except after a
 /// TOML syntax error, past which the file has no reliable shape.
 pub fn parse(source: &str, file: &str, base_dir: &Path) -> Result<Validated, Diagnostics> {
+    if source.len() > MAX_SPEC_BYTES {
+        return Err(too_large(source.len(), file));
+    }
     let mut sink = diagnostic::Sink::default();
     let spec = match raw::parse(source) {
         Ok(root) => validate::validate(&mut sink, source, &root, base_dir),

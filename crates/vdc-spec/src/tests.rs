@@ -2,6 +2,7 @@
 //! diagnostics out.
 
 mod component_errors;
+mod input_limits;
 mod props;
 mod sla_errors;
 mod toml_errors;

@@ -179,7 +179,7 @@ async fn the_database_keeps_its_data_in_its_volume_across_a_crash() {
     assert_eq!(body["value"], "green");
     assert!(vdc
         .data_dir()
-        .join("volumes/shop/db-0/data/kv.log")
+        .join("volumes/default/shop/db-0/data/kv.log")
         .is_file());
 }
 
@@ -199,7 +199,10 @@ fn down_leaves_no_process_behind() {
     }
     assert!(vdc.ok(&["apps", "-o", "json"]).trim() == "[]");
     // Volumes are kept.
-    assert!(vdc.data_dir().join("volumes/shop/db-0/data").is_dir());
+    assert!(vdc
+        .data_dir()
+        .join("volumes/default/shop/db-0/data")
+        .is_dir());
 }
 
 #[test]

@@ -280,7 +280,7 @@ fn a_database_gets_back_exactly_the_data_of_its_snapshot() {
 
     // `down` keeps the volume: the app comes back with its data. `down
     // --purge` deletes it.
-    let volumes = vdc.data_dir().join("volumes/snap");
+    let volumes = vdc.data_dir().join("volumes/default/snap");
     vdc.ok(&["down", "snap"]);
     assert!(volumes.exists());
     vdc.ok(&["up", "-d", file.to_str().unwrap()]);

@@ -17,18 +17,6 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs the CLI with an explicit token.
-fn as_token(vdc: &Vdc, token: &str, args: &[&str]) -> Output {
-    std::process::Command::new(BIN)
-        .args(["--addr", &vdc.addr])
-        .args(args)
-        .env("VDC_TOKEN", token)
-        .env("XDG_CONFIG_HOME", vdc.dir.path().join("config"))
-        .env("VDC_DATA_DIR", vdc.dir.path().join("elsewhere"))
-        .output()
-        .unwrap()
-}
-
 /// A spec with no `tenant`: it belongs to whoever submits it.
 fn app(vdc: &Vdc, name: &str, replicas: u32, port: u16) -> std::path::PathBuf {
     let path = vdc.dir.path().join(format!("{name}.toml"));

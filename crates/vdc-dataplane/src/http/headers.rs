@@ -42,6 +42,63 @@ pub(crate) fn connection_named(value: &HeaderValue, named: &mut Vec<HeaderName>)
     }
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one `Host`, any
+/// request at most one, and its value must be a host with an optional
+/// port. A proxy that passed on two would let the endpoint and anything in
+/// front of it disagree about which site a request is for.
+pub(crate) fn check_host(parts: &Parts) -> Result<(), &'static str> {
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err("more than one Host header"),
+        (None, None) if parts.version == http::Version::HTTP_11 => {
+            Err("an HTTP/1.1 request needs a Host header")
+        }
+        (None, _) => Ok(()),
+        (Some(value), None) => {
+            if value.to_str().is_ok_and(is_host_and_port) {
+                Ok(())
+            } else {
+                Err("the Host header is not a host[:port]")
+            }
+        }
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`, the host being a name of
+/// the characters RFC 3986 allows in one (or an address), the port a
+/// number up to 65535.
+fn is_host_and_port(value: &str) -> bool {
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) => (
+                v6.parse::<std::net::Ipv6Addr>().is_ok().then_some(v6),
+                after
+                    .strip_prefix(':')
+                    .map(Some)
+                    .unwrap_or(if after.is_empty() { None } else { Some("") }),
+            ),
+            None => (None, None),
+        },
+        None => match value.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(value), None),
+        },
+    };
+    let host_ok = host.is_some_and(|h| {
+        !h.is_empty()
+            && h.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%' | b':')
+            })
+    });
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
+    host_ok && port_ok
+}
+
 /// How a request's body goes upstream. The proxy decides and writes the
 /// framing header itself: the client's `content-length` and
 /// `transfer-encoding` are never passed on as they came, so nothing the
@@ -147,6 +204,34 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    fn parts(version: http::Version, hosts: &[&str]) -> Parts {
+        let mut request = http::Request::builder().version(version).uri("/");
+        for host in hosts {
+            request = request.header(http::header::HOST, *host);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn one_host_is_needed_on_http_1_1_and_at_most_one_anywhere() {
+        const HTTP_10: http::Version = http::Version::HTTP_10;
+        const HTTP_11: http::Version = http::Version::HTTP_11;
+        assert!(check_host(&parts(HTTP_11, &["shop.example:8080"])).is_ok());
+        assert!(check_host(&parts(HTTP_11, &["[::1]:80"])).is_ok());
+        assert!(check_host(&parts(HTTP_10, &[])).is_ok());
+        assert!(check_host(&parts(HTTP_11, &[])).is_err());
+        assert!(check_host(&parts(HTTP_11, &["a", "b"])).is_err());
+        assert!(check_host(&parts(HTTP_10, &["a", "a"])).is_err());
+        for bad in ["", "a b", "user@host", "host/path", "host:port"] {
+            assert!(check_host(&parts(HTTP_11, &[bad])).is_err(), "{bad:?}");
+        }
+    }
 }
 
 #[cfg(test)]

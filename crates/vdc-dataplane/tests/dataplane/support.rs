@@ -291,6 +291,7 @@ pub fn spec(name: &str, protocol: Protocol, backends: &Backends) -> ProxySpec {
         name: name.to_owned(),
         protocol,
         backends: backends.clone(),
+        max_connections: None,
     }
 }
 

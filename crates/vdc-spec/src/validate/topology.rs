@@ -2,7 +2,7 @@
 //! components, links do not loop, the load balancer's backend speaks HTTP,
 //! and no two gateways listen on the same port.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use super::read;
@@ -131,35 +131,40 @@ fn sole_input(draft: &Draft) -> Option<&str> {
 
 /// Reports one link per loop in the link graph, showing the whole loop.
 ///
-/// Components that reach each other form a loop; for each such group the
-/// link written last in the file is reported, with the shortest way back
-/// from its target to its source.
+/// Components that reach each other form a loop (a strongly connected
+/// component of the link graph); for each such group the link written last
+/// in the file is reported, with the shortest way back from its target to
+/// its source. Linear in components and links: each group is found once
+/// (Tarjan's algorithm), and each path is searched within its group.
 fn cycles(sink: &mut Sink, drafts: &[Draft], edges: &[Edge<'_>]) {
     let n = drafts.len();
-    let mut next: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
     for e in edges {
-        next[e.from].insert(e.to);
+        next[e.from].push(e.to);
     }
-    let reach: Vec<Vec<bool>> = (0..n).map(|i| reachable(&next, i)).collect();
-    let mut seen = vec![false; n];
-    for start in 0..n {
-        if seen[start] || !reach[start][start] {
+    for targets in &mut next {
+        targets.sort_unstable();
+        targets.dedup();
+    }
+    let group_of = strongly_connected(&next);
+    let mut size = vec![0usize; n];
+    for &g in &group_of {
+        size[g] += 1;
+    }
+    // The last link written inside each group that loops.
+    let mut last: BTreeMap<usize, &Edge<'_>> = BTreeMap::new();
+    for e in edges {
+        let g = group_of[e.from];
+        if g != group_of[e.to] || (size[g] == 1 && e.from != e.to) {
             continue;
         }
-        let group: Vec<usize> = (0..n)
-            .filter(|&j| reach[start][j] && reach[j][start])
-            .collect();
-        for &j in &group {
-            seen[j] = true;
+        let later = last.get(&g).is_none_or(|l| e.at.start > l.at.start);
+        if later {
+            last.insert(g, e);
         }
-        let Some(last) = edges
-            .iter()
-            .filter(|e| group.contains(&e.from) && group.contains(&e.to))
-            .max_by_key(|e| e.at.start)
-        else {
-            continue;
-        };
-        let path = shortest_path(&next, last.to, last.from);
+    }
+    for (g, last) in last {
+        let path = shortest_path(&next, &group_of, g, last.to, last.from);
         let names: Vec<&str> = path
             .iter()
             .chain(std::iter::once(&last.to))
@@ -178,22 +183,72 @@ fn cycles(sink: &mut Sink, drafts: &[Draft], edges: &[Edge<'_>]) {
     }
 }
 
-/// Which components `from` reaches by following one or more links.
-fn reachable(next: &[BTreeSet<usize>], from: usize) -> Vec<bool> {
-    let mut seen = vec![false; next.len()];
-    let mut queue: VecDeque<usize> = next[from].iter().copied().collect();
-    while let Some(i) = queue.pop_front() {
-        if !seen[i] {
-            seen[i] = true;
-            queue.extend(next[i].iter().copied());
+/// The strongly connected component of each node, by Tarjan's algorithm,
+/// written with an explicit stack so that a chain of thousands of links
+/// does not exhaust the thread's.
+fn strongly_connected(next: &[Vec<usize>]) -> Vec<usize> {
+    const UNSEEN: usize = usize::MAX;
+    let n = next.len();
+    let mut index = vec![UNSEEN; n];
+    let mut low = vec![0usize; n];
+    let mut on_stack = vec![false; n];
+    let mut group = vec![UNSEEN; n];
+    let mut stack = Vec::new();
+    let mut counter = 0;
+    let mut groups = 0;
+    // (node, how many of its links were followed)
+    let mut calls: Vec<(usize, usize)> = Vec::new();
+    for root in 0..n {
+        if index[root] != UNSEEN {
+            continue;
+        }
+        calls.push((root, 0));
+        while let Some(&mut (v, ref mut followed)) = calls.last_mut() {
+            if *followed == 0 && index[v] == UNSEEN {
+                index[v] = counter;
+                low[v] = counter;
+                counter += 1;
+                stack.push(v);
+                on_stack[v] = true;
+            }
+            if let Some(&w) = next[v].get(*followed) {
+                *followed += 1;
+                if index[w] == UNSEEN {
+                    calls.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            calls.pop();
+            if let Some(&(parent, _)) = calls.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    group[w] = groups;
+                    if w == v {
+                        break;
+                    }
+                }
+                groups += 1;
+            }
         }
     }
-    seen
+    group
 }
 
-/// The components on a shortest path from `from` to `to`, both included.
-fn shortest_path(next: &[BTreeSet<usize>], from: usize, to: usize) -> Vec<usize> {
-    let mut parent: Vec<Option<usize>> = vec![None; next.len()];
+/// The components on a shortest path from `from` to `to` (both in group
+/// `within`), both included, not leaving the group.
+fn shortest_path(
+    next: &[Vec<usize>],
+    group_of: &[usize],
+    within: usize,
+    from: usize,
+    to: usize,
+) -> Vec<usize> {
+    let mut parent: BTreeMap<usize, usize> = BTreeMap::new();
     let mut queue = VecDeque::from([from]);
     let mut found = from == to;
     while let Some(i) = queue.pop_front() {
@@ -201,8 +256,8 @@ fn shortest_path(next: &[BTreeSet<usize>], from: usize, to: usize) -> Vec<usize>
             break;
         }
         for &j in &next[i] {
-            if j != from && parent[j].is_none() {
-                parent[j] = Some(i);
+            if group_of[j] == within && j != from && !parent.contains_key(&j) {
+                parent.insert(j, i);
                 if j == to {
                     found = true;
                 }
@@ -212,7 +267,7 @@ fn shortest_path(next: &[BTreeSet<usize>], from: usize, to: usize) -> Vec<usize>
     }
     let mut path = vec![to];
     let mut cur = to;
-    while let Some(p) = parent[cur] {
+    while let Some(&p) = parent.get(&cur) {
         path.push(p);
         cur = p;
         if path.len() > next.len() {
@@ -227,7 +282,16 @@ fn shortest_path(next: &[BTreeSet<usize>], from: usize, to: usize) -> Vec<usize>
 /// them listens on all addresses.
 fn gateways(sink: &mut Sink, drafts: &[Draft], source: &str) {
     let index = LineIndex::new(source);
-    let mut taken: Vec<(&Draft, IpAddr, u16, Span)> = Vec::new();
+    // Per port: the first gateway seen on it, the first on each address,
+    // and the first on all addresses.
+    type Seen<'d> = (&'d Draft, IpAddr, Span);
+    #[derive(Default)]
+    struct Port<'d> {
+        first: Option<Seen<'d>>,
+        by_address: BTreeMap<IpAddr, Seen<'d>>,
+        any_address: Option<Seen<'d>>,
+    }
+    let mut taken: BTreeMap<u16, Port<'_>> = BTreeMap::new();
     let mut gws: Vec<(&Draft, IpAddr, u16, Span)> = drafts
         .iter()
         .filter_map(|d| {
@@ -238,10 +302,16 @@ fn gateways(sink: &mut Sink, drafts: &[Draft], source: &str) {
         .collect();
     gws.sort_by_key(|g| g.3.start);
     for (draft, address, port, at) in gws {
-        let clash = taken.iter().find(|(_, a, p, _)| {
-            *p == port && (*a == address || a.is_unspecified() || address.is_unspecified())
-        });
-        if let Some((other, other_address, _, other_at)) = clash {
+        let on_port = taken.entry(port).or_default();
+        let clash = if address.is_unspecified() {
+            on_port.first.as_ref()
+        } else {
+            on_port
+                .by_address
+                .get(&address)
+                .or(on_port.any_address.as_ref())
+        };
+        if let Some((other, other_address, other_at)) = clash {
             let (line, _) = index.position(source, other_at.start);
             let mut message = format!(
                 "port {port} is already used by the gateway of component `{}` (line {line})",
@@ -259,6 +329,11 @@ fn gateways(sink: &mut Sink, drafts: &[Draft], source: &str) {
                 ),
             );
         }
-        taken.push((draft, address, port, at));
+        let seen = (draft, address, at);
+        on_port.first.get_or_insert_with(|| seen.clone());
+        if address.is_unspecified() {
+            on_port.any_address.get_or_insert_with(|| seen.clone());
+        }
+        on_port.by_address.entry(address).or_insert(seen);
     }
 }

@@ -18,8 +18,16 @@ pub struct Loaded {
 /// Reads and validates `file`; on errors prints them (rendered with the
 /// source line) and returns an error with the invalid-spec exit code.
 pub fn load(file: &Path, format: Format) -> anyhow::Result<Loaded> {
-    let source =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Read at most one byte past the limit: a huge file is refused without
+    // reading it all.
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| {
+            use std::io::Read;
+            f.take(vdc_spec::MAX_SPEC_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .with_context(|| format!("cannot read {}", file.display()))?;
     let absolute =
         std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
     let base_dir = absolute
@@ -27,7 +35,10 @@ pub fn load(file: &Path, format: Format) -> anyhow::Result<Loaded> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
     let name = file.display().to_string();
-    match vdc_spec::parse(&source, &name, &base_dir) {
+    let parsed = vdc_spec::parse_bytes(&bytes, &name, &base_dir);
+    // For showing source lines: the text as far as it is UTF-8.
+    let source = String::from_utf8_lossy(&bytes).into_owned();
+    match parsed {
         Ok(validated) => {
             if format == Format::Table {
                 for w in &validated.warnings {

@@ -41,6 +41,8 @@ pub struct Vdc {
     server: Option<Child>,
     /// Flags every `vdc server` this harness starts gets.
     server_args: Vec<String>,
+    /// The open-file limit (soft and hard) servers start with, when set.
+    open_files: Option<u64>,
 }
 
 impl Vdc {
@@ -55,6 +57,7 @@ impl Vdc {
             addr: format!("127.0.0.1:{}", free_port()),
             server: None,
             server_args: Vec::new(),
+            open_files: None,
         }
     }
 
@@ -79,6 +82,12 @@ impl Vdc {
         self.spawn_server();
     }
 
+    /// Starts later servers with this open-file limit, as a service
+    /// manager would (`ulimit -n`).
+    pub fn set_open_files(&mut self, limit: u64) {
+        self.open_files = Some(limit);
+    }
+
     /// Starts `vdc server` on this data directory and address.
     pub fn spawn_server(&mut self) {
         let log = std::fs::OpenOptions::new()
@@ -86,7 +95,19 @@ impl Vdc {
             .append(true)
             .open(self.dir.path().join("server.out"))
             .unwrap();
-        let child = Command::new(BIN)
+        let mut command = match self.open_files {
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.args([
+                    "-c",
+                    &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+                    BIN,
+                ]);
+                sh
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .args(["server", "--api", &self.addr, "--data-dir"])
             .arg(self.data_dir())
             .args(&self.server_args)
@@ -203,12 +224,11 @@ impl Vdc {
     /// gateway ports in the order they appear.
     pub fn example(&self, name: &str) -> (PathBuf, Vec<u16>) {
         let examples = examples_dir();
-        let mut text = std::fs::read_to_string(examples.join(name)).unwrap();
-        for dir in ["shop/", "stack/"] {
-            text = text.replace(
-                &format!("\"{dir}"),
-                &format!("\"{}/{dir}", examples.display()),
-            );
+        let text = std::fs::read_to_string(examples.join(name)).unwrap();
+        // The example's files beside it, as in the repository: the
+        // instances see their working directory, not the repository.
+        for dir in ["shop", "stack"] {
+            copy_dir(&examples.join(dir), &self.dir.path().join(dir));
         }
         let key = "gateway = { port = ";
         let mut ports = Vec::new();
@@ -311,6 +331,19 @@ impl Drop for Vdc {
     }
 }
 
+/// Runs the CLI with an explicit token (a tenant's), not the admin's.
+pub fn as_token(vdc: &Vdc, token: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--addr", &vdc.addr])
+        .args(args)
+        .env("VDC_TOKEN", token)
+        .env("XDG_CONFIG_HOME", vdc.dir.path().join("config"))
+        .env("VDC_DATA_DIR", vdc.dir.path().join("elsewhere"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 pub fn instance_name(v: &Value) -> String {
     let id = &v["id"];
     format!(
@@ -371,6 +404,15 @@ pub const PRICES: [&str; 8] = [
 
 /// The directory of the test programs (`tests/programs`), as a string to
 /// put in specs.
+/// Copies the files of `from` (one level) into `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
 /// Makes a directory readable by anyone: instances run as users of their
 /// own, and a temporary directory is its creator's only.
 pub fn open_to_instances(dir: &Path) {

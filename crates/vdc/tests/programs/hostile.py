@@ -106,7 +106,21 @@ victim_volume, victim_log = os.environ["HOSTILE_VICTIM"].split("\t")
 attempt("read-admin-token", lambda: read(os.path.join(data_dir, "admin.token")))
 attempt("read-instance-key", lambda: read(os.path.join(data_dir, "instance.key")))
 attempt("read-state", lambda: read(os.path.join(data_dir, "state.redb")))
-attempt("list-data-dir", lambda: os.listdir(data_dir))
+
+
+def others_in_data_dir():
+    """What the data directory shows besides the way to its own volume."""
+    own = os.environ["VDC_VOLUME_DATA"]
+    found = []
+    for root, dirs, files in os.walk(data_dir):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            if not (own.startswith(path + "/") or path == own or path.startswith(own + "/")):
+                found.append(path)
+    return found
+
+
+attempt("list-data-dir", others_in_data_dir)
 attempt("read-other-volume", lambda: read(victim_volume))
 attempt("read-other-log", lambda: read(victim_log))
 attempt("read-shadow", lambda: read("/etc/shadow"))

@@ -281,6 +281,7 @@ async fn submit(
             previous.as_ref().map(|(p, _)| p),
             &crate::auth::new_incarnation(),
         );
+        control.refresh_pool().await?;
         admit(&control, &apps, &record)?;
         crate::tenants::admit_quota(&control, &apps, &record).await?;
         if previous.is_none() {

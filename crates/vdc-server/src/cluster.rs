@@ -376,6 +376,18 @@ impl ControlPlane {
         last.is_some_and(|t| t.elapsed() > cluster.timeout * 2 / 3)
     }
 
+    /// Reads the pool from the store now, for a decision that cannot wait
+    /// for the next round: admitting a submission (a server that has just
+    /// started has not had a round yet).
+    pub(crate) async fn refresh_pool(&self) -> Result<(), StoreError> {
+        let Some(cluster) = self.cluster() else {
+            return Ok(());
+        };
+        let (view, _) = PoolView::read(self.store(), cluster.timeout_ms()).await?;
+        *lock(&cluster.view) = view;
+        Ok(())
+    }
+
     /// One round of this node's share: listeners, instances, remote
     /// endpoints and ingress.
     pub(crate) async fn sync_node(&self) -> Result<(), StoreError> {

@@ -249,18 +249,37 @@ async fn missing_malformed_wrong_and_rotated_tokens_are_refused() {
             .unwrap();
         assert!(r.status().is_client_error(), "{body}: {}", r.status());
     }
-    let huge = "x".repeat(2 << 20);
-    let r = client
-        .post(format!("http://{}/v1/apps", vdc.addr))
-        .bearer_auth(&admin)
-        .header("content-type", "application/json")
-        .body(format!(
-            "{{\"file\":\"a\",\"base_dir\":\"/\",\"source\":\"{huge}\"}}"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
+    // /v1/self answers a token that is not an instance's as any endpoint
+    // answers a wrong token.
+    for token in [admin.as_str(), "garbage", "vdci-app.web.0.x.y"] {
+        let r = client
+            .get(format!("http://{}/v1/self", vdc.addr))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{token}");
+    }
+    // A body past the API's limit is refused before it is read whole; a
+    // spec past the spec's own limit is refused as an invalid spec.
+    for (size, status) in [(9usize << 20, 413), (5 << 20, 422)] {
+        let huge = "#".repeat(size);
+        let r = client
+            .post(format!("http://{}/v1/apps", vdc.addr))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(format!(
+                "{{\"file\":\"a\",\"base_dir\":\"/\",\"source\":\"{huge}\"}}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{size} bytes");
+        if status == 422 {
+            let body = r.text().await.unwrap();
+            assert!(body.contains("at most 4194304 bytes"), "{body}");
+        }
+    }
     assert!(vdc.is_up());
 }
 

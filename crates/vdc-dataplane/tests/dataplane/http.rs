@@ -611,3 +611,59 @@ async fn a_client_cannot_unframe_its_body_or_open_a_tunnel() {
     let stats = data_plane.listeners()[0].stats;
     assert_eq!(stats.responses_4xx, 1, "{stats:?}");
 }
+
+/// Sends `request` as raw bytes on a new connection; the answer's status
+/// line, or what happened instead.
+async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the listener accepts");
+    conn.write_all(request.as_bytes()).await.expect("sent");
+    let mut answer = vec![0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut answer)).await;
+    match read {
+        Ok(Ok(n)) => String::from_utf8_lossy(&answer[..n])
+            .lines()
+            .next()
+            .unwrap_or("(closed without an answer)")
+            .to_owned(),
+        Ok(Err(e)) => format!("(error: {e})"),
+        Err(_) => "(no answer within 5 s)".to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_answered_400_not_502() {
+    let webs = [http_backend("shop/web/0", Duration::ZERO).await];
+    let (_data_plane, _set, addr) = listening(Protocol::Http, &webs).await;
+    for (what, request) in [
+        ("no Host on HTTP/1.1", "GET / HTTP/1.1\r\n\r\n"),
+        (
+            "two Hosts",
+            "GET / HTTP/1.1\r\nHost: shop.example\r\nHost: evil.example\r\n\r\n",
+        ),
+        (
+            "two Hosts on HTTP/1.0",
+            "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        ),
+        (
+            "a Host that is not host[:port]",
+            "GET / HTTP/1.1\r\nHost: shop.example:http\r\n\r\n",
+        ),
+    ] {
+        let status = raw(addr, request).await;
+        assert!(status.contains(" 400 "), "{what}: {status}");
+    }
+    assert_eq!(webs[0].requests(), 0, "a malformed request reached the endpoint");
+    // HTTP/1.0 needs no Host.
+    let status = raw(addr, "GET / HTTP/1.0\r\n\r\n").await;
+    assert!(status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200"), "{status}");
+    // A chunk size that is not hexadecimal is the client's fault.
+    let status = raw(
+        addr,
+        "POST /echo HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 400"), "invalid chunk size: {status}");
+}

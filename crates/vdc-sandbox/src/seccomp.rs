@@ -47,6 +47,7 @@ const PERSONALITIES: [u64; 5] = [0, 8, 0x20000, 0x20008, 0xffff_ffff];
 
 /// Calls allowed on every architecture vdc builds for.
 const COMMON: &[i64] = &[
+    libc::SYS_accept,
     libc::SYS_accept4,
     libc::SYS_adjtimex,
     libc::SYS_bind,
@@ -308,6 +309,7 @@ const ARCH: &[i64] = &[
     libc::SYS_eventfd,
     libc::SYS_fork,
     libc::SYS_futimesat,
+    libc::SYS_get_thread_area,
     libc::SYS_getdents,
     libc::SYS_getpgrp,
     libc::SYS_inotify_init,
@@ -325,6 +327,7 @@ const ARCH: &[i64] = &[
     libc::SYS_rename,
     libc::SYS_rmdir,
     libc::SYS_select,
+    libc::SYS_set_thread_area,
     libc::SYS_signalfd,
     libc::SYS_stat,
     libc::SYS_symlink,
@@ -461,6 +464,29 @@ mod tests {
             assert!(
                 !COMMON.contains(&call) && !ARCH.contains(&call),
                 "syscall {call} is allowed"
+            );
+        }
+    }
+
+    #[test]
+    fn what_servers_use_is_allowed() {
+        // Among them what PostgreSQL, nginx, redis and Python call.
+        for call in [
+            libc::SYS_accept,
+            libc::SYS_accept4,
+            libc::SYS_epoll_wait,
+            libc::SYS_sendfile,
+            libc::SYS_shmget,
+            libc::SYS_semop,
+            libc::SYS_memfd_create,
+            libc::SYS_prctl,
+            libc::SYS_setsid,
+            libc::SYS_fsync,
+            libc::SYS_sched_setaffinity,
+        ] {
+            assert!(
+                COMMON.contains(&call) || ARCH.contains(&call),
+                "syscall {call} is not allowed"
             );
         }
     }

@@ -655,15 +655,25 @@ async fn malformed_requests_are_answered_400_not_502() {
         let status = raw(addr, request).await;
         assert!(status.contains(" 400 "), "{what}: {status}");
     }
-    assert_eq!(webs[0].requests(), 0, "a malformed request reached the endpoint");
+    assert_eq!(
+        webs[0].requests(),
+        0,
+        "a malformed request reached the endpoint"
+    );
     // HTTP/1.0 needs no Host.
     let status = raw(addr, "GET / HTTP/1.0\r\n\r\n").await;
-    assert!(status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(
+        status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200"),
+        "{status}"
+    );
     // A chunk size that is not hexadecimal is the client's fault.
     let status = raw(
         addr,
         "POST /echo HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
     )
     .await;
-    assert!(status.starts_with("HTTP/1.1 400"), "invalid chunk size: {status}");
+    assert!(
+        status.starts_with("HTTP/1.1 400"),
+        "invalid chunk size: {status}"
+    );
 }

@@ -67,16 +67,17 @@ free_port() {
 }
 
 # spec_copy SPEC PORT DIR: copies the app spec SPEC into DIR with its gateway
-# on 127.0.0.1:PORT instead of the port written in the file, and links the
-# files next to SPEC into DIR so that relative commands still resolve.
-# Prints the path of the copy.
+# on 127.0.0.1:PORT instead of the port written in the file, and copies the
+# files next to SPEC into DIR so that relative commands still resolve (a
+# confined instance sees its working directory, not what a link there
+# points to). Prints the path of the copy.
 spec_copy() {
     local spec port="$2" dir="$3" entry
     spec="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
     mkdir -p "$dir"
     for entry in "$(dirname "$spec")"/*; do
         [[ "$entry" == "$spec" ]] && continue
-        ln -s "$entry" "$dir/$(basename "$entry")"
+        cp -r "$entry" "$dir/$(basename "$entry")"
     done
     local out="$dir/$(basename "$spec")"
     sed -E "s/^gateway = \\{ port = [0-9]+( *,[^}]*)? \\}/gateway = { port = $port, address = \"127.0.0.1\" }/" \

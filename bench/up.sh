@@ -5,9 +5,15 @@
 # Python web servers, and waiting until every instance passes its health
 # check. Target: 1 s.
 #
-#   bench/up.sh                 # 10 runs
+#   bench/up.sh                 # 10 runs of each mode
 #   RUNS=3 bench/up.sh          # fewer
 #   VDC=path/to/vdc bench/up.sh # another binary
+#   MODES=confined bench/up.sh  # one mode only
+#
+# Two modes, run alternately: `confined` (the default of a root node: each
+# instance in its own namespaces, view of the filesystem, user and
+# system-call filter) and `unconfined` (`--shared-loopback`), so the cost of
+# confinement is measured in the same run.
 #
 # Each run uses a fresh data directory and a free API port, and the example's
 # gateway is moved from port 8080 to a free port on 127.0.0.1 (the only change
@@ -17,22 +23,30 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 RUNS="${RUNS:-10}"
+MODES="${MODES:-confined unconfined}"
 TARGET_S=1.0
 SPEC="$ROOT/examples/shop.toml"
 
 machine
-echo "measuring: vdc up examples/shop.toml -d, no server running, $RUNS runs"
+echo "measuring: vdc up examples/shop.toml -d, no server running, $RUNS runs of each mode ($MODES)"
 echo
 
 times="$BENCH_TMP/times"
 stops="$BENCH_TMP/stops"
 : >"$times"
 : >"$stops"
+for mode in $MODES; do : >"$BENCH_TMP/times-$mode"; done
 leftovers=0
 cgroups_left=0
-printf '%4s  %9s  %12s  %9s  %8s  %s\n' run "total (s)" "ready in (s)" processes "stop (s)" "left after stop"
+printf '%4s  %-10s  %9s  %12s  %9s  %8s  %s\n' run mode "total (s)" "ready in (s)" processes "stop (s)" "left after stop"
 for ((run = 1; run <= RUNS; run++)); do
-    dir="$BENCH_TMP/run$run"
+for mode in $MODES; do
+    case "$mode" in
+        confined) UP_FLAGS=() ;;
+        unconfined) UP_FLAGS=(--shared-loopback) ;;
+        *) echo "error: unknown mode $mode (confined, unconfined)" >&2; exit 1 ;;
+    esac
+    dir="$BENCH_TMP/run$run-$mode"
     mkdir -p "$dir"
     spec="$(spec_copy "$SPEC" "$(free_port)" "$dir/spec")"
     addr="127.0.0.1:$(free_port)"
@@ -42,6 +56,7 @@ for ((run = 1; run <= RUNS; run++)); do
     end_ns=$(date +%s%N)
     total=$(python3 -c "print(f'{($end_ns - $start_ns) / 1e9:.3f}')")
     echo "$total" >>"$times"
+    echo "$total" >>"$BENCH_TMP/times-$mode"
     # vdc's own figure: from submitting the app until it is ready.
     ready="$(sed -nE 's/^shop is ready in ([0-9.]+)s$/\1/p' "$dir/up.err")"
 
@@ -77,7 +92,8 @@ for ((run = 1; run <= RUNS; run++)); do
         cgroups_left=$((cgroups_left + 1))
         left_text="$left_text$cg_left of $(wc -l <"$dir/cgroups") cgroup dirs"
     fi
-    printf '%4d  %9s  %12s  %9s  %8s  %s\n' "$run" "$total" "${ready:-?}" "$procs" "$stop_s" "${left_text:-nothing}"
+    printf '%4d  %-10s  %9s  %12s  %9s  %8s  %s\n' "$run" "$mode" "$total" "${ready:-?}" "$procs" "$stop_s" "${left_text:-nothing}"
+done
 done
 
 read -r med min max < <(stats <"$times")
@@ -89,11 +105,20 @@ print(f"median {med:.3f}s  min {lo:.3f}s  max {hi:.3f}s")
 verdict = "within" if med <= target else "over"
 print(f"ratio to the {target:g}s target: {med / target:.2f}x (median, {verdict} target)")
 PY
+for mode in $MODES; do
+    read -r mmed mmin mmax < <(stats <"$BENCH_TMP/times-$mode")
+    echo "$mode: median ${mmed}s  min ${mmin}s  max ${mmax}s"
+done
+if [[ "$MODES" == *confined* && "$MODES" == *unconfined* ]]; then
+    read -r cmed _ < <(stats <"$BENCH_TMP/times-confined")
+    read -r umed _ < <(stats <"$BENCH_TMP/times-unconfined")
+    python3 -c "print(f'confinement costs {float(\"$cmed\") / float(\"$umed\"):.2f}x the unconfined launch (medians, same run)')"
+fi
 read -r smed smin smax < <(stats <"$stops")
 echo "vdc server stop (until the server process exits): median ${smed}s, max ${smax}s"
 echo "processes: the server and everything it started (server + db + 3 web)"
 if ((leftovers == 0)); then
-    echo "processes left after \`vdc server stop\`: none, in all $RUNS runs"
+    echo "processes left after \`vdc server stop\`: none, in all runs"
 else
     echo "processes left after \`vdc server stop\`: some, in $leftovers of $RUNS runs (see above)"
 fi

@@ -70,6 +70,29 @@ const OLD: &str = "/oldroot";
 /// `/proc`, mounted first.
 const MOUNTINFO: &str = "/newroot/proc/self/mountinfo";
 
+/// What the host keeps in its shown trees that is none of an instance's
+/// business, even for a root the admin allowed (which reads past file
+/// modes): credentials and keys, covered with `/dev/null`; and the host's
+/// own services' data, logs and mail, covered with an empty directory.
+const HOST_SECRET_FILES: [&str; 5] = [
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+];
+const HOST_PRIVATE_DIRS: [&str; 9] = [
+    "/etc/ssh",
+    "/etc/ssl/private",
+    "/etc/sudoers.d",
+    "/var/lib",
+    "/var/log",
+    "/var/spool",
+    "/var/mail",
+    "/var/backups",
+    "/var/cache",
+];
+
 /// Device nodes of the host every instance gets.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -266,11 +289,24 @@ fn devices() -> Result<(), SandboxError> {
     mounts::restrict(&dev, Access::ReadOnly)
 }
 
-/// The plan's own paths, shallowest first, so a path hidden inside an
-/// exposed one is hidden and a volume inside a hidden one is still shown.
+/// The plan's own paths, and the host's private ones, shallowest first,
+/// so a path hidden inside an exposed one is hidden and a volume or a
+/// working directory inside a hidden one is still shown.
 fn plan_paths(sandbox: &Sandbox) -> Result<(), SandboxError> {
+    let null = Path::new(OLD).join("dev/null");
+    for file in HOST_SECRET_FILES {
+        let target = new(Path::new(file));
+        if fs::symlink_metadata(&target).is_ok_and(|m| m.is_file()) {
+            mounts::bind(&null, &target, false)?;
+            mounts::restrict(&target, Access::ReadOnly)?;
+        }
+    }
     let mut steps: Vec<(usize, Kind, &Path, Option<&Path>)> = Vec::new();
-    for path in &sandbox.hide {
+    for path in HOST_PRIVATE_DIRS
+        .iter()
+        .map(Path::new)
+        .chain(sandbox.hide.iter().map(PathBuf::as_path))
+    {
         steps.push((depth(path), Kind::Hide, path, None));
     }
     for path in &sandbox.expose {

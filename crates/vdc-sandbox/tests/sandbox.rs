@@ -545,7 +545,8 @@ fn a_root_the_admin_allowed_keeps_only_the_default_capabilities(fx: &Fixture, ns
         ns,
         &sandbox,
         "cat /proc/self/status; echo ---; umount /proc 2>/dev/null && echo umount worked; \
-         cat data/admin.token 2>/dev/null; echo ---; echo $$ > /tmp/x && cat /tmp/x",
+         cat data/admin.token 2>/dev/null; cat /etc/shadow; find /var/lib /var/log /etc/ssh -mindepth 1; \
+         echo ---; echo $$ > /tmp/x && cat /tmp/x",
     ));
     let expected: u64 = vdc_sandbox::user::ROOT_CAPABILITIES
         .iter()
@@ -555,7 +556,10 @@ fn a_root_the_admin_allowed_keeps_only_the_default_capabilities(fx: &Fixture, ns
     assert_eq!(status_field(&out[0], "CapEff"), expected);
     assert_eq!(status_field(&out[0], "CapBnd"), expected);
     assert_eq!(status_field(&out[0], "NoNewPrivs"), "1");
-    assert_eq!(out[1], "", "root cannot unmount nor see what is hidden");
+    assert_eq!(
+        out[1], "",
+        "root cannot unmount nor see what is hidden, nor the host's secrets"
+    );
     assert_eq!(out[2], "2\n");
 }
 

@@ -132,7 +132,7 @@ fn mountpoints() -> Vec<PathBuf> {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
+        .map(|p| PathBuf::from(vdc_sandbox::unescape_mountinfo(p)))
         .collect()
 }
 
@@ -141,27 +141,6 @@ fn is_mountpoint(dir: &Path) -> bool {
         return false;
     };
     mountpoints().contains(&dir)
-}
-
-/// `/proc/self/mountinfo` writes space, tab, newline and backslash as
-/// octal escapes.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            let digits = std::str::from_utf8(&bytes[i + 1..i + 4]).unwrap_or("");
-            if let Ok(code) = u8::from_str_radix(digits, 8) {
-                out.push(code);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn has_entries(dir: &Path) -> bool {
@@ -211,17 +190,4 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
 
 fn io_error(action: &str, path: &Path, e: io::Error) -> String {
     format!("cannot {action} {}: {e}", path.display())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_read_back() {
-        assert_eq!(unescape(r"/srv/a\040b"), "/srv/a b");
-        assert_eq!(unescape(r"/srv/plain"), "/srv/plain");
-        assert_eq!(unescape(r"/x\134y"), r"/x\y");
-        assert_eq!(unescape(r"/trailing\04"), r"/trailing\04");
-    }
 }

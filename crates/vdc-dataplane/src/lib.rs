@@ -40,6 +40,8 @@ mod workers;
 pub use balance::{Backends, Endpoint, EndpointStats};
 pub use connect::{Binder, Connector, HostBinder, TcpConnector};
 pub use error::{DataPlaneError, ErrorClass};
-pub use listener::{DataPlane, DataPlaneConfig, ListenerInfo, ListenerMeasurement, ProxySpec};
+pub use listener::{
+    is_per_connection, DataPlane, DataPlaneConfig, ListenerInfo, ListenerMeasurement, ProxySpec,
+};
 pub use stats::{EndpointMeasurement, ListenerStats, Measurement};
 pub use vdc_spec::Protocol;

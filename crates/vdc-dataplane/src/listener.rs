@@ -528,8 +528,10 @@ pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
 }
 
-/// Accept errors that concern one incoming connection only, not the socket.
-fn is_per_connection(error: &io::Error) -> bool {
+/// Accept errors that concern one incoming connection only, not the
+/// listening socket: an accept loop goes on at once after these, and
+/// pauses after any other (running out of descriptors) so it does not spin.
+pub fn is_per_connection(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionAborted

@@ -10,6 +10,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use vdc_testkit::bench::{machine, report};
+
 use tokio::net::{TcpListener, TcpStream};
 use vdc_netns::NetnsDir;
 
@@ -60,8 +62,12 @@ fn create_and_remove(dir: &NetnsDir) {
         drop(ns);
         remove.push(start.elapsed());
     }
-    report("create a namespace (lo up, pinned)", create);
-    report("remove it (unpin; the kernel frees it later)", remove);
+    report("create a namespace (lo up, pinned)", &create, None);
+    report(
+        "remove it (unpin; the kernel frees it later)",
+        &remove,
+        None,
+    );
 }
 
 async fn connects(dir: &NetnsDir) {
@@ -82,8 +88,12 @@ async fn connects(dir: &NetnsDir) {
         netns.push(start.elapsed());
         drop(stream);
     }
-    report("connect on the host (tokio TcpStream)", host);
-    report("connect into a namespace (Netns::connect_tcp)", netns);
+    report("connect on the host (tokio TcpStream)", &host, None);
+    report(
+        "connect into a namespace (Netns::connect_tcp)",
+        &netns,
+        None,
+    );
 
     let (mut host, mut netns) = (Vec::new(), Vec::new());
     for _ in 0..NAMESPACES {
@@ -94,8 +104,8 @@ async fn connects(dir: &NetnsDir) {
         drop(ns.bind_tcp(([127, 0, 0, 1], 0).into()).unwrap());
         netns.push(start.elapsed());
     }
-    report("listen on the host (std TcpListener::bind)", host);
-    report("listen in a namespace (Netns::bind_tcp)", netns);
+    report("listen on the host (std TcpListener::bind)", &host, None);
+    report("listen in a namespace (Netns::bind_tcp)", &netns, None);
     ns.remove().unwrap();
 }
 
@@ -110,38 +120,4 @@ fn serve(listener: std::net::TcpListener) -> SocketAddr {
         }
     });
     addr
-}
-
-fn report(what: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
-    println!(
-        "{what:<44} {:>10} {:>10} {:>6}",
-        human(at(0.5)),
-        human(at(0.9)),
-        samples.len()
-    );
-}
-
-fn human(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 1000.0 {
-        format!("{:.2} ms", us / 1000.0)
-    } else {
-        format!("{us:.1} µs")
-    }
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!(
-        "{cpus} CPUs, Linux {}, load average {}",
-        kernel.trim(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
 }

@@ -14,6 +14,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vdc_testkit::bench::{machine, report};
+
 use vdc_netns::{IsolationPlan, Netns, NetnsDir};
 use vdc_sandbox::{CgroupView, PidInit, Sandbox, User};
 
@@ -78,9 +80,9 @@ fn main() {
         "{:<44} {:>10} {:>10} {:>8} {:>6}",
         "operation", "median", "p90", "x plain", "runs"
     );
-    let plain = median(&runs[0].1);
+    let plain = vdc_testkit::bench::quantile(&runs[0].1, 0.5);
     for (what, samples) in runs {
-        report(what, samples, plain);
+        report(what, &samples, Some(plain));
     }
     ns.remove().unwrap();
     dir.unmount().unwrap();
@@ -107,45 +109,4 @@ fn time_run(mut cmd: Command) -> Duration {
     let status = cmd.stdin(Stdio::null()).status().unwrap();
     assert!(status.success(), "{status:?}");
     start.elapsed()
-}
-
-fn median(samples: &[Duration]) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[sorted.len() / 2]
-}
-
-fn report(what: &str, mut samples: Vec<Duration>, plain: Duration) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
-    println!(
-        "{what:<44} {:>10} {:>10} {:>7.1}x {:>6}",
-        human(at(0.5)),
-        human(at(0.9)),
-        at(0.5).as_secs_f64() / plain.as_secs_f64(),
-        samples.len()
-    );
-}
-
-fn human(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 1000.0 {
-        format!("{:.2} ms", us / 1000.0)
-    } else {
-        format!("{us:.1} µs")
-    }
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!(
-        "{cpus} CPUs, Linux {}, load average {}",
-        kernel.trim(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
 }

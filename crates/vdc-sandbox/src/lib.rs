@@ -52,6 +52,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::SandboxError;
 pub use init::{run_if_requested, PidInit, INIT_ARG};
+pub use mounts::unescape as unescape_mountinfo;
 
 // === types ===
 

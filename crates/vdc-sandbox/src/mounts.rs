@@ -123,9 +123,9 @@ pub(crate) fn super_options(point: &Path, mountinfo: &Path) -> Option<String> {
     })
 }
 
-/// `/proc/self/mountinfo` writes space, tab, newline and backslash as
-/// octal escapes.
-pub(crate) fn unescape(field: &str) -> String {
+/// A field of `/proc/self/mountinfo` as the path it names: the kernel
+/// writes space, tab, newline and backslash there as octal escapes.
+pub fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -8,7 +8,6 @@
 //! no limits and no timeouts to set.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -133,7 +132,7 @@ pub(crate) async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
-                Err(e) if is_per_connection(&e) => continue,
+                Err(e) if vdc_dataplane::is_per_connection(&e) => continue,
                 Err(e) => {
                     tracing::warn!(addr = ?listener.local_addr().ok(), "the API cannot accept connections, pausing: {e}");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -223,17 +222,6 @@ fn refuse(stream: &TcpStream, full: Full) {
         body.len()
     );
     let _ = stream.try_write(answer.as_bytes());
-}
-
-/// Accept errors that concern one incoming connection only.
-fn is_per_connection(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    )
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! What the test suites of several crates start for real: a `nats-server`
 //! with JetStream on a free loopback port. A missing binary fails the test
-//! with the package to install; it never skips.
+//! with the package to install; it never skips. And what the
+//! micro-benchmarks print ([`bench`]).
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod bench;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -126,14 +126,21 @@ pub(crate) fn command(spec: &LaunchSpec, program: &Path, log: (File, File)) -> C
     let mut cmd = Command::new(program);
     cmd.arg0(&spec.program)
         .args(&spec.args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.workdir)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    detach(&mut cmd, spec, log);
+    cmd
+}
+
+/// What every instance's command gets: its working directory, stdin on
+/// /dev/null, output to its log, a process group of its own, and no tie to
+/// the agent's lifetime.
+fn detach(cmd: &mut Command, spec: &LaunchSpec, log: (File, File)) {
+    cmd.current_dir(&spec.workdir)
         .stdin(Stdio::null())
         .stdout(log.0)
         .stderr(log.1)
         .process_group(0)
         .kill_on_drop(false);
-    cmd
 }
 
 /// Opens every `cgroup.procs` file of the instance's cgroup, before the fork,
@@ -208,13 +215,8 @@ pub(crate) fn confine(
     ))
     // Nothing of the node's own environment reaches the instance.
     .env_clear()
-    .envs(spec.env.iter().map(|(k, v)| (k, v)))
-    .current_dir(&spec.workdir)
-    .stdin(Stdio::null())
-    .stdout(log.0)
-    .stderr(log.1)
-    .process_group(0)
-    .kill_on_drop(false);
+    .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    detach(&mut cmd, spec, log);
     let plan = match &confinement.netns {
         Some(ns) => vdc_netns::IsolationPlan::new().network(ns)?,
         None => vdc_netns::IsolationPlan::new(),

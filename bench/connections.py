@@ -42,8 +42,9 @@ def flood(host, port, sources, count):
     answers = {}
     held = 0
     for conn in conns:
-        ready, _, _ = select.select([conn], [], [], 0)
-        if not ready:
+        poller = select.poll()
+        poller.register(conn, select.POLLIN | select.POLLHUP | select.POLLERR)
+        if not poller.poll(0):
             held += 1
             continue
         try:

@@ -73,12 +73,13 @@ pub(crate) fn restrict(target: &Path, access: Access) -> Result<(), SandboxError
         .context(|| format!("set the mount flags of {}", target.display()))
 }
 
-/// Sets every mount at or below `root` read-only (as [`restrict`]), the
-/// way a recursive bind of a host tree must be made safe at once. The
-/// mount table is read from `mountinfo` (this process's, in a `/proc` of
-/// its PID namespace).
-pub(crate) fn restrict_tree(root: &Path, mountinfo: &Path) -> Result<(), SandboxError> {
-    for target in mount_points_under(root, mountinfo)? {
+/// Sets every mount at or below each of `roots` read-only (as
+/// [`restrict`]), the way a recursive bind of a host tree must be made safe
+/// at once. The mount table is read from `mountinfo` (this process's, in a
+/// `/proc` of its PID namespace).
+pub(crate) fn restrict_trees(roots: &[PathBuf], mountinfo: &Path) -> Result<(), SandboxError> {
+    let table = fs::read_to_string(mountinfo).context(|| "read the mount table".to_owned())?;
+    for target in mount_points_in(&table, |point| roots.iter().any(|r| point.starts_with(r))) {
         match restrict(&target, Access::ReadOnly) {
             Ok(()) => {}
             // A mount point of the host tree that is not reachable (hidden
@@ -90,22 +91,18 @@ pub(crate) fn restrict_tree(root: &Path, mountinfo: &Path) -> Result<(), Sandbox
     Ok(())
 }
 
-/// The mount points of this mount namespace at or below `root`, parents
-/// before children.
-pub(crate) fn mount_points_under(
-    root: &Path,
-    mountinfo: &Path,
-) -> Result<Vec<PathBuf>, SandboxError> {
-    let table = fs::read_to_string(mountinfo).context(|| "read the mount table".to_owned())?;
+/// The mount points of a mount table (`/proc/self/mountinfo`'s text) that
+/// `wanted` keeps, parents before children.
+fn mount_points_in(table: &str, wanted: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut points: Vec<PathBuf> = table
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
         .map(|field| PathBuf::from(unescape(field)))
-        .filter(|point| point.starts_with(root))
+        .filter(|point| wanted(point))
         .collect();
     points.sort_by_key(|p| p.components().count());
     points.dedup();
-    Ok(points)
+    points
 }
 
 /// The super options of the filesystem mounted at `point` in this
@@ -149,6 +146,19 @@ pub fn unescape(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_come_parents_first() {
+        let table = "22 1 0:21 / /newroot/usr rw - ext4 /dev/vda rw\n\
+                     30 22 0:30 / /newroot/usr/lib/x rw - tmpfs tmpfs rw\n\
+                     23 1 0:22 / /newroot/usr/lib rw - ext4 /dev/vdb rw\n\
+                     24 1 0:23 / /oldroot/usr rw - ext4 /dev/vda rw\n";
+        let points = mount_points_in(table, |p| p.starts_with("/newroot/usr"));
+        assert_eq!(
+            points,
+            ["/newroot/usr", "/newroot/usr/lib", "/newroot/usr/lib/x"].map(PathBuf::from)
+        );
+    }
 
     #[test]
     fn mountinfo_escapes_are_read_back() {

@@ -171,6 +171,7 @@ fn new(path: &Path) -> PathBuf {
 /// The host's software trees, bound read-only; top-level symlinks (merged
 /// `/usr`: `/bin -> usr/bin`) copied as they are.
 fn show_host_trees() -> Result<(), SandboxError> {
+    let mut bound = Vec::new();
     for name in SHOWN {
         let host = Path::new(OLD).join(name);
         let target = Path::new(NEW).join(name);
@@ -183,12 +184,13 @@ fn show_host_trees() -> Result<(), SandboxError> {
         } else if meta.is_dir() {
             make_dir(&target, 0o755)?;
             mounts::bind(&host, &target, true)?;
-            // Read-only before anything else happens in the view: no later
-            // step may create a file on the host through this mount.
-            mounts::restrict_tree(&target, Path::new(MOUNTINFO))?;
+            bound.push(target);
         }
     }
-    Ok(())
+    // Read-only before anything else happens in the view (nothing has but
+    // these binds): no later step may create a file on the host through
+    // them. One read of the mount table serves them all.
+    mounts::restrict_trees(&bound, Path::new(MOUNTINFO))
 }
 
 /// Empty directories of the instance's own: scratch space, `/run` and its

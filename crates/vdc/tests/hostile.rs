@@ -366,3 +366,42 @@ async fn a_thousand_idle_connections_stop_neither_the_api_nor_the_gateways() {
     let log = vdc.server_log();
     assert!(!log.contains("Too many open files"), "{log}");
 }
+
+/// A component may run as another user only when the admin allowed its
+/// tenant that user; root, allowed, keeps only root's default
+/// capabilities.
+#[test]
+fn another_user_only_when_the_admin_allows_it() {
+    root();
+    let vdc = Vdc::start();
+    let acme = vdc.create_tenant("acme", &[]);
+    let body = |user: &str| {
+        format!(
+            r#"[components.who]
+user = "{user}"
+command = ["sh", "-c", "echo \"id=$(id -u):$(id -g) home=$HOME\"; grep -E '^CapEff' /proc/self/status; exec sleep 1000"]
+resources = {{ cpu = 0.1, memory = "32MiB" }}
+"#
+        )
+    };
+    let path = vdc.dir.path().join("who.toml");
+    for user in ["nobody", "root"] {
+        std::fs::write(&path, format!("app = \"who\"\n{}", body(user))).unwrap();
+        let out = as_token(&vdc, &acme, &["up", "-d", path.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("asks to run as `{user}`")) && stderr.contains("run-as"),
+            "{stderr}"
+        );
+    }
+    vdc.ok(&["tenant", "run-as", "acme", "nobody", "root"]);
+    up_as(&vdc, &acme, "who", &body("nobody"));
+    let log = log_with(&vdc, &acme, "who/who/0", "CapEff");
+    assert!(log.contains("id=65534:65534 home=/home/nobody"), "{log}");
+    assert!(log.contains("CapEff:\t0000000000000000"), "{log}");
+    up_as(&vdc, &acme, "who", &body("root"));
+    let log = log_with(&vdc, &acme, "who/who/0", "id=0:0");
+    assert!(log.contains("home=/root"), "{log}");
+    assert!(!log.contains("CapEff:\t000001ff"), "root keeps only the default set: {log}");
+}

@@ -167,7 +167,7 @@ fn print_token(t: &TenantToken, format: Format) -> anyhow::Result<()> {
 
 fn table(list: &[TenantView]) -> Table {
     let mut t = Table::new(&[
-        "TENANT", "APPS", "RESERVED", "QUOTA", "BURST", "CPU-MIN", "GIB-MIN",
+        "TENANT", "APPS", "RESERVED", "QUOTA", "BURST", "CPU-MIN", "GIB-MIN", "RUN-AS",
     ]);
     let price = |micros: u64| format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
     for v in list {
@@ -179,6 +179,11 @@ fn table(list: &[TenantView]) -> Table {
             v.burst.map_or("none".into(), |q| q.to_string()),
             price(v.prices.cpu_minute_micros),
             price(v.prices.gib_minute_micros),
+            if v.run_as.is_empty() {
+                "-".to_owned()
+            } else {
+                v.run_as.join(",")
+            },
         ]);
     }
     t

@@ -327,30 +327,8 @@ impl ControlPlane {
         if before == Some(status.state) {
             return;
         }
-        let why = |default: &str| status.message.clone().unwrap_or_else(|| default.to_owned());
-        let (kind, reason) = match status.state {
-            InstanceState::Starting if status.restarts > 0 => (
-                EventKind::InstanceRestarted,
-                format!(
-                    "restart {} (pid {}) after it {}",
-                    status.restarts,
-                    status.pid.unwrap_or(0),
-                    status.last_exit.as_deref().unwrap_or("exited")
-                ),
-            ),
-            InstanceState::Starting => (
-                EventKind::InstanceStarted,
-                format!("pid {} on node {}", status.pid.unwrap_or(0), status.node),
-            ),
-            InstanceState::Ready if before == Some(InstanceState::Unhealthy) => (
-                EventKind::HealthChanged,
-                "health checks pass again".to_owned(),
-            ),
-            InstanceState::Ready => (EventKind::InstanceReady, "health checks pass".to_owned()),
-            InstanceState::Unhealthy => (EventKind::InstanceUnhealthy, why("health checks fail")),
-            InstanceState::Backoff => (EventKind::InstanceExited, why("exited")),
-            InstanceState::Stopped => (EventKind::InstanceStopped, "stopped".to_owned()),
-            InstanceState::Pending | InstanceState::Stopping => return,
+        let Some((kind, reason)) = lifecycle_event(before, status) else {
+            return;
         };
         let app = status.id.app.as_str();
         self.inner.telemetry.event(
@@ -663,4 +641,128 @@ fn start_request(
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The lifecycle event a status change makes, if any, with its reason as a
+/// sentence fragment a person reads in `vdc events`.
+fn lifecycle_event(
+    before: Option<InstanceState>,
+    status: &InstanceStatus,
+) -> Option<(EventKind, String)> {
+    let why = |default: &str| status.message.clone().unwrap_or_else(|| default.to_owned());
+    Some(match status.state {
+        InstanceState::Starting if status.restarts > 0 => (
+            EventKind::InstanceRestarted,
+            format!(
+                "restart {} (pid {}); the previous run {}",
+                status.restarts,
+                status.pid.unwrap_or(0),
+                status
+                    .last_exit
+                    .as_deref()
+                    .map_or_else(|| "ended".to_owned(), past_tense)
+            ),
+        ),
+        InstanceState::Starting => (
+            EventKind::InstanceStarted,
+            format!("pid {} on node {}", status.pid.unwrap_or(0), status.node),
+        ),
+        InstanceState::Ready if before == Some(InstanceState::Unhealthy) => (
+            EventKind::HealthChanged,
+            "health checks pass again".to_owned(),
+        ),
+        InstanceState::Ready => (EventKind::InstanceReady, "health checks pass".to_owned()),
+        InstanceState::Unhealthy => (EventKind::InstanceUnhealthy, why("health checks fail")),
+        InstanceState::Backoff => (EventKind::InstanceExited, why("exited")),
+        InstanceState::Stopped => (EventKind::InstanceStopped, "stopped".to_owned()),
+        InstanceState::Pending | InstanceState::Stopping => return None,
+    })
+}
+
+/// An exit as the driver words it ("exited with code 2", "killed by signal
+/// 9 (SIGKILL)") after "the previous run": "was killed", not "killed".
+fn past_tense(exit: &str) -> String {
+    if exit.starts_with("killed") {
+        format!("was {exit}")
+    } else {
+        exit.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+    use vdc_driver::ExitInfo;
+
+    fn status(state: InstanceState, restarts: u32, last_exit: Option<ExitInfo>) -> InstanceStatus {
+        InstanceStatus {
+            id: "shop/web/0".parse().unwrap(),
+            node: vdc_model::NodeId("n1".into()),
+            state,
+            revision: 1,
+            pid: Some(4242),
+            locators: BTreeMap::new(),
+            restarts,
+            started_at_ms: None,
+            since_ms: 0,
+            isolation: vdc_model::Isolation::Namespaces,
+            last_exit: last_exit.as_ref().map(|e| e.to_string()),
+            message: last_exit.as_ref().map(|e| format!("{e}; restarting")),
+        }
+    }
+
+    #[test]
+    fn every_reason_reads_as_a_sentence() {
+        let mut lines = Vec::new();
+        for exit in [
+            ExitInfo::code(2),
+            ExitInfo::signal(9),
+            ExitInfo::signal(15),
+            ExitInfo::oom(),
+        ] {
+            for (before, s) in [
+                (
+                    Some(InstanceState::Ready),
+                    status(InstanceState::Backoff, 0, Some(exit.clone())),
+                ),
+                (
+                    Some(InstanceState::Backoff),
+                    status(InstanceState::Starting, 1, Some(exit.clone())),
+                ),
+            ] {
+                let (kind, reason) = lifecycle_event(before, &s).unwrap();
+                lines.push(format!("{kind:?}: {reason}"));
+            }
+        }
+        for (before, state) in [
+            (None, InstanceState::Starting),
+            (Some(InstanceState::Starting), InstanceState::Ready),
+            (Some(InstanceState::Ready), InstanceState::Unhealthy),
+            (Some(InstanceState::Unhealthy), InstanceState::Ready),
+            (Some(InstanceState::Ready), InstanceState::Stopped),
+        ] {
+            let mut s = status(state, 0, None);
+            if state == InstanceState::Unhealthy {
+                s.message =
+                    Some("health check of input `http` failed: GET /healthz answered 500".into());
+            }
+            let (kind, reason) = lifecycle_event(before, &s).unwrap();
+            lines.push(format!("{kind:?}: {reason}"));
+        }
+        expect_test::expect![[r#"
+            InstanceExited: exited with code 2; restarting
+            InstanceRestarted: restart 1 (pid 4242); the previous run exited with code 2
+            InstanceExited: killed by signal 9 (SIGKILL); restarting
+            InstanceRestarted: restart 1 (pid 4242); the previous run was killed by signal 9 (SIGKILL)
+            InstanceExited: killed by signal 15 (SIGTERM); restarting
+            InstanceRestarted: restart 1 (pid 4242); the previous run was killed by signal 15 (SIGTERM)
+            InstanceExited: killed by the kernel: out of memory; restarting
+            InstanceRestarted: restart 1 (pid 4242); the previous run was killed by the kernel: out of memory
+            InstanceStarted: pid 4242 on node n1
+            InstanceReady: health checks pass
+            InstanceUnhealthy: health check of input `http` failed: GET /healthz answered 500
+            HealthChanged: health checks pass again
+            InstanceStopped: stopped"#]].assert_eq(&lines.join("\n"));
+        assert!(lifecycle_event(None, &status(InstanceState::Pending, 0, None)).is_none());
+    }
 }

@@ -403,5 +403,8 @@ resources = {{ cpu = 0.1, memory = "32MiB" }}
     up_as(&vdc, &acme, "who", &body("root"));
     let log = log_with(&vdc, &acme, "who/who/0", "id=0:0");
     assert!(log.contains("home=/root"), "{log}");
-    assert!(!log.contains("CapEff:\t000001ff"), "root keeps only the default set: {log}");
+    assert!(
+        !log.contains("CapEff:\t000001ff"),
+        "root keeps only the default set: {log}"
+    );
 }

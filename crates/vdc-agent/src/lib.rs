@@ -278,6 +278,25 @@ impl Agent {
             .collect()
     }
 
+    /// Where an app of `tenant`'s keeps its instances' logs on this node.
+    pub fn app_logs_dir(&self, tenant: &str, app: &str) -> PathBuf {
+        self.inner.app_dir("logs", tenant, app)
+    }
+
+    /// The tenants that have logs of an app of this name on this node.
+    pub fn tenants_with_logs(&self, app: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.inner.config.data_dir.join("logs")) else {
+            return Vec::new();
+        };
+        let mut tenants: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().join(app).is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        tenants.sort();
+        tenants
+    }
+
     /// The log file of an instance of `tenant`'s.
     pub fn log_path(&self, tenant: &str, id: &InstanceId) -> PathBuf {
         self.inner.log_path(tenant, id)

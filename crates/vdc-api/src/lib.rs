@@ -276,6 +276,18 @@ pub struct SetRunAs {
     pub run_as: Vec<String>,
 }
 
+/// `GET /v1/logs/{app}`: the instances whose logs this node keeps for an
+/// app, running or taken down.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeptLogs {
+    pub app: String,
+    pub tenant: String,
+    /// `false`: the app was taken down; these are the logs it left.
+    pub running: bool,
+    /// `APP/COMPONENT/INDEX`, sorted.
+    pub instances: Vec<String>,
+}
+
 /// A tenant as the API shows it (never its token).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TenantView {

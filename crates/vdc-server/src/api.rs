@@ -1,21 +1,16 @@
 //! The HTTP/JSON API (documented in docs/api.md). Every CLI command goes
 //! through it.
 
-use std::io::SeekFrom;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use bytes::Bytes;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use vdc_api::{AppDetail, AppSummary, ErrorBody, Health, SubmitApp, Submitted};
-use vdc_model::{AppRecord, InstanceId, InstanceStatus};
+use vdc_model::{AppRecord, InstanceStatus};
 use vdc_spec::Diagnostic;
 use vdc_store::StoreError;
 
@@ -32,8 +27,8 @@ pub(crate) fn router(control: ControlPlane) -> Router {
         .route("/v1/apps", get(list_apps).post(submit))
         .route("/v1/apps/{app}", get(show_app).delete(down))
         .route("/v1/instances", get(list_instances))
-        .route("/v1/logs/{app}/{component}/{index}", get(logs))
         .route("/v1/shutdown", post(shutdown))
+        .merge(crate::logs::router())
         .merge(crate::streams::router())
         .merge(crate::tenants::router())
         .merge(crate::scale::router())
@@ -481,112 +476,6 @@ async fn list_instances(
             .filter(|s| principal.sees(&control.tenant_of(s.id.app.as_str())))
             .collect(),
     ))
-}
-
-#[derive(Deserialize)]
-struct LogsQuery {
-    #[serde(default)]
-    follow: bool,
-    /// Lines to show from the end; all when absent.
-    tail: Option<usize>,
-}
-
-/// An instance's log, optionally followed as it grows (like `tail -f`).
-async fn logs(
-    State(control): State<ControlPlane>,
-    Extension(principal): Extension<Principal>,
-    Path((app, component, index)): Path<(String, String, String)>,
-    Query(q): Query<LogsQuery>,
-) -> Result<Response, ApiError> {
-    let (record, _) = find_app(&control, &principal, &app).await?;
-    let id: InstanceId = format!("{app}/{component}/{index}")
-        .parse()
-        .map_err(|e: vdc_model::InstanceIdError| ApiError::NotFound(e.to_string()))?;
-    let here = &control.agent().node().id;
-    let elsewhere = control
-        .instances()
-        .into_iter()
-        .find(|s| s.id == id && &s.node != here);
-    // Logs belong to the tenant: another tenant's app of the same name
-    // never reads them.
-    let path = control.agent().log_path(record.spec.tenant.as_str(), &id);
-    let mut file = match (tokio::fs::File::open(&path).await, elsewhere) {
-        (Ok(file), _) => file,
-        // Logs stay on the node that runs the instance.
-        (Err(_), Some(s)) => {
-            return Err(ApiError::NotFound(format!(
-            "instance {id} runs on node {}: its logs are there (ask that node's API with --addr)",
-            s.node
-        )))
-        }
-        (Err(_), None) => return Err(ApiError::NotFound(format!("no logs for instance {id}"))),
-    };
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .len();
-    let start = match q.tail {
-        Some(n) => tail_offset(&mut file, len, n)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?,
-        None => 0,
-    };
-    file.seek(SeekFrom::Start(start))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let follow = q.follow;
-    let shutdown = control.clone();
-    let stream = futures_util::stream::unfold((file, false), move |(mut file, done)| {
-        let control = shutdown.clone();
-        async move {
-            if done {
-                return None;
-            }
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match file.read(&mut buf).await {
-                    Ok(0) if follow && !control.is_shutting_down() => {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    Ok(0) => return None,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        return Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (file, false)));
-                    }
-                    Err(e) => return Some((Err(e), (file, true))),
-                }
-            }
-        }
-    });
-    Response::builder()
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// The offset of the start of the last `n` lines.
-async fn tail_offset(file: &mut tokio::fs::File, len: u64, n: usize) -> std::io::Result<u64> {
-    let window = len.min(1 << 20);
-    file.seek(SeekFrom::Start(len - window)).await?;
-    let mut buf = Vec::with_capacity(window as usize);
-    file.read_to_end(&mut buf).await?;
-    // Skip a final newline so it does not count as an empty last line.
-    let end = if buf.last() == Some(&b'\n') {
-        buf.len() - 1
-    } else {
-        buf.len()
-    };
-    let mut seen = 0;
-    for (i, b) in buf[..end].iter().enumerate().rev() {
-        if *b == b'\n' {
-            seen += 1;
-            if seen == n {
-                return Ok(len - window + i as u64 + 1);
-            }
-        }
-    }
-    Ok(len - window)
 }
 
 async fn shutdown(

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod cluster;
 mod control;
+mod logs;
 mod metering;
 mod moves;
 mod node;

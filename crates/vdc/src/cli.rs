@@ -62,6 +62,10 @@ pub enum Command {
         /// Only the last N lines of each instance.
         #[arg(long)]
         tail: Option<usize>,
+        /// Whose app (the admin, for an app taken down whose name several
+        /// tenants used).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Take an app down: stop its instances cleanly and forget it. Its
     /// volumes stay on their nodes (a new app of the same name gets them)

@@ -222,3 +222,34 @@ fn up_stops_waiting_for_an_instance_that_keeps_exiting() {
     );
     vdc.ok(&["down", "crash"]);
 }
+
+#[test]
+fn the_logs_of_an_app_taken_down_are_still_served() {
+    let vdc = Vdc::start();
+    let path = http_app(&vdc, "logged.toml", "logged", free_port(), "");
+    vdc.ok(&["up", "-d", path.to_str().unwrap()]);
+    vdc.ok(&["down", "logged"]);
+    let out = vdc.run(&["logs", "logged/web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("--- vdc: starting logged/web/0"),
+        "{out:?}"
+    );
+    assert!(stderr(&out).contains("was taken down"), "{}", stderr(&out));
+    // After a purge there is nothing left to show.
+    vdc.ok(&["up", "-d", path.to_str().unwrap()]);
+    vdc.ok(&["down", "logged", "--purge"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = vdc.run(&["logs", "logged/web"]);
+        if !out.status.success() {
+            assert!(stderr(&out).contains("no logs kept"), "{}", stderr(&out));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still served after a purge"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

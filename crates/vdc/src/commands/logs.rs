@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use futures_util::StreamExt;
-use vdc_model::InstanceStatus;
+use vdc_api::KeptLogs;
 
 use crate::client::{url_path_escape, Client};
 use crate::exit::{fail, Code};
@@ -13,6 +13,7 @@ pub async fn run(
     target: &str,
     follow: bool,
     tail: Option<usize>,
+    tenant: Option<&str>,
 ) -> anyhow::Result<()> {
     let parts: Vec<&str> = target.split('/').collect();
     let (app, component, index) = match parts[..] {
@@ -25,13 +26,19 @@ pub async fn run(
             ))
         }
     };
-    let instances: Vec<InstanceStatus> = client
-        .get(&format!("/v1/instances?app={}", url_path_escape(app)))
+    let whose = tenant.map_or_else(String::new, |t| format!("?tenant={}", url_path_escape(t)));
+    // Every instance whose log this node keeps, running or not.
+    let kept: KeptLogs = client
+        .get(&format!("/v1/logs/{}{whose}", url_path_escape(app)))
         .await?;
-    let mut indexes: Vec<String> = instances
+    let mut indexes: Vec<String> = kept
+        .instances
         .iter()
-        .filter(|s| s.id.component.as_str() == component)
-        .map(|s| s.id.index.to_string())
+        .filter_map(|i| {
+            let (_, rest) = i.split_once('/')?;
+            let (c, index) = rest.split_once('/')?;
+            (c == component).then(|| index.to_owned())
+        })
         .collect();
     if let Some(i) = index {
         indexes = vec![i.to_owned()];
@@ -39,18 +46,28 @@ pub async fn run(
     if indexes.is_empty() {
         return Err(fail(
             Code::Failure,
-            format!("{app} has no instances of component `{component}`"),
+            format!("{app} has no logs of component `{component}` on this node"),
         ));
+    }
+    if !kept.running {
+        eprintln!(
+            "app `{app}` was taken down: these are the logs it left (tenant `{}`); `vdc down --purge` deletes them",
+            kept.tenant
+        );
     }
     let prefix = indexes.len() > 1;
     let mut tasks = Vec::new();
     for i in indexes {
         let mut path = format!(
-            "/v1/logs/{}/{}/{}?follow={follow}",
+            "/v1/logs/{}/{}/{}?follow={}",
             url_path_escape(app),
             url_path_escape(component),
-            url_path_escape(&i)
+            url_path_escape(&i),
+            follow && kept.running
         );
+        if let Some(t) = tenant {
+            path.push_str(&format!("&tenant={}", url_path_escape(t)));
+        }
         if let Some(n) = tail {
             path.push_str(&format!("&tail={n}"));
         }

@@ -40,7 +40,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             target,
             follow,
             tail,
-        } => logs::run(&client, &target, follow, tail).await,
+            tenant,
+        } => logs::run(&client, &target, follow, tail, tenant.as_deref()).await,
         Command::Down {
             app,
             no_wait,

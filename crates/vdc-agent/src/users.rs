@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -193,43 +193,46 @@ pub(crate) fn owner(dir: &Path) -> Option<u32> {
     std::fs::metadata(dir).ok().map(|m| m.uid())
 }
 
-/// Makes `dir` and everything in it belong to `uid`:`gid`, and `dir` itself
-/// private to it (mode 0700). Walks the tree only when `dir` itself is not
-/// the user's yet: a volume taken over from another user (the first start
-/// as a new user, a restore, a move from another node) changes hands
-/// whole. Blocking.
+/// Makes the volume `dir` its instance's user's when it is another
+/// user's: the first start as a new user, a restore or a move that brought
+/// another node's uid, a snapshot taken before owners were kept (all
+/// root's). Whatever belonged to the volume's previous owner (user, and
+/// group separately) passes to the new one; files of other users (a
+/// database's files owned by a user it switches to) keep theirs. Walks the
+/// tree only when `dir` itself changes hands. Blocking.
 pub(crate) fn take_ownership(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(dir)?;
-    if meta.uid() != uid || meta.gid() != gid {
-        chown_tree(dir, uid, gid)?;
+    let (old_uid, old_gid) = (meta.uid(), meta.gid());
+    if old_uid == uid && old_gid == gid {
+        return Ok(());
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    let (uid, gid) = (
-        Some(nix::unistd::Uid::from_raw(uid)),
-        Some(nix::unistd::Gid::from_raw(gid)),
-    );
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
-        // Not following symbolic links: a link inside a volume must not
-        // hand a file elsewhere on the node to the instance.
-        nix::unistd::fchownat(
-            None,
-            &path,
-            uid,
-            gid,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("{}: {e}", path.display()),
-            )
-        })?;
         let meta = std::fs::symlink_metadata(&path)?;
+        let new_uid = (meta.uid() == old_uid).then_some(uid);
+        let new_gid = (meta.gid() == old_gid).then_some(gid);
+        if new_uid.is_some() || new_gid.is_some() {
+            // Not following symbolic links: a link inside a volume must not
+            // hand a file elsewhere on the node to the instance.
+            nix::unistd::fchownat(
+                None,
+                &path,
+                new_uid.map(nix::unistd::Uid::from_raw),
+                new_gid.map(nix::unistd::Gid::from_raw),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| {
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            // A change of owner clears set-id bits: give them back.
+            let mode = meta.mode() & 0o7777;
+            if !meta.file_type().is_symlink() && mode & 0o6000 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            }
+        }
         if meta.is_dir() {
             for entry in std::fs::read_dir(&path)? {
                 stack.push(entry?.path());
@@ -255,6 +258,47 @@ pub(crate) fn can_read_dir(dir: &Path, user: &RunAs) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_volume_changes_hands_without_what_others_own() {
+        if !nix::unistd::geteuid().is_root() {
+            // Only root gives files away; CI runs as root.
+            assert!(std::env::var_os("CI").is_none(), "needs root in CI");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let vol = tmp.path().join("data");
+        std::fs::create_dir_all(vol.join("sub")).unwrap();
+        std::fs::write(vol.join("sub/mine"), "x").unwrap();
+        std::fs::write(vol.join("theirs"), "y").unwrap();
+        let chown = |p: &Path, u: u32, g: u32| {
+            nix::unistd::chown(
+                p,
+                Some(nix::unistd::Uid::from_raw(u)),
+                Some(nix::unistd::Gid::from_raw(g)),
+            )
+            .unwrap()
+        };
+        for p in [&vol, &vol.join("sub"), &vol.join("sub/mine")] {
+            chown(p, 5000, 5000);
+        }
+        chown(&vol.join("theirs"), 7000, 5000);
+        std::fs::set_permissions(
+            vol.join("sub/mine"),
+            std::fs::Permissions::from_mode(0o4750),
+        )
+        .unwrap();
+        take_ownership(&vol, 6000, 6001).unwrap();
+        let owner = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o7777)
+        };
+        assert_eq!(owner(&vol).0, 6000);
+        assert_eq!(owner(&vol.join("sub/mine")), (6000, 6001, 0o4750));
+        assert_eq!(owner(&vol.join("theirs")), (7000, 6001, 0o644));
+        // Already its user's: nothing to do, nothing walked.
+        take_ownership(&vol, 6000, 6001).unwrap();
+    }
 
     fn id(s: &str) -> InstanceId {
         s.parse().unwrap()

@@ -5,13 +5,14 @@
 //! is written last, so a capture that fails leaves at most unreferenced
 //! blobs, which the next garbage collection removes.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::attrs;
 use crate::error::{IoContext, SnapshotError};
 use crate::model::{Chunk, Entry, Manifest, SnapshotMeta};
 use crate::store::{SnapshotStore, ZSTD_LEVEL};
@@ -192,7 +193,10 @@ impl Worker {
 // === Walk ===
 
 /// Walks `root`: returns its entries sorted by path (files with no chunks
-/// yet) and its regular files in that order.
+/// yet) and its regular files in that order. Each entry carries its owner,
+/// times and extended attributes; a regular file with several names is
+/// kept once, at its first path in order, and its other names become
+/// links to it.
 fn scan(root: &Path) -> Result<(Vec<Entry>, Vec<FileRef>), SnapshotError> {
     let meta = fs::metadata(root).ctx("read metadata of", root)?;
     if !meta.is_dir() {
@@ -201,7 +205,8 @@ fn scan(root: &Path) -> Result<(Vec<Entry>, Vec<FileRef>), SnapshotError> {
             reason: "expected a directory".into(),
         });
     }
-    let mut entries = Vec::new();
+    // Entries, each with the inode of a file that has other names.
+    let mut entries: Vec<(Entry, Option<(u64, u64)>)> = Vec::new();
     let mut pending = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel_dir)) = pending.pop() {
         for item in fs::read_dir(&dir).ctx("read directory", &dir)? {
@@ -219,22 +224,33 @@ fn scan(root: &Path) -> Result<(Vec<Entry>, Vec<FileRef>), SnapshotError> {
             } else {
                 format!("{rel_dir}/{name}")
             };
-            let meta = item.metadata().ctx("read metadata of", &abs)?;
+            let meta = fs::symlink_metadata(&abs).ctx("read metadata of", &abs)?;
             let kind = meta.file_type();
             let mode = meta.permissions().mode() & 0o7777;
             if kind.is_dir() {
-                entries.push(Entry::Dir {
-                    path: path.clone(),
-                    mode,
-                });
+                let attrs = Some(attrs::read(&abs, &meta)?);
+                entries.push((
+                    Entry::Dir {
+                        path: path.clone(),
+                        mode,
+                        attrs,
+                    },
+                    None,
+                ));
                 pending.push((abs, path));
             } else if kind.is_file() {
-                entries.push(Entry::File {
-                    path,
-                    mode,
-                    size: meta.len(),
-                    chunks: Vec::new(),
-                });
+                let attrs = Some(attrs::read(&abs, &meta)?);
+                let inode = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
+                entries.push((
+                    Entry::File {
+                        path,
+                        mode,
+                        size: meta.len(),
+                        chunks: Vec::new(),
+                        attrs,
+                    },
+                    inode,
+                ));
             } else if kind.is_symlink() {
                 let target = fs::read_link(&abs).ctx("read symlink", &abs)?;
                 let target = target.into_os_string().into_string().map_err(|_| {
@@ -243,12 +259,39 @@ fn scan(root: &Path) -> Result<(Vec<Entry>, Vec<FileRef>), SnapshotError> {
                         reason: "symlink target is not UTF-8".into(),
                     }
                 })?;
-                entries.push(Entry::Symlink { path, target });
+                let attrs = Some(attrs::read(&abs, &meta)?);
+                entries.push((
+                    Entry::Symlink {
+                        path,
+                        target,
+                        attrs,
+                    },
+                    None,
+                ));
             }
             // Sockets, FIFOs and devices carry no data worth keeping.
         }
     }
-    entries.sort_by(|a, b| a.path().cmp(b.path()));
+    entries.sort_by(|a, b| a.0.path().cmp(b.0.path()));
+
+    // Other names of a file already listed become links to its first name.
+    let mut first_name: HashMap<(u64, u64), String> = HashMap::new();
+    let entries: Vec<Entry> = entries
+        .into_iter()
+        .map(|(entry, inode)| match inode {
+            Some(inode) => match first_name.get(&inode) {
+                Some(target) => Entry::Link {
+                    path: entry.path().to_owned(),
+                    target: target.clone(),
+                },
+                None => {
+                    first_name.insert(inode, entry.path().to_owned());
+                    entry
+                }
+            },
+            None => entry,
+        })
+        .collect();
 
     let files = entries
         .iter()

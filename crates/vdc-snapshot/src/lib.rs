@@ -33,13 +33,18 @@
 //! sha256. A restore or import that finds damage leaves the target and the
 //! store as they were.
 //!
-//! Every function blocks: async callers use `spawn_blocking`. Snapshots
-//! keep permission bits but not ownership or timestamps: a restored tree
-//! belongs to whoever runs the restore.
+//! Every function blocks: async callers use `spawn_blocking`. A snapshot
+//! keeps what a backup must: contents (sparse files stay sparse), modes,
+//! owners and groups, modification and access times, symlinks, hard links
+//! and extended attributes (ACLs, SELinux labels). Run as root, a restore
+//! gives all of them back; run by another user, every entry belongs to that
+//! user and privileged attributes are left out (the report counts both).
+//! Sockets, FIFOs and device nodes are not kept.
 
 #![forbid(unsafe_code)]
 
 mod archive;
+mod attrs;
 mod capture;
 mod error;
 mod model;
@@ -49,6 +54,8 @@ mod store;
 mod util;
 
 pub use error::{BlobProblem, SnapshotError};
-pub use model::{Chunk, Entry, Manifest, RestoreReport, SnapshotMeta, StageReport};
+pub use model::{
+    Attrs, Chunk, Entry, Manifest, RestoreReport, SnapshotMeta, StageReport, Time, Xattr,
+};
 pub use stage::{stage, stage_with_threads};
 pub use store::{SnapshotStore, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE};

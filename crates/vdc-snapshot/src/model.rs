@@ -41,6 +41,16 @@ pub struct RestoreReport {
     pub dirs: u64,
     /// Symlinks created.
     pub symlinks: u64,
+    /// Hard links made to files restored earlier in the tree.
+    #[serde(default)]
+    pub links: u64,
+    /// Entries left to the restoring user instead of their recorded owner
+    /// (a restore by a user other than root); 0 as root.
+    #[serde(default)]
+    pub owners_not_kept: u64,
+    /// Extended attributes not written for lack of privilege.
+    #[serde(default)]
+    pub xattrs_not_kept: u64,
 }
 
 /// What the caller says about a snapshot when it captures it.
@@ -97,8 +107,13 @@ pub enum Entry {
         path: String,
         /// Permission bits (`mode & 0o7777`).
         mode: u32,
+        /// Owner, times and extended attributes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attrs: Option<Attrs>,
     },
-    /// A regular file: its permission bits, size and content chunks.
+    /// A regular file: its permission bits, size and content chunks. A run
+    /// of zeros in a chunk is restored as a hole, so a sparse file stays
+    /// sparse.
     File {
         /// Relative path.
         path: String,
@@ -108,6 +123,9 @@ pub enum Entry {
         size: u64,
         /// The content, in order.
         chunks: Vec<Chunk>,
+        /// Owner, times and extended attributes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attrs: Option<Attrs>,
     },
     /// A symbolic link, stored as its target text (never followed).
     Symlink {
@@ -115,7 +133,49 @@ pub enum Entry {
         path: String,
         /// What the link points to, verbatim.
         target: String,
+        /// Owner and times (a symlink's mode means nothing).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attrs: Option<Attrs>,
     },
+    /// Another name of a regular file earlier in the manifest (a hard
+    /// link): restored as a link to it, sharing its data and attributes.
+    Link {
+        /// Relative path.
+        path: String,
+        /// The path of the file entry it names too.
+        target: String,
+    },
+}
+
+/// What a snapshot keeps of an entry besides its data and mode. Absent
+/// from entries of snapshots taken before vdc kept them: a restore then
+/// leaves owner and times to the restoring user and the clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attrs {
+    pub uid: u32,
+    pub gid: u32,
+    /// Last modification.
+    pub mtime: Time,
+    /// Last access.
+    pub atime: Time,
+    /// Extended attributes (ACLs included), sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+}
+
+/// A point in time: seconds since the Unix epoch and nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Time {
+    pub s: i64,
+    pub ns: u32,
+}
+
+/// One extended attribute: its full name (`user.origin`,
+/// `system.posix_acl_access`) and its value in hex.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: String,
+    pub value: String,
 }
 
 /// One piece of a file's content, stored as the blob named by its hash.
@@ -144,9 +204,20 @@ impl Entry {
     /// The entry's path relative to the volume root.
     pub fn path(&self) -> &str {
         match self {
-            Entry::Dir { path, .. } | Entry::File { path, .. } | Entry::Symlink { path, .. } => {
-                path
+            Entry::Dir { path, .. }
+            | Entry::File { path, .. }
+            | Entry::Symlink { path, .. }
+            | Entry::Link { path, .. } => path,
+        }
+    }
+
+    /// The owner, times and extended attributes recorded for the entry.
+    pub fn attrs(&self) -> Option<&Attrs> {
+        match self {
+            Entry::Dir { attrs, .. } | Entry::File { attrs, .. } | Entry::Symlink { attrs, .. } => {
+                attrs.as_ref()
             }
+            Entry::Link { .. } => None,
         }
     }
 }
@@ -235,6 +306,7 @@ impl Manifest {
 
     fn check_entries(&self) -> Result<(), String> {
         let mut dirs: HashSet<&str> = HashSet::new();
+        let mut files: HashSet<&str> = HashSet::new();
         let mut previous: Option<&str> = None;
         let mut logical = 0u64;
         for entry in &self.entries {
@@ -278,6 +350,16 @@ impl Manifest {
                         ));
                     }
                     logical = logical.saturating_add(*size);
+                    files.insert(path);
+                }
+                Entry::Link { target, .. } => {
+                    // Only to a file already written: a restore makes the
+                    // link inside the tree, never elsewhere.
+                    if !files.contains(target.as_str()) {
+                        return Err(format!(
+                            "hard link {path:?}: {target:?} is not a file earlier in the snapshot"
+                        ));
+                    }
                 }
                 Entry::Symlink { target, .. } => {
                     if target.is_empty() || target.contains('\0') {

@@ -8,8 +8,9 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::attrs::{self, Skipped};
 use crate::error::{IoContext, SnapshotError};
-use crate::model::{Chunk, Entry, Manifest, RestoreReport};
+use crate::model::{Attrs, Chunk, Entry, Manifest, RestoreReport};
 use crate::store::{BlobReader, LoadError, SnapshotStore};
 use crate::util::{fsync_dir, parallel_map, remove_tree, TreeGuard};
 
@@ -60,8 +61,10 @@ impl SnapshotStore {
     /// untouched and the new directory removed. `target` may be absent; it
     /// keeps its own permission bits if present (0755 otherwise).
     ///
-    /// Entries get the permission bits recorded in the snapshot; their owner
-    /// is whoever runs the restore (ownership is not part of a snapshot).
+    /// Entries get the permission bits, owners, times and extended
+    /// attributes recorded in the snapshot (owners and privileged attributes
+    /// only when run as root), hard links are linked again, and runs of
+    /// zeros become holes.
     pub fn restore(&self, key: &str, target: &Path) -> Result<RestoreReport, SnapshotError> {
         self.restore_inner(key, target, None)
     }
@@ -173,52 +176,67 @@ impl SnapshotStore {
             ..RestoreReport::default()
         };
 
-        // Structure first, in path order (parents before children); modes
-        // are applied at the end so read-only files and directories can
-        // still be filled.
+        // Structure first, in path order (parents before children); owners,
+        // modes and times are applied at the end so read-only files and
+        // directories can still be filled, and directories' times are not
+        // moved by what is created in them.
         let mut dirs = Vec::new();
         let mut files = Vec::new();
+        let mut symlinks = Vec::new();
         for (index, entry) in manifest.entries.iter().enumerate() {
             let path = root.join(entry.path());
             match entry {
-                Entry::Dir { mode, .. } => {
+                Entry::Dir { mode, attrs, .. } => {
                     DirBuilder::new()
                         .mode(0o700)
                         .create(&path)
                         .ctx("create directory", &path)?;
-                    dirs.push((path, *mode));
+                    dirs.push((path, *mode, attrs.as_ref()));
                     report.dirs += 1;
                 }
-                Entry::File { mode, size, .. }
-                    if reuse.is_some_and(|(_, dir)| {
-                        alike.get(entry.path()) == Some(&entry)
-                            && fs::symlink_metadata(dir.join(entry.path()))
-                                .is_ok_and(|m| m.is_file() && m.len() == *size)
-                    }) =>
+                Entry::File {
+                    mode, size, attrs, ..
+                } if reuse.is_some_and(|(_, dir)| {
+                    alike
+                        .get(entry.path())
+                        .is_some_and(|base| same_data(base, entry))
+                        && fs::symlink_metadata(dir.join(entry.path()))
+                            .is_ok_and(|m| m.is_file() && m.len() == *size)
+                }) =>
                 {
                     let dir = reuse.map(|(_, dir)| dir).unwrap_or(root);
                     let from = dir.join(entry.path());
                     fs::hard_link(&from, &path).ctx("link", &path)?;
                     linked.insert(index);
-                    files.push((index, path, *mode));
+                    files.push((index, path, *mode, attrs.as_ref()));
                     report.files += 1;
                     report.bytes += size;
                 }
-                Entry::File { mode, size, .. } => {
+                Entry::File {
+                    mode, size, attrs, ..
+                } => {
                     let file = OpenOptions::new()
                         .write(true)
                         .create_new(true)
                         .mode(0o600)
                         .open(&path)
                         .ctx("create", &path)?;
+                    // A file of this length with nothing written yet is all
+                    // hole: the zeros of the snapshot stay holes.
                     file.set_len(*size).ctx("set length of", &path)?;
-                    files.push((index, path, *mode));
+                    files.push((index, path, *mode, attrs.as_ref()));
                     report.files += 1;
                     report.bytes += size;
                 }
-                Entry::Symlink { target, .. } => {
+                Entry::Symlink { target, attrs, .. } => {
                     std::os::unix::fs::symlink(target, &path).ctx("create symlink", &path)?;
+                    symlinks.push((path, attrs.as_ref()));
                     report.symlinks += 1;
+                }
+                Entry::Link { target, .. } => {
+                    // The check made sure `target` is a file written above.
+                    fs::hard_link(root.join(target), &path).ctx("link", &path)?;
+                    report.links += 1;
                 }
             }
         }
@@ -247,27 +265,117 @@ impl SnapshotStore {
                     &w.open.insert((job.entry, file)).1
                 }
             };
-            file.write_all_at(data, job.offset).ctx("write", &path)
+            write_sparse(file, data, job.offset).ctx("write", &path)
         })?;
 
+        let skipped = std::sync::Mutex::new(Skipped::default());
         parallel_map(
             self.threads(),
             &files,
             || Ok(()),
-            |(), (_, path, mode)| {
+            |(), (_, path, mode, attrs)| {
                 let file = File::open(path).ctx("open", path)?;
-                file.set_permissions(fs::Permissions::from_mode(*mode))
-                    .ctx("set permissions of", path)?;
-                file.sync_all().ctx("fsync", path)
+                file.sync_all().ctx("fsync", path)?;
+                drop(file);
+                finish(path, *attrs, Some(*mode), &skipped)
             },
         )?;
-        for (path, mode) in dirs.iter().rev() {
-            fsync_dir(path)?;
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode))
-                .ctx("set permissions of", path)?;
+        for (path, attrs) in &symlinks {
+            if let Some(attrs) = attrs {
+                finish(path, Some(attrs), None, &skipped)?;
+            }
         }
+        for (path, mode, attrs) in dirs.iter().rev() {
+            fsync_dir(path)?;
+            finish(path, *attrs, Some(*mode), &skipped)?;
+        }
+        let skipped = skipped
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        report.owners_not_kept = skipped.owners;
+        report.xattrs_not_kept = skipped.xattrs;
         Ok(report)
     }
+}
+
+/// Whether two file entries hold the same bytes: what lets a restore link
+/// one instead of writing it. Owner, mode and times may differ (an access
+/// between two snapshots moves the access time); the linked file gets the
+/// new entry's afterwards.
+fn same_data(a: &Entry, b: &Entry) -> bool {
+    match (a, b) {
+        (
+            Entry::File {
+                size: sa,
+                chunks: ca,
+                ..
+            },
+            Entry::File {
+                size: sb,
+                chunks: cb,
+                ..
+            },
+        ) => sa == sb && ca == cb,
+        _ => false,
+    }
+}
+
+/// Gives a restored entry its recorded attributes and mode, or only its
+/// mode when the snapshot has no attributes (taken before they were kept).
+fn finish(
+    path: &Path,
+    attrs: Option<&Attrs>,
+    mode: Option<u32>,
+    skipped: &std::sync::Mutex<Skipped>,
+) -> Result<(), SnapshotError> {
+    match attrs {
+        Some(attrs) => {
+            let mut mine = Skipped::default();
+            attrs::apply(path, attrs, mode, &mut mine)?;
+            let mut all = skipped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            all.owners += mine.owners;
+            all.xattrs += mine.xattrs;
+            Ok(())
+        }
+        None => match mode {
+            Some(mode) => fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .ctx("set permissions of", path),
+            None => Ok(()),
+        },
+    }
+}
+
+/// The block size holes are made at: a block of zeros in the data is not
+/// written, leaving a hole in a file that was sized beforehand.
+const HOLE_BLOCK: usize = 4096;
+
+/// Writes `data` at `offset`, skipping every aligned block of zeros.
+fn write_sparse(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    let mut start = 0;
+    while start < data.len() {
+        // Block boundaries in the file, so holes line up with its blocks.
+        let aligned = HOLE_BLOCK - (offset as usize + start) % HOLE_BLOCK;
+        let end = (start + aligned).min(data.len());
+        let block = &data[start..end];
+        if block.iter().any(|b| *b != 0) {
+            // Extend the run over the following non-zero blocks.
+            let mut run_end = end;
+            while run_end < data.len() {
+                let next = (run_end + HOLE_BLOCK).min(data.len());
+                if data[run_end..next].iter().all(|b| *b == 0) {
+                    break;
+                }
+                run_end = next;
+            }
+            file.write_all_at(&data[start..run_end], offset + start as u64)?;
+            start = run_end;
+        } else {
+            start = end;
+        }
+    }
+    Ok(())
 }
 
 // === Jobs ===

@@ -4,14 +4,16 @@
 //! kernel (`copy_file_range`) otherwise, on several threads; hashing and
 //! compression happen later, in `capture`, once the instance runs again.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::attrs::{self, Skipped};
 use crate::error::{IoContext, SnapshotError};
-use crate::model::StageReport;
+use crate::model::{Attrs, StageReport};
 use crate::util::{default_threads, parallel_map, TreeGuard};
 
 // === Types ===
@@ -21,6 +23,7 @@ struct FileJob {
     src: PathBuf,
     dst: PathBuf,
     mode: u32,
+    attrs: Attrs,
 }
 
 // === Stage ===
@@ -29,12 +32,14 @@ struct FileJob {
 /// whose parent must (ideally on the same filesystem, so reflinks work).
 ///
 /// Keeps relative paths, permission bits (`mode & 0o7777`, the root's
-/// included), symlinks (verbatim, never followed) and empty directories.
+/// included), owners, times and extended attributes (owners and privileged
+/// attributes only as root), symlinks (verbatim, never followed), hard
+/// links (a file with several names is copied once and linked) and empty
+/// directories: what `capture` reads from the copy is what the volume held.
 /// Each regular file is cloned with a reflink (`FICLONE`) when the
 /// filesystem supports it and copied with `copy_file_range` otherwise.
 /// Sockets, FIFOs and device nodes are left out and counted in
-/// [`StageReport::skipped`]. Ownership and timestamps are not kept: the copy
-/// belongs to whoever runs `stage`. If it fails, `dst` is removed.
+/// [`StageReport::skipped`]. If it fails, `dst` is removed.
 pub fn stage(src: &Path, dst: &Path) -> Result<StageReport, SnapshotError> {
     stage_with_threads(src, dst, default_threads())
 }
@@ -64,28 +69,50 @@ pub fn stage_with_threads(
     }
     let mut guard = TreeGuard::new(dst.to_path_buf());
 
-    // Directories and symlinks are made here, in walk order, so every
-    // directory exists before a file is copied into it; the files are
-    // copied afterwards on the worker threads.
+    // Directories, symlinks and second names of files are made here, in
+    // walk order, so every directory exists before a file is copied into
+    // it; the files are copied afterwards on the worker threads.
     let mut report = StageReport::default();
-    let mut dirs: Vec<(PathBuf, u32)> = vec![(dst.to_path_buf(), root_meta.permissions().mode())];
+    let root_attrs = attrs::read(src, &root_meta)?;
+    let mut dirs: Vec<(PathBuf, u32, Attrs)> = vec![(
+        dst.to_path_buf(),
+        root_meta.permissions().mode(),
+        root_attrs,
+    )];
     let mut files = Vec::new();
+    let mut symlinks = Vec::new();
+    let mut first_copy: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut links = Vec::new();
     let mut pending = vec![(src.to_path_buf(), dst.to_path_buf())];
     while let Some((from_dir, to_dir)) = pending.pop() {
         for entry in fs::read_dir(&from_dir).ctx("read directory", &from_dir)? {
             let entry = entry.ctx("read directory", &from_dir)?;
             let from = entry.path();
             let to = to_dir.join(entry.file_name());
-            let meta = entry.metadata().ctx("read metadata of", &from)?;
+            let meta = fs::symlink_metadata(&from).ctx("read metadata of", &from)?;
             let kind = meta.file_type();
             if kind.is_dir() {
                 fs::create_dir(&to).ctx("create directory", &to)?;
-                dirs.push((to.clone(), meta.permissions().mode()));
+                dirs.push((
+                    to.clone(),
+                    meta.permissions().mode(),
+                    attrs::read(&from, &meta)?,
+                ));
                 pending.push((from, to));
             } else if kind.is_file() {
+                if meta.nlink() > 1 {
+                    let inode = (meta.dev(), meta.ino());
+                    if let Some(first) = first_copy.get(&inode) {
+                        // Linked once every file is copied.
+                        links.push((first.clone(), to));
+                        continue;
+                    }
+                    first_copy.insert(inode, to.clone());
+                }
                 report.files += 1;
                 report.bytes += meta.len();
                 files.push(FileJob {
+                    attrs: attrs::read(&from, &meta)?,
                     src: from,
                     dst: to,
                     mode: meta.permissions().mode(),
@@ -93,6 +120,7 @@ pub fn stage_with_threads(
             } else if kind.is_symlink() {
                 let target = fs::read_link(&from).ctx("read symlink", &from)?;
                 std::os::unix::fs::symlink(&target, &to).ctx("create symlink", &to)?;
+                symlinks.push((to, attrs::read(&from, &meta)?));
             } else {
                 report.skipped += 1;
             }
@@ -107,12 +135,22 @@ pub fn stage_with_threads(
         |(), job| copy_file(job, &reflink_works),
     )?;
     report.reflinked = !reflinked.is_empty() && reflinked.iter().all(|r| *r);
+    for (first, other) in &links {
+        fs::hard_link(first, other).ctx("link", other)?;
+    }
 
-    // Children were pushed after their parents: set modes deepest first, so
-    // a read-only directory is locked only once everything is inside it.
-    for (dir, mode) in dirs.iter().rev() {
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o7777))
-            .ctx("set permissions of", dir)?;
+    // Owners, modes and times last: children were pushed after their
+    // parents, so directories go deepest first, and a read-only directory
+    // is locked (and its time set) only once everything is inside it.
+    let mut skipped = Skipped::default();
+    for job in &files {
+        attrs::apply(&job.dst, &job.attrs, Some(job.mode), &mut skipped)?;
+    }
+    for (link, attrs) in &symlinks {
+        attrs::apply(link, attrs, None, &mut skipped)?;
+    }
+    for (dir, mode, attrs) in dirs.iter().rev() {
+        attrs::apply(dir, attrs, Some(*mode), &mut skipped)?;
     }
     guard.disarm();
     Ok(report)
@@ -144,8 +182,6 @@ fn copy_file(job: &FileJob, reflink_works: &AtomicBool) -> Result<bool, Snapshot
         // between two files uses copy_file_range.
         io::copy(&mut src, &mut dst).ctx("copy into", &job.dst)?;
     }
-    dst.set_permissions(fs::Permissions::from_mode(job.mode & 0o7777))
-        .ctx("set permissions of", &job.dst)?;
     Ok(cloned)
 }
 

@@ -186,6 +186,7 @@ fn unsafe_entries_are_refused_even_with_a_matching_id() {
         mode: 0o644,
         size: hash.len,
         chunks: vec![hash.clone()],
+        attrs: None,
     };
     let cases: Vec<(&str, Vec<Entry>)> = vec![
         ("parent escape", vec![file("../evil")]),
@@ -196,6 +197,7 @@ fn unsafe_entries_are_refused_even_with_a_matching_id() {
                 Entry::Dir {
                     path: "a".into(),
                     mode: 0o755,
+                    attrs: None,
                 },
                 file("a/./b"),
             ],
@@ -206,8 +208,30 @@ fn unsafe_entries_are_refused_even_with_a_matching_id() {
                 Entry::Symlink {
                     path: "a".into(),
                     target: "/etc".into(),
+                    attrs: None,
                 },
                 file("a/passwd"),
+            ],
+        ),
+        (
+            "a hard link out of the tree",
+            vec![Entry::Link {
+                path: "a".into(),
+                target: "../../etc/passwd".into(),
+            }],
+        ),
+        (
+            "a hard link to what is not a file of the snapshot",
+            vec![
+                Entry::Dir {
+                    path: "d".into(),
+                    mode: 0o755,
+                    attrs: None,
+                },
+                Entry::Link {
+                    path: "e".into(),
+                    target: "d".into(),
+                },
             ],
         ),
         ("no parent entry", vec![file("a/b")]),
@@ -218,6 +242,7 @@ fn unsafe_entries_are_refused_even_with_a_matching_id() {
             vec![Entry::Dir {
                 path: "a".into(),
                 mode: 0o170755,
+                attrs: None,
             }],
         ),
     ];

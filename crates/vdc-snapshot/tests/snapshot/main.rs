@@ -9,6 +9,7 @@ mod corruption;
 mod dedup;
 mod find;
 mod gc;
+mod metadata;
 mod roundtrip;
 mod stage;
 mod support;

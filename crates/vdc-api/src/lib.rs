@@ -487,6 +487,11 @@ pub struct RestoreRequest {
     /// snapshot was taken of when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// How long to wait for the instance to be ready again before
+    /// answering (default 60 s, at most 10 minutes); `ready` says whether
+    /// it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// What a restore did.

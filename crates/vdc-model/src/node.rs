@@ -195,7 +195,13 @@ pub enum TaskRequest {
         name: Option<String>,
     },
     /// Restore a snapshot into an instance's volumes.
-    Restore { snapshot: String, instance: String },
+    Restore {
+        snapshot: String,
+        instance: String,
+        /// How long to wait for the instance to be ready again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -42,6 +42,15 @@ const FREEZE_WITHIN: Duration = Duration::from_secs(10);
 /// How long a restore waits for the restarted instance to be ready before
 /// answering anyway.
 const READY_WITHIN: Duration = Duration::from_secs(60);
+/// The longest a restore may be asked to wait for readiness.
+const READY_AT_MOST: Duration = Duration::from_secs(600);
+
+/// How long a restore waits for its instance to be ready again.
+pub(crate) fn ready_within(timeout_ms: Option<u64>) -> Duration {
+    timeout_ms.map_or(READY_WITHIN, |ms| {
+        Duration::from_millis(ms).min(READY_AT_MOST)
+    })
+}
 
 /// How often the backup loop looks for backups that are due.
 const BACKUP_CHECK: Duration = Duration::from_secs(1);
@@ -477,6 +486,7 @@ async fn restore(
             vdc_model::TaskRequest::Restore {
                 snapshot: manifest.id.clone(),
                 instance: id.to_string(),
+                timeout_ms: request.timeout_ms,
             },
         )
         .await?;
@@ -484,7 +494,14 @@ async fn restore(
             .map_err(|e| ApiError::Internal(format!("node {node} answered oddly: {e}")))?;
         return Ok(Json(restored));
     }
-    let restored = restore_into(&control, &manifest, &tenant, &id).await?;
+    let restored = restore_into(
+        &control,
+        &manifest,
+        &tenant,
+        &id,
+        ready_within(request.timeout_ms),
+    )
+    .await?;
     control.telemetry().event(
         EventKind::Snapshot,
         &tenant,
@@ -510,6 +527,7 @@ pub(crate) async fn restore_into(
     manifest: &Manifest,
     tenant: &str,
     id: &InstanceId,
+    ready_within: Duration,
 ) -> Result<Restored, ApiError> {
     {
         let store = control.snapshots().clone();
@@ -525,7 +543,7 @@ pub(crate) async fn restore_into(
     control.release(id);
     let (report, stopped_at, was_running) = result?;
     let ready = if was_running {
-        wait_ready(control, id, READY_WITHIN).await
+        wait_ready(control, id, ready_within).await
     } else {
         false
     };

@@ -130,11 +130,22 @@ async fn execute(
                 crate::snapshots::take(control, &tenant, &id, name.clone(), "manual").await?;
             json(serde_json::to_value(taken))
         }
-        TaskRequest::Restore { snapshot, instance } => {
+        TaskRequest::Restore {
+            snapshot,
+            instance,
+            timeout_ms,
+        } => {
             let id = parse(instance)?;
             let manifest = crate::snapshots::find_any(control, snapshot).await?;
             let tenant = control.tenant_of(id.app.as_str());
-            let restored = crate::snapshots::restore_into(control, &manifest, &tenant, &id).await?;
+            let restored = crate::snapshots::restore_into(
+                control,
+                &manifest,
+                &tenant,
+                &id,
+                crate::snapshots::ready_within(*timeout_ms),
+            )
+            .await?;
             json(serde_json::to_value(restored))
         }
     }

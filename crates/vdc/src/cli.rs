@@ -99,6 +99,10 @@ pub enum Command {
         /// The node to move it to.
         #[arg(long)]
         to: String,
+        /// Seconds to wait for the instance to be ready on its new node;
+        /// past it, the command fails.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
     },
     /// Snapshots of instances' volumes, taken from the host: create, list,
     /// restore, export to a file, import.
@@ -152,6 +156,13 @@ pub enum Command {
         target: String,
         /// The replica count to set.
         replicas: Option<u32>,
+        /// Return once the count is set, without waiting for the instances.
+        #[arg(long)]
+        no_wait: bool,
+        /// Seconds to wait for that many instances to be ready (or gone);
+        /// past it, the command fails.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
     /// Let the autoscaler keep a component's SLA (`on`), or keep its count
     /// as set by hand (`off`).
@@ -209,6 +220,10 @@ pub enum SnapshotCommand {
         /// was taken of].
         #[arg(long)]
         to: Option<String>,
+        /// Seconds to wait for the instance to be ready again; past it, the
+        /// command fails (the data is restored all the same).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
     /// Write a snapshot to one self-contained, checksummed file.
     Export {

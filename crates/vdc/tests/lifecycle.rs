@@ -253,3 +253,36 @@ fn the_logs_of_an_app_taken_down_are_still_served() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// `vdc scale` answers once the instances are ready, and fails when they
+/// do not come up in time.
+#[test]
+fn scale_waits_for_its_instances_and_fails_when_they_do_not_come() {
+    let vdc = Vdc::start();
+    let path = vdc.dir.path().join("grow.toml");
+    std::fs::write(
+        &path,
+        r#"app = "grow"
+[components.box]
+command = ["sh", "-c", "[ \"$VDC_INDEX\" -lt 2 ] || exit 4; exec sleep 1000"]
+resources = { cpu = 0.1, memory = "16MiB" }
+max = 4
+"#,
+    )
+    .unwrap();
+    vdc.ok(&["up", "-d", path.to_str().unwrap()]);
+    let out = vdc.ok(&["scale", "grow/box", "2"]);
+    assert!(out.contains("2 instance(s) ready"), "{out}");
+    assert_eq!(vdc.instances("grow").len(), 2);
+    let out = vdc.run(&["scale", "grow/box", "3", "--timeout", "3"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("3 ready instance(s) of grow/box did not happen within 3s")
+            && err.contains("grow/box/2 backoff"),
+        "{err}"
+    );
+    let out = vdc.ok(&["scale", "grow/box", "1"]);
+    assert!(out.contains("1 instance(s) ready"), "{out}");
+    vdc.ok(&["down", "grow"]);
+}

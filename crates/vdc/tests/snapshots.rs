@@ -414,3 +414,41 @@ fn first_file(dir: &std::path::Path) -> PathBuf {
     }
     panic!("no file under {}", dir.display());
 }
+
+/// A restore whose instance does not come back says so and fails, within
+/// the time it was given.
+#[test]
+fn a_restore_that_does_not_come_back_fails_within_its_timeout() {
+    let vdc = Vdc::start();
+    let path = vdc.dir.path().join("fragile.toml");
+    std::fs::write(
+        &path,
+        r#"app = "fragile"
+[components.box]
+command = ["sh", "-c", "if [ -f \"$VDC_VOLUME_DATA/poison\" ]; then echo poisoned >&2; exit 3; fi; exec sleep 1000"]
+resources = { cpu = 0.1, memory = "32MiB" }
+volumes = { data = {} }
+"#,
+    )
+    .unwrap();
+    vdc.ok(&["up", "-d", path.to_str().unwrap()]);
+    // What it will not start with is already in its volume when the
+    // snapshot is taken; it only reads it at its next start.
+    let volume = vdc.data_dir().join("volumes/default/fragile/box-0/data");
+    std::fs::write(volume.join("poison"), "x").unwrap();
+    vdc.ok(&["snapshot", "create", "fragile/box", "--name", "poisoned"]);
+    let started = Instant::now();
+    let out = vdc.run(&["snapshot", "restore", "poisoned", "--timeout", "3"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("did not become ready within 3s")
+            && stderr.contains("vdc logs fragile/box/0")
+            && stderr.contains("vdc events fragile"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    vdc.ok(&["down", "fragile"]);
+}

@@ -13,6 +13,7 @@ mod top;
 mod up;
 mod usage;
 mod validate;
+mod wait;
 
 use std::time::Duration;
 
@@ -52,8 +53,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stats { app, seconds } => stats::run(&client, &app, seconds, cli.output).await,
         Command::Top { app } => top::run(&client, app.as_deref()).await,
-        Command::Scale { target, replicas } => {
-            scale::scale(&client, &target, replicas, cli.output).await
+        Command::Scale {
+            target,
+            replicas,
+            no_wait,
+            timeout,
+        } => {
+            let wait = (!no_wait).then(|| std::time::Duration::from_secs(timeout));
+            scale::scale(&client, &target, replicas, wait, cli.output).await
         }
         Command::Autoscale { target, state } => {
             scale::autoscale(&client, &target, state, cli.output).await
@@ -77,8 +84,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => server::agent(&args).await,
         Command::Node(command) => nodes::run(&client, command, cli.output).await,
         Command::Snapshot(command) => snapshot::run(&client, command, cli.output).await,
-        Command::Move { instance, to } => {
-            snapshot::move_instance(&client, &instance, &to, cli.output).await
+        Command::Move {
+            instance,
+            to,
+            timeout,
+        } => {
+            let timeout = std::time::Duration::from_secs(timeout);
+            snapshot::move_instance(&client, &instance, &to, timeout, cli.output).await
         }
     }
 }

@@ -20,10 +20,15 @@ fn path(target: &str, action: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// Sets a component's count (or shows its scaling), and with `wait`
+/// returns only once that many of its instances are ready and no others
+/// run: an error otherwise. The autoscaler may change a count it keeps,
+/// so that count is not waited for.
 pub async fn scale(
     client: &Client,
     target: &str,
     replicas: Option<u32>,
+    wait: Option<std::time::Duration>,
     format: Format,
 ) -> anyhow::Result<()> {
     let path = path(target, "scale")?;
@@ -36,6 +41,26 @@ pub async fn scale(
         println!(
             "note: the autoscaler keeps the SLA and may change this count; `vdc autoscale {target} off` keeps it"
         );
+    }
+    if let (Some(replicas), Some(timeout), false) = (replicas, wait, view.autoscale) {
+        let (app, component) = target.split_once('/').unwrap_or((target, ""));
+        let want = usize::try_from(replicas).unwrap_or(usize::MAX);
+        let what = format!("{replicas} ready instance(s) of {target}");
+        let started = std::time::Instant::now();
+        crate::commands::wait::until(client, app, &what, timeout, |list| {
+            let mine: Vec<_> = list
+                .iter()
+                .filter(|s| s.id.component.as_str() == component)
+                .collect();
+            mine.len() == want && mine.iter().all(|s| s.state.serves_traffic())
+        })
+        .await?;
+        if format == Format::Table {
+            println!(
+                "{target}: {replicas} instance(s) ready in {:.2}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use vdc_api::{RestoreRequest, Restored, SnapshotRequest, SnapshotSummary, Snapsh
 
 use crate::cli::{Format, SnapshotCommand};
 use crate::client::{url_path_escape, Client};
+use crate::exit::{fail, Code};
 
 pub async fn run(client: &Client, command: SnapshotCommand, format: Format) -> anyhow::Result<()> {
     match command {
@@ -68,26 +69,43 @@ pub async fn run(client: &Client, command: SnapshotCommand, format: Format) -> a
             println!("deleted {snapshot}");
             Ok(())
         }
-        SnapshotCommand::Restore { snapshot, to } => {
+        SnapshotCommand::Restore {
+            snapshot,
+            to,
+            timeout,
+        } => {
             let restored: Restored = client
                 .post(
                     &format!("/v1/snapshots/{}/restore", url_path_escape(&snapshot)),
-                    &RestoreRequest { to },
+                    &RestoreRequest {
+                        to,
+                        timeout_ms: Some(timeout.saturating_mul(1000)),
+                    },
                 )
                 .await?;
             if format != Format::Table {
                 println!("{}", serde_json::to_string_pretty(&restored)?);
-                return Ok(());
+            } else {
+                println!(
+                    "restored {} into {}: {} file(s), {}; down {} ms{}",
+                    short(&restored.snapshot),
+                    restored.instance,
+                    restored.files,
+                    bytes(restored.bytes),
+                    restored.downtime_ms,
+                    if restored.ready { ", ready again" } else { "" }
+                );
             }
-            println!(
-                "restored {} into {}: {} file(s), {}; down {} ms{}",
-                short(&restored.snapshot),
-                restored.instance,
-                restored.files,
-                bytes(restored.bytes),
-                restored.downtime_ms,
-                if restored.ready { ", ready again" } else { "" }
-            );
+            if !restored.ready {
+                let app = restored.instance.split('/').next().unwrap_or_default();
+                return Err(fail(
+                    Code::Failure,
+                    format!(
+                        "{} did not become ready within {timeout}s after the restore (the data is restored): see `vdc logs {}` and `vdc events {app}`",
+                        restored.instance, restored.instance
+                    ),
+                ));
+            }
             Ok(())
         }
         SnapshotCommand::Export {
@@ -167,6 +185,7 @@ pub async fn move_instance(
     client: &Client,
     instance: &str,
     to: &str,
+    timeout: std::time::Duration,
     format: Format,
 ) -> anyhow::Result<()> {
     #[derive(serde::Serialize)]
@@ -195,7 +214,8 @@ pub async fn move_instance(
             .collect::<Vec<_>>()
             .join("/")
     );
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+    let started_at = tokio::time::Instant::now();
+    let deadline = started_at + timeout;
     let mut last_phase = String::new();
     loop {
         let record: serde_json::Value = client.get(&path).await?;
@@ -206,6 +226,24 @@ pub async fn move_instance(
         last_phase.clone_from(&phase);
         match phase.as_str() {
             "done" => {
+                // Done for the nodes; for the caller once the new node
+                // reports the instance ready there.
+                let app = instance.split('/').next().unwrap_or_default();
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                crate::commands::wait::until(
+                    client,
+                    app,
+                    &format!("{instance} ready on {to}"),
+                    left,
+                    |list| {
+                        list.iter().any(|s| {
+                            s.id.to_string() == instance
+                                && s.node.0 == to
+                                && s.state.serves_traffic()
+                        })
+                    },
+                )
+                .await?;
                 if format != Format::Table {
                     println!("{}", serde_json::to_string_pretty(&record)?);
                 } else {
@@ -224,7 +262,11 @@ pub async fn move_instance(
             _ => {}
         }
         if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("the move of {instance} is still at `{phase}` after 10 minutes");
+            anyhow::bail!(
+                "the move of {instance} is still at `{phase}` after {}s: see `vdc events {}`",
+                timeout.as_secs(),
+                instance.split('/').next().unwrap_or_default()
+            );
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

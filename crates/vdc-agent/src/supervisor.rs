@@ -19,9 +19,6 @@ use crate::{confine, env, now_ms, probe, Inner, StartInstance};
 /// milliseconds; the gap then doubles up to this cap until the first success.
 const FIRST_PROBE: Duration = Duration::from_millis(10);
 const STARTING_PROBE_CAP: Duration = Duration::from_millis(50);
-/// How long a starting instance may fail its probes before the failure is
-/// reported in its status.
-const QUIET_START: Duration = Duration::from_secs(2);
 /// Tasks (processes and threads) one instance may have at once, so that a
 /// fork bomb stays inside its instance. Enforced with the pids controller.
 pub const PIDS_MAX: u64 = 1024;
@@ -140,7 +137,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
                     r.status.message = Some(message);
                 });
             }
-            Ok((mut handle, locators)) => {
+            Ok((mut handle, locators, spec)) => {
                 let started = Instant::now();
                 let pid = handle.pid();
                 inner.update(&id, |r| {
@@ -161,6 +158,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
                     &locators,
                     &stop,
                     netns.as_deref(),
+                    &spec,
                 )
                 .await
                 {
@@ -220,7 +218,14 @@ async fn launch(
     request: &StartInstance,
     netns: Option<&Arc<vdc_netns::Netns>>,
     allocated: Option<u32>,
-) -> Result<(Box<dyn InstanceHandle>, BTreeMap<TerminalName, Locator>), String> {
+) -> Result<
+    (
+        Box<dyn InstanceHandle>,
+        BTreeMap<TerminalName, Locator>,
+        LaunchSpec,
+    ),
+    String,
+> {
     let id = &request.id;
     let component = &request.component;
     let mut locators = BTreeMap::new();
@@ -348,7 +353,7 @@ async fn launch(
         },
     };
     let handle = inner.driver.start(&spec).await.map_err(|e| e.to_string())?;
-    Ok((handle, locators))
+    Ok((handle, locators, spec))
 }
 
 /// Watches a running instance until it exits or is asked to stop, moving it
@@ -360,6 +365,7 @@ async fn watch(
     locators: &BTreeMap<TerminalName, Locator>,
     stop: &CancellationToken,
     netns: Option<&vdc_netns::Netns>,
+    spec: &LaunchSpec,
 ) -> Ended {
     let id = &request.id;
     let checks: Vec<(&TerminalName, SocketAddr, &HealthCheck)> = request
@@ -379,6 +385,24 @@ async fn watch(
         .min()
         .unwrap_or(1)
         .max(1);
+    // A slow starter's failing probes are news only after the longest
+    // start period of its checks; none starts before the longest delay.
+    let start_period = checks
+        .iter()
+        .map(|(_, _, h)| h.start_period)
+        .max()
+        .unwrap_or(HealthCheck::DEFAULT_START_PERIOD);
+    let initial_delay = checks
+        .iter()
+        .map(|(_, _, h)| h.initial_delay)
+        .max()
+        .unwrap_or(Duration::ZERO);
+    let context = probe::Context {
+        netns,
+        driver: inner.driver.as_ref(),
+        spec,
+        pid: handle.pid(),
+    };
     let mut ready = false;
     let mut failures = 0u32;
     let mut delay = FIRST_PROBE;
@@ -392,7 +416,7 @@ async fn watch(
         + if checks.is_empty() {
             READY_WITHOUT_PROBES
         } else {
-            delay
+            delay.max(initial_delay)
         };
     let mut accounting = tokio::time::interval(USAGE_EVERY);
     accounting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -438,7 +462,7 @@ async fn watch(
         }
         let mut failed = None;
         for (name, addr, health) in &checks {
-            if let Err(e) = probe::check(*addr, &health.probe, health.timeout, netns).await {
+            if let Err(e) = probe::check(*addr, &health.probe, health.timeout, &context).await {
                 failed = Some(format!("health check of input `{name}` failed: {e}"));
                 break;
             }
@@ -477,7 +501,7 @@ async fn watch(
                     .min(interval.max(FIRST_PROBE));
                 // Failing probes are expected while a program starts; they
                 // only become news when it is slow to come up.
-                if started.elapsed() >= QUIET_START {
+                if started.elapsed() >= start_period {
                     inner.update(id, |r| {
                         if r.status.message.as_ref() != Some(&message) {
                             r.status.message = Some(message);

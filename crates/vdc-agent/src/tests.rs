@@ -29,6 +29,8 @@ where
 fn component() -> ComponentSpec {
     let health = HealthCheck {
         probe: Probe::Tcp,
+        initial_delay: Duration::ZERO,
+        start_period: HealthCheck::DEFAULT_START_PERIOD,
         interval: Duration::from_millis(50),
         timeout: Duration::from_millis(200),
         failures: 2,

@@ -43,6 +43,46 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Lets a frozen instance run again.
     async fn thaw(&self, target: &FreezeTarget, method: FreezeMethod) -> Result<(), DriverError>;
+
+    /// Runs a command inside a running instance, as the instance runs: in
+    /// its cgroup and, when confined, its namespaces, view of the
+    /// filesystem and user, under its system-call filter. Kills it after
+    /// `request.timeout`. For health probes (and, later, `vdc exec`).
+    async fn exec(&self, request: &ExecRequest) -> Result<ExecOutcome, DriverError>;
+}
+
+/// A command to run inside a running instance.
+#[derive(Clone, Debug)]
+pub struct ExecRequest {
+    /// For messages.
+    pub instance: String,
+    /// As in [`LaunchSpec::cgroup_name`](crate::LaunchSpec::cgroup_name).
+    pub cgroup_name: String,
+    /// The instance's main process (what `start` returned).
+    pub pid: u32,
+    /// The program (looked up in `env`'s `PATH`) and its arguments.
+    pub command: Vec<String>,
+    /// Its whole environment.
+    pub env: Vec<(String, String)>,
+    pub workdir: PathBuf,
+    /// How the instance is confined, when it is: the command joins it.
+    pub confine: Option<crate::Confinement>,
+    pub timeout: Duration,
+}
+
+/// How a command run in an instance ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// `None` when it was killed at its timeout.
+    pub exit: Option<ExitInfo>,
+    /// The start of what it wrote (stdout and stderr), for messages.
+    pub output: String,
+}
+
+impl ExecOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.exit.as_ref().is_some_and(|e| e.code == Some(0))
+    }
 }
 
 /// A running instance to freeze: what names it to the kernel.

@@ -99,6 +99,10 @@ struct State {
     instances: Vec<Slot>,
     failing_programs: Vec<String>,
     stop_exit: ExitInfo,
+    /// What `exec` answers, by program; success for any other.
+    exec_exits: Vec<(String, ExitInfo)>,
+    /// Every command `exec` was asked to run.
+    execs: Vec<Vec<String>>,
 }
 
 /// A started instance as the driver sees it.
@@ -146,6 +150,8 @@ impl FakeDriver {
                 instances: Vec::new(),
                 failing_programs: Vec::new(),
                 stop_exit: ExitInfo::signal(libc::SIGTERM),
+                exec_exits: Vec::new(),
+                execs: Vec::new(),
             })),
             isolation,
             started: watch::Sender::new(0),
@@ -202,6 +208,18 @@ impl FakeDriver {
 
     /// Makes every later start of `program` fail with a "not found"
     /// [`DriverError::Spawn`], as a missing binary would.
+    /// Makes `exec` of `program` end as `exit` (it succeeds otherwise).
+    pub fn set_exec_exit(&self, program: &str, exit: ExitInfo) {
+        let mut state = self.lock();
+        state.exec_exits.retain(|(p, _)| p != program);
+        state.exec_exits.push((program.to_owned(), exit));
+    }
+
+    /// Every command `exec` ran, in order.
+    pub fn execs(&self) -> Vec<Vec<String>> {
+        self.lock().execs.clone()
+    }
+
     pub fn fail_program(&self, program: &str) {
         self.lock().failing_programs.push(program.to_owned());
     }
@@ -315,6 +333,21 @@ impl Driver for FakeDriver {
         _method: crate::FreezeMethod,
     ) -> Result<(), DriverError> {
         Ok(())
+    }
+
+    async fn exec(&self, request: &crate::ExecRequest) -> Result<crate::ExecOutcome, DriverError> {
+        let mut state = self.lock();
+        state.execs.push(request.command.clone());
+        let program = request.command.first().cloned().unwrap_or_default();
+        let exit = state
+            .exec_exits
+            .iter()
+            .find(|(p, _)| *p == program)
+            .map_or_else(|| ExitInfo::code(0), |(_, e)| e.clone());
+        Ok(crate::ExecOutcome {
+            exit: Some(exit),
+            output: String::new(),
+        })
     }
 }
 

@@ -38,7 +38,9 @@ mod procfs;
 mod spec;
 mod usage;
 
-pub use crate::driver::{Driver, FreezeMethod, FreezeTarget, InstanceHandle};
+pub use crate::driver::{
+    Driver, ExecOutcome, ExecRequest, FreezeMethod, FreezeTarget, InstanceHandle,
+};
 pub use crate::error::DriverError;
 pub use crate::exit::ExitInfo;
 pub use crate::isolation::{CgroupVersion, Isolation};

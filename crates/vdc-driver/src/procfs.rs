@@ -12,6 +12,8 @@ use crate::usage::{clock_ticks_per_second, Usage, UsageSource};
 pub(crate) struct ProcStat {
     /// Field 3: 'R', 'S', 'D', 'Z' (zombie), ...
     pub state: char,
+    /// Field 4: the parent's pid.
+    pub ppid: u32,
     /// Field 5: the process group id.
     pub pgid: i32,
     /// Fields 14 and 15: CPU time in user and kernel mode, in clock ticks.
@@ -50,6 +52,7 @@ impl ProcStat {
         };
         Some(ProcStat {
             state: field(3)?.chars().next()?,
+            ppid: field(4)?.parse().ok()?,
             pgid: field(5)?.parse().ok()?,
             utime: ticks(14)?,
             stime: ticks(15)?,
@@ -64,6 +67,25 @@ impl ProcStat {
     pub fn is_running(&self) -> bool {
         !matches!(self.state, 'Z' | 'X' | 'x')
     }
+}
+
+/// The live children of `parent`: from `/proc/PID/task/PID/children`
+/// where the kernel has it, else by reading every process's parent.
+pub(crate) fn children(parent: u32) -> Vec<u32> {
+    if let Ok(text) = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")) {
+        return text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+    }
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| ProcStat::read(pid).is_some_and(|s| s.ppid == parent && s.is_running()))
+        .collect()
 }
 
 /// True when `pid` exists and is not a zombie.
@@ -150,6 +172,7 @@ mod tests {
             ProcStat::parse(line),
             Some(ProcStat {
                 state: 'S',
+                ppid: 1,
                 pgid: 4242,
                 utime: 1,
                 stime: 2,

@@ -42,6 +42,8 @@ fn component(n: &str, replicas: u32) -> ComponentSpec {
                 protocol: Protocol::Http,
                 health: HealthCheck {
                     probe: Probe::Tcp,
+                    initial_delay: Duration::ZERO,
+                    start_period: HealthCheck::DEFAULT_START_PERIOD,
                     interval: Duration::from_secs(1),
                     timeout: Duration::from_secs(1),
                     failures: 3,

@@ -72,7 +72,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{close, getpid, pipe2, Pid};
 
-use crate::Sandbox;
+use crate::{Sandbox, User};
 
 /// The first argument that makes the node's binary act as an instance init.
 pub const INIT_ARG: &str = "__vdc-init";
@@ -80,6 +80,8 @@ pub const INIT_ARG: &str = "__vdc-init";
 /// The second argument: which of the two inits this process is.
 const MODE_OUTER: &str = "outer";
 const MODE_PID1: &str = "pid1";
+/// A command run inside a running instance (a health probe).
+const MODE_JOIN: &str = "join";
 
 /// The node's binary, whatever its path, even if replaced on disk since.
 const SELF_EXE: &str = "/proc/self/exe";
@@ -172,6 +174,39 @@ impl PidInit {
     }
 }
 
+impl PidInit {
+    /// The arguments to give [`exe`](Self::exe) so that it runs `program`
+    /// inside the running instance whose pid 1 has host pid `pid1`: in its
+    /// namespaces (its view of the filesystem among them), in `workdir`, as
+    /// `user`, under the instance's system-call filter. It ends as the
+    /// program ended. Spawn it in the instance's cgroup.
+    pub fn join_args<I, S>(
+        &self,
+        pid1: u32,
+        user: &User,
+        workdir: &Path,
+        program: &OsStr,
+        args: I,
+    ) -> Vec<OsString>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let user = serde_json::to_string(user).unwrap_or_default();
+        let mut all = vec![
+            OsString::from(INIT_ARG),
+            OsString::from(MODE_JOIN),
+            OsString::from(pid1.to_string()),
+            OsString::from(user),
+            workdir.as_os_str().to_owned(),
+            program.to_owned(),
+            program.to_owned(),
+        ];
+        all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        all
+    }
+}
+
 // === the inits ===
 
 /// Runs the init and never returns when this process was started as one
@@ -216,7 +251,84 @@ pub fn run_if_requested() {
                 _ => fail("expected: pid1 REPORT_FD EARLY_FD PLAN_FD PROGRAM ARG0 [ARGS...]"),
             }
         }
-        _ => fail("expected `outer` or `pid1` after the init argument"),
+        Some((mode, rest)) if mode == MODE_JOIN => {
+            let pid1 = rest.first().and_then(|p| p.to_str()?.parse::<i32>().ok());
+            let user = rest
+                .get(1)
+                .and_then(|u| serde_json::from_str::<User>(u.to_str()?).ok());
+            match (
+                pid1,
+                user,
+                rest.get(2),
+                rest.get(3..).and_then(parse_program),
+            ) {
+                (Some(pid1), Some(user), Some(workdir), Some(program)) => {
+                    join(pid1, &user, Path::new(workdir), &program)
+                }
+                _ => fail("expected: join PID1 USER WORKDIR PROGRAM ARG0 [ARGS...]"),
+            }
+        }
+        _ => fail("expected `outer`, `pid1` or `join` after the init argument"),
+    }
+}
+
+/// Runs a program inside a running instance: enters the namespaces of its
+/// pid 1 (the mount namespace last, as it changes what `/proc` shows), and
+/// starts the program there as the instance's user under its filter.
+fn join(pid1: i32, user: &User, workdir: &Path, program: &Program) -> ! {
+    let kinds = [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ];
+    let mut namespaces = Vec::new();
+    for (name, kind) in kinds {
+        match File::open(format!("/proc/{pid1}/ns/{name}")) {
+            Ok(file) => namespaces.push((name, kind, file)),
+            Err(e) => fail(&format!("cannot open the instance's {name} namespace: {e}")),
+        }
+    }
+    for (name, kind, file) in &namespaces {
+        if let Err(e) = nix::sched::setns(file.as_fd(), *kind) {
+            fail(&format!(
+                "cannot enter the instance's {name} namespace: {e}"
+            ));
+        }
+    }
+    drop(namespaces);
+    if let Err(e) = nix::unistd::chdir(workdir) {
+        fail(&format!("cannot enter {}: {e}", workdir.display()));
+    }
+    let filters = match crate::seccomp::Filters::build() {
+        Ok(filters) => filters,
+        Err(e) => fail(&e.to_string()),
+    };
+    let sandbox = Sandbox {
+        user: user.clone(),
+        workdir: workdir.to_owned(),
+        expose: Vec::new(),
+        hide: Vec::new(),
+        volumes: Vec::new(),
+        cgroup: crate::CgroupView::None,
+    };
+    let mut command = Command::new(&program.path);
+    command.arg0(&program.arg0).args(&program.args);
+    prepare_program(&mut command, Some(&sandbox), Some(filters));
+    match command.status() {
+        Ok(status) => mirror(status),
+        Err(e) => {
+            eprintln!(
+                "{INIT_NAME}: cannot start {}: {e}",
+                Path::new(&program.path).display()
+            );
+            std::process::exit(match e.kind() {
+                io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+                io::ErrorKind::PermissionDenied => EXIT_CANNOT_EXECUTE,
+                _ => EXIT_INIT_FAILED,
+            });
+        }
     }
 }
 

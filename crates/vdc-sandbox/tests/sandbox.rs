@@ -38,7 +38,7 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .cloned()
         .collect();
-    let tests: [(&str, Test); 14] = [
+    let tests: [(&str, Test); 15] = [
         (
             "under_the_init_the_program_is_pid_2",
             under_the_init_the_program_is_pid_2,
@@ -94,6 +94,10 @@ fn main() {
         (
             "a_failed_step_stops_the_start_with_its_reason",
             a_failed_step_stops_the_start_with_its_reason,
+        ),
+        (
+            "a_joined_command_runs_as_the_instance_runs",
+            a_joined_command_runs_as_the_instance_runs,
         ),
     ];
     // Test runners (cargo-nextest) first ask for the list of tests, in
@@ -576,5 +580,101 @@ fn a_failed_step_stops_the_start_with_its_reason(fx: &Fixture, ns: &Netns) {
     assert!(
         stderr.contains("vdc-init: cannot bind") && stderr.contains("no-such-volume"),
         "{stderr}"
+    );
+}
+
+// === joining a running instance ===
+
+/// The host pids of the children of `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, then ppid.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1) == Some(&parent.to_string()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn a_joined_command_runs_as_the_instance_runs(fx: &Fixture, ns: &Netns) {
+    let sandbox = sandbox(fx);
+    // The instance leaves a mark in its private /tmp and waits.
+    let mut cmd = under_init(
+        Some(&sandbox),
+        "/bin/sh",
+        &["-c", "echo inside > /tmp/mark; exec sleep 30"],
+    );
+    cmd.env("HOME", sandbox.home()).process_group(0);
+    let mut instance = joined(cmd, ns).spawn().unwrap();
+    let outer = instance.id();
+    let start = Instant::now();
+    let pid1 = loop {
+        let mark = children_of(outer)
+            .first()
+            .and_then(|pid1| children_of(*pid1).first().map(|_| *pid1));
+        if let Some(pid1) = mark {
+            if start.elapsed() > Duration::from_millis(200) {
+                break pid1;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no pid 1");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let init = PidInit::current_exe();
+    let join = |script: &str| {
+        Command::new(init.exe())
+            .args(init.join_args(
+                pid1,
+                &sandbox.user,
+                &sandbox.workdir,
+                std::ffi::OsStr::new("/bin/sh"),
+                ["-c", script],
+            ))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap()
+    };
+    let out = sections(&join(
+        "id -u; echo ---; cat /tmp/mark; echo ---; ls -A data; echo ---; \
+         tr '\\0' ' ' < /proc/1/cmdline; echo; echo ---; cat /proc/net/dev; echo ---; \
+         grep CapEff /proc/self/status; echo ---; pwd",
+    ));
+    assert_eq!(out[0].trim(), UID.to_string(), "the instance's user");
+    assert_eq!(out[1], "inside\n", "the instance's own /tmp");
+    assert_eq!(out[2], "", "the hidden directory stays hidden");
+    assert!(
+        out[3].starts_with("vdc-init __vdc-init pid1 "),
+        "{}",
+        out[3]
+    );
+    assert_eq!(interfaces(&out[4]), ["lo"], "{}", out[4]);
+    assert_eq!(out[5], "CapEff:\t0000000000000000\n");
+    assert_eq!(out[6].trim(), fx.work.display().to_string());
+    // It ends as the command ended.
+    assert_eq!(join("exit 4").status.code(), Some(4));
+    killpg(Pid::from_raw(outer as i32), Signal::SIGKILL).unwrap();
+    wait_for(&mut instance, Duration::from_secs(5));
+    // Once the instance is gone, there is nothing to join.
+    let gone = join("true");
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("namespace"),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
     );
 }

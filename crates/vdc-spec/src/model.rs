@@ -348,6 +348,13 @@ pub struct HealthCheck {
     pub timeout: Duration,
     /// Consecutive failures before a ready instance is taken out of balancing.
     pub failures: u32,
+    /// How long after a start the first probe waits.
+    #[serde(default, with = "duration_ms")]
+    pub initial_delay: Duration,
+    /// How long a starting instance may fail its probes before its status
+    /// says why (a slow starter is not news before that).
+    #[serde(default = "HealthCheck::default_start_period", with = "duration_ms")]
+    pub start_period: Duration,
 }
 
 impl HealthCheck {
@@ -356,6 +363,11 @@ impl HealthCheck {
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
     pub const DEFAULT_FAILURES: u32 = 3;
+    pub const DEFAULT_START_PERIOD: Duration = Duration::from_secs(2);
+
+    fn default_start_period() -> Duration {
+        Self::DEFAULT_START_PERIOD
+    }
 }
 
 impl Default for HealthCheck {
@@ -365,6 +377,8 @@ impl Default for HealthCheck {
             interval: Self::DEFAULT_INTERVAL,
             timeout: Self::DEFAULT_TIMEOUT,
             failures: Self::DEFAULT_FAILURES,
+            initial_delay: Duration::ZERO,
+            start_period: Self::DEFAULT_START_PERIOD,
         }
     }
 }
@@ -376,6 +390,13 @@ pub enum Probe {
     Tcp,
     /// `GET path` answers with a 2xx or 3xx status.
     Http { path: String },
+    /// The input, sent `send`, answers with something holding `expect`
+    /// (`PING\r\n` and `+PONG` for redis).
+    Send { send: String, expect: String },
+    /// The command, run inside the instance (its namespaces, its view of the
+    /// filesystem, its user), exits with 0 within the timeout. Arguments may
+    /// use `${NAME}` for the instance's variables, as its command does.
+    Exec { command: Vec<String> },
 }
 
 /// Where a link (an output) leads: `component.input`.

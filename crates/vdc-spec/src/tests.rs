@@ -11,6 +11,7 @@ mod value_errors;
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use expect_test::{expect, Expect};
 
@@ -71,6 +72,8 @@ fn describe(spec: &AppSpec) -> String {
             let probe = match &h.probe {
                 Probe::Tcp => "tcp connect".to_owned(),
                 Probe::Http { path } => format!("GET {path}"),
+                Probe::Send { send, expect } => format!("send {send:?} expect {expect:?}"),
+                Probe::Exec { command } => format!("exec {command:?}"),
             };
             let _ = writeln!(
                 out,
@@ -81,6 +84,16 @@ fn describe(spec: &AppSpec) -> String {
                 format_duration(h.timeout),
                 h.failures
             );
+            if h.initial_delay != Duration::ZERO
+                || h.start_period != HealthCheck::DEFAULT_START_PERIOD
+            {
+                let _ = writeln!(
+                    out,
+                    "    first probe after {}, start period {}",
+                    format_duration(h.initial_delay),
+                    format_duration(h.start_period)
+                );
+            }
             if let Some(sla) = &i.sla {
                 let mut objectives = Vec::new();
                 if let Some(l) = sla.latency {
@@ -232,6 +245,41 @@ links = { api = "api.http" }
             component worker (process): 2 replicas (2..=4), 0.25 CPU, 128MiB, stop grace 5s
               command ["/usr/bin/worker"] in /var/lib/worker
               link api -> api.http
+        "#]],
+    );
+}
+
+#[test]
+fn probes_of_every_kind() {
+    check(
+        r#"
+app = "stack"
+
+[components.db]
+command = ["postgres"]
+inputs.pg = { protocol = "tcp", health = { exec = ["pg_isready", "-h", "127.0.0.1", "-p", "${PORT}"], timeout = "3s", start_period = "30s" } }
+
+[components.cache]
+command = ["redis-server"]
+inputs.redis = { protocol = "tcp", health = { send = "PING\r\n", expect = "+PONG", initial_delay = "200ms" } }
+
+[components.mail]
+command = ["smtpd"]
+inputs.smtp = { protocol = "tcp", health = { send = "", expect = "220 " } }
+"#,
+        expect![[r#"
+            app stack of tenant default, base /srv/shop
+            component cache (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              command ["redis-server"] in /srv/shop
+              input redis (tcp): send "PING\r\n" expect "+PONG" every 1s, timeout 1s, 3 failures
+                first probe after 200ms, start period 2s
+            component db (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              command ["postgres"] in /srv/shop
+              input pg (tcp): exec ["pg_isready", "-h", "127.0.0.1", "-p", "${PORT}"] every 1s, timeout 3s, 3 failures
+                first probe after 0s, start period 30s
+            component mail (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              command ["smtpd"] in /srv/shop
+              input smtp (tcp): send "" expect "220 " every 1s, timeout 1s, 3 failures
         "#]],
     );
 }
@@ -488,5 +536,5 @@ fn documented_examples_are_valid() {
         }
         found += 1;
     }
-    assert_eq!(found, 4);
+    assert_eq!(found, 5);
 }

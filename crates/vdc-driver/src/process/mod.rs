@@ -1,6 +1,7 @@
 //! The `process` appliance: a command on the host, in its own process group
 //! and, when the node allows, its own cgroup with CPU, memory and pids limits.
 
+mod exec;
 mod instance;
 mod launch;
 mod tree;
@@ -331,6 +332,11 @@ impl Driver for ProcessDriver {
                 signal_group(target, pgid, nix::sys::signal::Signal::SIGCONT)
             }
         }
+    }
+
+    async fn exec(&self, request: &crate::ExecRequest) -> Result<crate::ExecOutcome, DriverError> {
+        let name = self.cgroup_name(&request.instance, &request.cgroup_name)?;
+        exec::exec(self.cgroups.as_deref(), Some(&name), request).await
     }
 
     async fn reap(&self, leftover: &Leftover) -> Result<(), DriverError> {

@@ -316,6 +316,76 @@ inputs.zero = { protocol = "http", health = { path = "/h", failures = 0 } }
 }
 
 #[test]
+fn probe_mistakes() {
+    check(
+        r#"
+app = "shop"
+[components.web]
+command = ["web"]
+inputs.two = { protocol = "http", health = { path = "/h", exec = ["true"] } }
+inputs.nosend = { protocol = "tcp", health = { expect = "+PONG" } }
+inputs.noexpect = { protocol = "tcp", health = { send = "PING\r\n" } }
+inputs.empty = { protocol = "tcp", health = { send = "PING\r\n", expect = "" } }
+inputs.noprogram = { protocol = "tcp", health = { exec = [] } }
+inputs.string = { protocol = "tcp", health = { exec = "pg_isready -h 127.0.0.1" } }
+inputs.delay = { protocol = "tcp", health = { exec = ["true"], initial_delay = "soon", start_period = "-1s" } }
+"#,
+        expect![[r#"
+            error: the health check of input `two` of component `web` has `path` and `exec`; expected one kind of probe
+             --> shop.toml:5:59
+              |
+            5 | inputs.two = { protocol = "http", health = { path = "/h", exec = ["true"] } }
+              |                                                           ^^^^
+              = help: a probe is an HTTP `path`, a command to `exec`, or bytes to `send` with an answer to `expect`
+
+            error: the health check of input `nosend` of component `web` has `expect` without `send`
+             --> shop.toml:6:48
+              |
+            6 | inputs.nosend = { protocol = "tcp", health = { expect = "+PONG" } }
+              |                                                ^^^^^^
+              = help: say what to send first, like `send = "PING\r\n"`
+
+            error: the health check of input `noexpect` of component `web` has `send` without `expect`
+             --> shop.toml:7:50
+              |
+            7 | inputs.noexpect = { protocol = "tcp", health = { send = "PING\r\n" } }
+              |                                                  ^^^^
+              = help: say what the answer must hold, like `expect = "+PONG"`
+
+            error: the health check of input `empty` of component `web` expects an empty answer, which every answer holds; expected the text a healthy answer holds, like "+PONG"
+             --> shop.toml:8:75
+              |
+            8 | inputs.empty = { protocol = "tcp", health = { send = "PING\r\n", expect = "" } }
+              |                                                                           ^^
+
+            error: the `exec` probe of input `noprogram` of component `web` has no program; expected a command as an array of strings, like ["pg_isready", "-h", "127.0.0.1"]
+             --> shop.toml:9:58
+              |
+            9 | inputs.noprogram = { protocol = "tcp", health = { exec = [] } }
+              |                                                          ^
+
+            error: wrong type for `exec`: expected a command as an array of strings, like ["pg_isready", "-h", "127.0.0.1"], found string
+              --> shop.toml:10:55
+               |
+            10 | inputs.string = { protocol = "tcp", health = { exec = "pg_isready -h 127.0.0.1" } }
+               |                                                       ^^^^^^^^^^^^^^^^^^^^^^^^^
+
+            error: invalid `initial_delay`: "soon" is not a valid duration: expected a number followed by a unit: `ms`, `s`, `m` or `h`, like "5s"
+              --> shop.toml:11:80
+               |
+            11 | inputs.delay = { protocol = "tcp", health = { exec = ["true"], initial_delay = "soon", start_period = "-1s" } }
+               |                                                                                ^^^^^^
+
+            error: invalid `start_period`: "-1s" is not a valid duration: a duration cannot be negative
+              --> shop.toml:11:103
+               |
+            11 | inputs.delay = { protocol = "tcp", health = { exec = ["true"], initial_delay = "soon", start_period = "-1s" } }
+               |                                                                                                       ^^^^^
+        "#]],
+    );
+}
+
+#[test]
 fn volumes() {
     check(
         r#"

@@ -114,13 +114,85 @@ fn health(sink: &mut Sink, entry: &Entry, protocol: Option<Protocol>, what: &str
                 sink,
                 fields,
                 &format!("the health check of {what}"),
-                &["path", "interval", "timeout", "failures"],
+                &[
+                    "path",
+                    "exec",
+                    "send",
+                    "expect",
+                    "interval",
+                    "timeout",
+                    "failures",
+                    "initial_delay",
+                    "start_period",
+                ],
             );
+            let kinds: Vec<&Entry> = ["path", "exec", "send"]
+                .iter()
+                .filter_map(|k| f.get(k))
+                .collect();
+            if let [_, second, ..] = kinds.as_slice() {
+                sink.error_help(
+                    second.key_span.clone(),
+                    format!(
+                        "the health check of {what} has `{}` and `{}`; expected one kind of probe",
+                        kinds[0].key, second.key
+                    ),
+                    "a probe is an HTTP `path`, a command to `exec`, or bytes to `send` with an answer to `expect`",
+                );
+            }
             if let Some(e) = f.get("path") {
                 if let Some(path) = read::string(sink, e, "a path like \"/healthz\"")
                     .and_then(|s| http_path(sink, e, s, protocol, what))
                 {
                     out.probe = Probe::Http { path };
+                }
+            }
+            if let Some(e) = f.get("exec") {
+                if let Some(command) = exec_command(sink, e, what) {
+                    out.probe = Probe::Exec { command };
+                }
+            }
+            match (f.get("send"), f.get("expect")) {
+                (Some(send), Some(expect_entry)) => {
+                    let send = read::string(sink, send, "the bytes to send, like \"PING\\r\\n\"");
+                    let expect =
+                        read::string(sink, expect_entry, "what the answer holds, like \"+PONG\"");
+                    let expect = expect.filter(|x| {
+                        if x.is_empty() {
+                            sink.error(
+                                expect_entry.value_span(),
+                                format!(
+                                    "the health check of {what} expects an empty answer, which every answer holds; expected the text a healthy answer holds, like \"+PONG\""
+                                ),
+                            );
+                        }
+                        !x.is_empty()
+                    });
+                    if let (Some(send), Some(expect)) = (send, expect) {
+                        out.probe = Probe::Send {
+                            send: send.to_owned(),
+                            expect: expect.to_owned(),
+                        };
+                    }
+                }
+                (Some(e), None) => sink.error_help(
+                    e.key_span.clone(),
+                    format!("the health check of {what} has `send` without `expect`"),
+                    "say what the answer must hold, like `expect = \"+PONG\"`",
+                ),
+                (None, Some(e)) => sink.error_help(
+                    e.key_span.clone(),
+                    format!("the health check of {what} has `expect` without `send`"),
+                    "say what to send first, like `send = \"PING\\r\\n\"`",
+                ),
+                (None, None) => {}
+            }
+            for (key, slot) in [
+                ("initial_delay", &mut out.initial_delay),
+                ("start_period", &mut out.start_period),
+            ] {
+                if let Some(d) = f.get(key).and_then(|e| read::duration(sink, e)) {
+                    *slot = d;
                 }
             }
             for (key, slot) in [
@@ -149,6 +221,23 @@ fn health(sink: &mut Sink, entry: &Entry, protocol: Option<Protocol>, what: &str
         _ => read::wrong_type(sink, entry, HEALTH_EXPECTED),
     }
     out
+}
+
+/// `exec = ["pg_isready", "-h", "127.0.0.1"]`: a program and its arguments.
+fn exec_command(sink: &mut Sink, entry: &Entry, what: &str) -> Option<Vec<String>> {
+    let expected = "a command as an array of strings, like [\"pg_isready\", \"-h\", \"127.0.0.1\"]";
+    let command: Vec<String> = read::strings(sink, entry, expected)?
+        .into_iter()
+        .map(|(s, _)| s.to_owned())
+        .collect();
+    if command.first().is_none_or(|p| p.is_empty()) {
+        sink.error(
+            entry.value_span(),
+            format!("the `exec` probe of {what} has no program; expected {expected}"),
+        );
+        return None;
+    }
+    Some(command)
 }
 
 /// An HTTP health path: it starts with `/`, has no spaces, and needs an

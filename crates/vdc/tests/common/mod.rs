@@ -279,7 +279,7 @@ impl Vdc {
         &self,
         app: &str,
         what: &str,
-        check: impl Fn(&[Value]) -> bool,
+        mut check: impl FnMut(&[Value]) -> bool,
     ) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

@@ -203,13 +203,20 @@ struct UsageReading {
 
 impl Agent {
     pub fn new(config: AgentConfig, driver: Arc<dyn Driver>, dataplane: DataPlane) -> Self {
-        let isolation = match (
-            driver.isolation().cgroups.is_some(),
-            config.confine.is_some(),
-        ) {
-            (true, true) => Isolation::Namespaces,
-            (true, false) => Isolation::Cgroup,
-            (false, _) => Isolation::ProcessGroup,
+        // Each layer as this node applies it: confinement and cgroups are
+        // independent (a node under `ip netns exec` may see no cgroup
+        // filesystem yet confine its instances).
+        let confined = config.confine.is_some();
+        let isolation = Isolation {
+            network: if confined {
+                vdc_model::Network::Own
+            } else {
+                vdc_model::Network::Host
+            },
+            pid_namespace: confined,
+            cgroup_limits: driver.isolation().cgroups.is_some(),
+            filesystem_view: confined,
+            unprivileged: confined,
         };
         let (changes, _) = broadcast::channel(1024);
         let uids = users::Uids::new(
@@ -315,12 +322,18 @@ impl Agent {
             state: InstanceState::Pending,
             revision: request.revision,
             pid: None,
+            program_pid: None,
             locators: BTreeMap::new(),
             restarts: 0,
             started_at_ms: None,
             since_ms: now_ms(),
             isolation: match self.inner.isolation {
-                Isolation::Namespaces if request.component.egress => Isolation::Egress,
+                i if i.network == vdc_model::Network::Own && request.component.egress => {
+                    Isolation {
+                        network: vdc_model::Network::Egress,
+                        ..i
+                    }
+                }
                 other => other,
             },
             last_exit: None,

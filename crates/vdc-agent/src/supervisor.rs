@@ -143,6 +143,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
                 inner.update(&id, |r| {
                     r.status.state = InstanceState::Starting;
                     r.status.pid = Some(pid);
+                    r.status.program_pid = None;
                     r.status.locators = locators.clone();
                     r.status.started_at_ms = Some(now_ms());
                     r.status.message = None;
@@ -245,6 +246,8 @@ async fn launch(
     };
     if let Some(user) = &run_as {
         crate::confine::check_workdir(&component.workdir, &inner.config.data_dir, user)?;
+        // Root (where the tenant may use it) keeps some capabilities.
+        inner.update(id, |r| r.status.isolation.unprivileged = user.uid != 0);
     }
     // Where each volume is on the node, and where the instance sees it:
     // at its `mount` path when the instance has its own view of the
@@ -423,6 +426,8 @@ async fn watch(
     let has_volumes = !request.component.volumes.is_empty();
     let mut volumes_measured: Option<Instant> = None;
     let mut measuring: Option<tokio::task::JoinHandle<u64>> = None;
+    let mut program_pid = None;
+    note_program_pid(inner, id, &*handle, &mut program_pid);
     loop {
         tokio::select! {
             biased;
@@ -432,6 +437,7 @@ async fn watch(
             }
             info = handle.wait() => return Ended::Exited(info),
             _ = accounting.tick() => {
+                note_program_pid(inner, id, &*handle, &mut program_pid);
                 match handle.usage() {
                     Ok(usage) => inner.record_usage(id, usage),
                     Err(e) => tracing::debug!(instance = %id, "cannot read resource usage: {e}"),
@@ -478,6 +484,7 @@ async fn watch(
                 delay = interval;
                 if !ready {
                     ready = true;
+                    note_program_pid(inner, id, &*handle, &mut program_pid);
                     inner.update(id, |r| {
                         r.status.state = InstanceState::Ready;
                         r.status.message = None;
@@ -511,6 +518,23 @@ async fn watch(
             }
         }
         next_probe = probed + delay;
+    }
+}
+
+/// Puts the program's pid in the instance's status once the driver knows
+/// it (an init may still be starting it).
+fn note_program_pid(
+    inner: &Inner,
+    id: &vdc_model::InstanceId,
+    handle: &dyn InstanceHandle,
+    known: &mut Option<u32>,
+) {
+    if known.is_some() {
+        return;
+    }
+    if let Some(pid) = handle.program_pid() {
+        *known = Some(pid);
+        inner.update(id, |r| r.status.program_pid = Some(pid));
     }
 }
 

@@ -118,6 +118,13 @@ pub trait InstanceHandle: Send + Sync {
     /// The main process's pid, which is also its process group id.
     fn pid(&self) -> u32;
 
+    /// The program's own pid, when an init stands between it and
+    /// [`pid`](InstanceHandle::pid) (a confined instance): `None` until the
+    /// init has started it. By default, the main process is the program.
+    fn program_pid(&self) -> Option<u32> {
+        Some(self.pid())
+    }
+
     /// The main process's start time (field 22 of `/proc/<pid>/stat`), to
     /// recognise the process after an agent restart. `None` when unknown.
     fn start_ticks(&self) -> Option<u64>;

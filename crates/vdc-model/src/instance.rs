@@ -67,36 +67,192 @@ impl fmt::Display for InstanceState {
     }
 }
 
-/// How the node isolates an instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Isolation {
-    /// A sandbox of its own (its own unprivileged user without
-    /// capabilities, a system-call filter, its own view of the filesystem,
-    /// PID, IPC and cgroup namespaces), a cgroup with enforced limits, and
-    /// its own network namespace (only its links reachable).
-    Namespaces,
-    /// As [`Isolation::Namespaces`], but on the node's own network: its
-    /// component declares egress.
-    Egress,
-    /// Own process group and a cgroup with enforced CPU and memory limits;
-    /// the host's loopback is shared with other instances.
-    Cgroup,
-    /// Own process group only: limits are not enforced.
-    ProcessGroup,
-    /// Served by the data plane: no process.
-    Builtin,
+/// How one instance is confined, layer by layer, as its node applies it.
+/// Each layer is reported as it is: a node that cannot enforce limits (no
+/// cgroup filesystem visible) still gives its instances their own
+/// namespaces, and says so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "IsolationRepr")]
+pub struct Isolation {
+    /// Where the instance is on the network.
+    pub network: Network,
+    /// Its own PID, IPC and cgroup namespaces: it sees only its own
+    /// processes (the program is pid 2 under a small init).
+    pub pid_namespace: bool,
+    /// A cgroup with the spec's CPU, memory and task limits, enforced by
+    /// the kernel (and by which the whole instance is killed).
+    pub cgroup_limits: bool,
+    /// Its own view of the filesystem: the node's software and its working
+    /// directory read-only, its volumes, private `/tmp` and home; never the
+    /// node's data directory.
+    pub filesystem_view: bool,
+    /// An unprivileged user of its own (not root), without capabilities,
+    /// with `no_new_privs` and a system-call filter.
+    pub unprivileged: bool,
 }
 
+/// Where an instance is on the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// Its own network namespace with only a loopback interface: it
+    /// reaches exactly the links its spec declares.
+    Own,
+    /// The node's network, because its component declares `egress`.
+    Egress,
+    /// The node's network, shared with the node and other instances
+    /// (instances are not confined on this node).
+    #[default]
+    Host,
+}
+
+/// What older nodes reported: one word for the whole.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IsolationRepr {
+    Layers {
+        network: Network,
+        #[serde(default)]
+        pid_namespace: bool,
+        #[serde(default)]
+        cgroup_limits: bool,
+        #[serde(default)]
+        filesystem_view: bool,
+        #[serde(default)]
+        unprivileged: bool,
+    },
+    Word(String),
+}
+
+impl From<IsolationRepr> for Isolation {
+    fn from(repr: IsolationRepr) -> Self {
+        match repr {
+            IsolationRepr::Layers {
+                network,
+                pid_namespace,
+                cgroup_limits,
+                filesystem_view,
+                unprivileged,
+            } => Isolation {
+                network,
+                pid_namespace,
+                cgroup_limits,
+                filesystem_view,
+                unprivileged,
+            },
+            IsolationRepr::Word(word) => {
+                let confined = matches!(word.as_str(), "namespaces" | "egress");
+                Isolation {
+                    network: match word.as_str() {
+                        "namespaces" => Network::Own,
+                        "egress" => Network::Egress,
+                        _ => Network::Host,
+                    },
+                    pid_namespace: confined,
+                    cgroup_limits: confined || word == "cgroup",
+                    filesystem_view: confined,
+                    unprivileged: confined,
+                }
+            }
+        }
+    }
+}
+
+impl Isolation {
+    /// Every layer: an instance confined on a node with cgroups.
+    pub const CONFINED: Isolation = Isolation {
+        network: Network::Own,
+        pid_namespace: true,
+        cgroup_limits: true,
+        filesystem_view: true,
+        unprivileged: true,
+    };
+
+    /// Nothing but its own process group.
+    pub const PROCESS_GROUP: Isolation = Isolation {
+        network: Network::Host,
+        pid_namespace: false,
+        cgroup_limits: false,
+        filesystem_view: false,
+        unprivileged: false,
+    };
+}
+
+/// The layers in a few letters, as `vdc ps` shows them:
+/// `net+pid+cgroup+fs+user` for a fully confined instance, `egress+…` for
+/// one on the node's network by its spec, `process-group` when nothing
+/// but its own process group separates it.
 impl fmt::Display for Isolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Isolation::Namespaces => "namespaces",
-            Isolation::Egress => "egress",
-            Isolation::Cgroup => "cgroup",
-            Isolation::ProcessGroup => "process-group",
-            Isolation::Builtin => "builtin",
-        })
+        let network = match self.network {
+            Network::Own => Some("net"),
+            Network::Egress => Some("egress"),
+            Network::Host => None,
+        };
+        let layers: Vec<&str> = [
+            network,
+            self.pid_namespace.then_some("pid"),
+            self.cgroup_limits.then_some("cgroup"),
+            self.filesystem_view.then_some("fs"),
+            self.unprivileged.then_some("user"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if layers.is_empty() {
+            f.write_str("process-group")
+        } else {
+            f.write_str(&layers.join("+"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod isolation_tests {
+    use super::*;
+
+    #[test]
+    fn layers_read_as_they_are() {
+        assert_eq!(Isolation::CONFINED.to_string(), "net+pid+cgroup+fs+user");
+        assert_eq!(Isolation::PROCESS_GROUP.to_string(), "process-group");
+        let no_cgroups = Isolation {
+            cgroup_limits: false,
+            ..Isolation::CONFINED
+        };
+        assert_eq!(no_cgroups.to_string(), "net+pid+fs+user");
+        let egress_as_root = Isolation {
+            network: Network::Egress,
+            unprivileged: false,
+            ..Isolation::CONFINED
+        };
+        assert_eq!(egress_as_root.to_string(), "egress+pid+cgroup+fs");
+    }
+
+    #[test]
+    fn json_names_every_layer_and_reads_the_older_word() {
+        let json = serde_json::to_value(Isolation::CONFINED).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "network": "own",
+                "pid_namespace": true,
+                "cgroup_limits": true,
+                "filesystem_view": true,
+                "unprivileged": true,
+            })
+        );
+        let back: Isolation = serde_json::from_value(json).unwrap();
+        assert_eq!(back, Isolation::CONFINED);
+        for (word, shown) in [
+            ("namespaces", "net+pid+cgroup+fs+user"),
+            ("egress", "egress+pid+cgroup+fs+user"),
+            ("cgroup", "cgroup"),
+            ("process-group", "process-group"),
+            ("builtin", "process-group"),
+        ] {
+            let read: Isolation = serde_json::from_value(serde_json::json!(word)).unwrap();
+            assert_eq!(read.to_string(), shown, "{word}");
+        }
     }
 }
 
@@ -108,7 +264,13 @@ pub struct InstanceStatus {
     pub state: InstanceState,
     /// The app revision this instance was started from.
     pub revision: u64,
+    /// The process vdc supervises: the instance's init when it is confined
+    /// (its end is the instance's end), the program itself otherwise.
     pub pid: Option<u32>,
+    /// The program's own pid on its node, once known; the same as `pid`
+    /// when no init stands between.
+    #[serde(default)]
+    pub program_pid: Option<u32>,
     /// Where each input listens now.
     pub locators: BTreeMap<TerminalName, Locator>,
     pub restarts: u32,

@@ -12,7 +12,7 @@ mod node;
 mod tenant;
 
 pub use ids::{InstanceId, InstanceIdError, Locator, NodeId};
-pub use instance::{InstanceState, InstanceStatus, Isolation};
+pub use instance::{InstanceState, InstanceStatus, Isolation, Network};
 pub use node::{
     AppRecord, Assignment, Disk, MovePhase, MoveRecord, NodeInfo, NodeRecord, NodeState, NodeTask,
     Scale, TaskRequest, TaskState,

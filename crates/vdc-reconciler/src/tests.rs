@@ -96,11 +96,12 @@ fn running(id: &str, state: InstanceState, revision: u64) -> InstanceStatus {
         state,
         revision,
         pid: Some(42),
+        program_pid: Some(42),
         locators: BTreeMap::new(),
         restarts: 0,
         started_at_ms: Some(0),
         since_ms: 0,
-        isolation: Isolation::ProcessGroup,
+        isolation: Isolation::PROCESS_GROUP,
         last_exit: None,
         message: None,
     }

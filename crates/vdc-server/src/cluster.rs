@@ -733,11 +733,12 @@ fn pending(id: InstanceId, a: &Assignment) -> InstanceStatus {
         state: InstanceState::Pending,
         revision: a.revision,
         pid: None,
+        program_pid: None,
         locators: BTreeMap::new(),
         restarts: 0,
         started_at_ms: None,
         since_ms: a.at_ms,
-        isolation: vdc_model::Isolation::ProcessGroup,
+        isolation: vdc_model::Isolation::PROCESS_GROUP,
         last_exit: None,
         message: None,
     }

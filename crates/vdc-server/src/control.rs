@@ -701,11 +701,12 @@ mod event_tests {
             state,
             revision: 1,
             pid: Some(4242),
+            program_pid: None,
             locators: BTreeMap::new(),
             restarts,
             started_at_ms: None,
             since_ms: 0,
-            isolation: vdc_model::Isolation::Namespaces,
+            isolation: vdc_model::Isolation::CONFINED,
             last_exit: last_exit.as_ref().map(|e| e.to_string()),
             message: last_exit.as_ref().map(|e| format!("{e}; restarting")),
         }

@@ -205,7 +205,35 @@ async fn an_instance_reaches_its_declared_links_and_nothing_else() {
         );
     }
     let ps = vdc.instances("alpha");
-    assert!(ps.iter().all(|i| i["isolation"] == "namespaces"), "{ps:?}");
+    for i in &ps {
+        let layers = &i["isolation"];
+        assert_eq!(layers["network"], "own", "{i}");
+        for layer in ["pid_namespace", "filesystem_view", "unprivileged"] {
+            assert_eq!(layers[layer], true, "{layer}: {i}");
+        }
+        // The program, pid 2 in its own PID namespace, apart from the init
+        // vdc supervises.
+        let program = i["program_pid"].as_u64().expect("the program's pid");
+        assert_ne!(Some(program), i["pid"].as_u64(), "{i}");
+        let status = std::fs::read_to_string(format!("/proc/{program}/status")).unwrap();
+        let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+        assert!(nspid.ends_with("\t2"), "{nspid}");
+    }
+    let table = vdc.ok(&["ps", "alpha"]);
+    let row = table.lines().nth(1).unwrap();
+    let program = ps[0]["program_pid"].as_u64().unwrap().to_string();
+    let init = ps[0]["pid"].as_u64().unwrap().to_string();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert!(
+        cells
+            .windows(2)
+            .any(|w| w == [program.as_str(), init.as_str()]),
+        "PID then INIT: {table}"
+    );
+    assert!(
+        row.ends_with("net+pid+cgroup+fs+user") || row.ends_with("net+pid+fs+user"),
+        "{table}"
+    );
 
     // A component that declares egress runs on the host's network.
     let open = write_spec(
@@ -227,7 +255,7 @@ async fn an_instance_reaches_its_declared_links_and_nothing_else() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(log.contains("host-api ok"), "{log}");
-    assert_eq!(vdc.instances("gamma")[0]["isolation"], "egress");
+    assert_eq!(vdc.instances("gamma")[0]["isolation"]["network"], "egress");
 }
 
 /// A volume with a `mount` path appears there inside the instance (a bind

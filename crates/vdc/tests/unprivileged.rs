@@ -63,7 +63,10 @@ fn without_root_instances_run_in_process_groups_with_a_warning() {
     let list: Vec<serde_json::Value> = serde_json::from_slice(&ps.stdout).unwrap();
     assert_eq!(list.len(), 2);
     for i in &list {
-        assert_eq!(i["isolation"], "process-group", "{i}");
+        assert_eq!(i["isolation"]["network"], "host", "{i}");
+        assert_eq!(i["isolation"]["pid_namespace"], false, "{i}");
+        assert_eq!(i["isolation"]["unprivileged"], false, "{i}");
+        assert_eq!(i["program_pid"], i["pid"], "no init between: {i}");
         let pid = i["pid"].as_i64().unwrap() as i32;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         assert!(

@@ -42,6 +42,11 @@ pub(crate) struct ProcessInstance {
     pub sigkill_sent: bool,
     /// Set once `stop` has finished.
     pub stopped: Option<ExitInfo>,
+    /// True when the main process is the node's init for a confined
+    /// instance (outer init, then pid 1, then the program).
+    pub under_init: bool,
+    /// The program's pid, once found.
+    pub program: std::sync::OnceLock<u32>,
 }
 
 // === impl ProcessInstance ===
@@ -92,6 +97,24 @@ impl ProcessInstance {
 impl InstanceHandle for ProcessInstance {
     fn pid(&self) -> u32 {
         self.pid
+    }
+
+    fn program_pid(&self) -> Option<u32> {
+        if !self.under_init {
+            return Some(self.pid);
+        }
+        if let Some(pid) = self.program.get() {
+            return Some(*pid);
+        }
+        // The outer init has one child, pid 1 of the instance; its first
+        // child is the program (later ones are orphans it adopted).
+        let pid1 = crate::procfs::children(self.pid).into_iter().next()?;
+        let program = crate::procfs::children(pid1)
+            .into_iter()
+            .filter_map(|pid| crate::procfs::ProcStat::read(pid).map(|s| (s.start_ticks, pid)))
+            .min()?
+            .1;
+        Some(*self.program.get_or_init(|| program))
     }
 
     fn start_ticks(&self) -> Option<u64> {

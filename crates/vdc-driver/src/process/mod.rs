@@ -256,6 +256,8 @@ impl Driver for ProcessDriver {
             exited: None,
             sigkill_sent: false,
             stopped: None,
+            under_init: spec.confine.is_some(),
+            program: std::sync::OnceLock::new(),
         }))
     }
 

@@ -42,6 +42,7 @@ pub fn ps_table(list: &[InstanceStatus]) -> Table {
         "NODE",
         "STATE",
         "PID",
+        "INIT",
         "ADDRESS",
         "RESTARTS",
         "UPTIME",
@@ -59,7 +60,14 @@ pub fn ps_table(list: &[InstanceStatus]) -> Table {
             s.id.component.to_string(),
             s.node.to_string(),
             state,
-            s.pid.map_or("-".into(), |p| p.to_string()),
+            // The program's pid; vdc's init for it (what vdc supervises)
+            // apart, when one stands between.
+            s.program_pid
+                .or(s.pid.filter(|_| !s.isolation.pid_namespace))
+                .map_or("-".into(), |p| p.to_string()),
+            s.pid
+                .filter(|p| s.isolation.pid_namespace && s.program_pid != Some(*p))
+                .map_or("-".into(), |p| p.to_string()),
             s.locators
                 .values()
                 .map(|l| l.to_string())

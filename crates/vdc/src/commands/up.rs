@@ -89,19 +89,25 @@ async fn launch(
         r = wait_ready(client, app, Duration::from_secs(args.timeout)) => r?,
         _ = &mut interrupt => return Err(fail(Code::Failure, "interrupted")),
     };
-    eprintln!("{app} is ready in {:.2}s", started.elapsed().as_secs_f64());
+    let ready = format!("{app} is ready in {:.2}s", started.elapsed().as_secs_f64());
+    eprintln!("{ready}");
     for gateway in &detail.summary.gateways {
         println!("{gateway}");
     }
     if args.detach {
         return Ok(());
     }
-    if !foreground_server {
-        eprintln!("press Ctrl-C to take {app} down");
+    let hint = if !foreground_server {
+        format!("press Ctrl-C to take {app} down")
     } else {
-        eprintln!("press Ctrl-C to take {app} down and stop the server");
-    }
-    live(client, app, interrupt).await
+        format!("press Ctrl-C to take {app} down and stop the server")
+    };
+    eprintln!("{hint}");
+    // What must stay in view above the live table.
+    let mut header = vec![ready];
+    header.extend(detail.summary.gateways.iter().cloned());
+    header.push(hint);
+    live(client, app, &header, interrupt).await
 }
 
 /// Restarts after which `up` stops waiting for an instance.
@@ -202,6 +208,7 @@ async fn wait_ready(client: &Client, app: &str, timeout: Duration) -> anyhow::Re
 async fn live(
     client: &Client,
     app: &str,
+    header: &[String],
     mut interrupt: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> anyhow::Result<()> {
     let path = format!("/v1/apps/{}", url_path_escape(app));
@@ -221,18 +228,11 @@ async fn live(
             }
         };
         if tty {
+            let rows = crossterm::terminal::size().map_or(usize::MAX, |(_, rows)| rows.into());
+            let screen = live_screen(header, &detail, rows);
             let mut out = std::io::stdout().lock();
             // Clear the screen and home the cursor, then redraw.
-            let _ = write!(
-                out,
-                "\x1b[2J\x1b[H{} {} — {}/{} ready — {}\n\n{}\n(Ctrl-C to stop)\n",
-                detail.summary.name,
-                detail.summary.state,
-                detail.summary.ready,
-                detail.summary.desired,
-                detail.summary.gateways.join(" "),
-                ps_table(&detail.instances).render()
-            );
+            let _ = write!(out, "\x1b[2J\x1b[H{screen}");
             let _ = out.flush();
         } else {
             for s in &detail.instances {
@@ -244,6 +244,42 @@ async fn live(
             }
         }
     }
+}
+
+/// One frame of the live view: the header pinned at the top (ready time,
+/// gateways, how to stop), the app's state, and as much of the instance
+/// table as fits in `rows` lines, with a count of the rest.
+fn live_screen(header: &[String], detail: &AppDetail, rows: usize) -> String {
+    let mut screen = String::new();
+    for line in header {
+        screen.push_str(line);
+        screen.push('\n');
+    }
+    screen.push_str(&format!(
+        "\n{} {}: {}/{} ready\n\n",
+        detail.summary.name, detail.summary.state, detail.summary.ready, detail.summary.desired,
+    ));
+    let table = ps_table(&detail.instances).render();
+    let lines: Vec<&str> = table.lines().collect();
+    // The header, the state line and its blank lines, and the cursor's line.
+    let room = rows.saturating_sub(header.len() + 4).max(2);
+    if lines.len() <= room {
+        screen.push_str(&table);
+        if !table.ends_with('\n') {
+            screen.push('\n');
+        }
+    } else {
+        for line in &lines[..room - 1] {
+            screen.push_str(line);
+            screen.push('\n');
+        }
+        screen.push_str(&format!(
+            "… {} more instances (vdc ps {})\n",
+            lines.len() - (room - 1),
+            detail.summary.name
+        ));
+    }
+    screen
 }
 
 /// Resolves on Ctrl-C, SIGTERM or SIGHUP: each means "take the app down".
@@ -260,5 +296,87 @@ async fn interrupted() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
         _ = hup.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use vdc_api::{AppState, AppSummary};
+    use vdc_model::{InstanceState, InstanceStatus, Isolation, NodeId};
+
+    use super::*;
+
+    fn detail(instances: usize) -> AppDetail {
+        AppDetail {
+            summary: AppSummary {
+                name: "shop".into(),
+                tenant: "default".into(),
+                revision: 1,
+                file: "shop.toml".into(),
+                state: AppState::Ready,
+                desired: instances as u32,
+                ready: instances as u32,
+                gateways: vec!["http://127.0.0.1:8080/".into()],
+                unplaced: vec![],
+            },
+            components: vec![],
+            listeners: vec![],
+            instances: (0..instances)
+                .map(|i| InstanceStatus {
+                    id: format!("shop/web/{i}").parse().unwrap(),
+                    node: NodeId("n1".into()),
+                    state: InstanceState::Ready,
+                    revision: 1,
+                    pid: Some(100 + i as u32),
+                    program_pid: Some(200 + i as u32),
+                    locators: BTreeMap::new(),
+                    restarts: 0,
+                    started_at_ms: None,
+                    since_ms: 0,
+                    isolation: Isolation::CONFINED,
+                    last_exit: None,
+                    message: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn header() -> Vec<String> {
+        vec![
+            "shop is ready in 0.56s".into(),
+            "http://127.0.0.1:8080/".into(),
+            "press Ctrl-C to take shop down".into(),
+        ]
+    }
+
+    #[test]
+    fn the_header_stays_above_the_table() {
+        let screen = live_screen(&header(), &detail(2), 40);
+        let lines: Vec<&str> = screen.lines().collect();
+        assert_eq!(&lines[..3], header().as_slice());
+        assert_eq!(lines[4], "shop ready: 2/2 ready");
+        assert!(lines[6].starts_with("INSTANCE"), "{screen}");
+        assert!(
+            lines[7].contains("shop/web/0") && lines[7].contains(" 200 "),
+            "{screen}"
+        );
+        assert_eq!(lines.len(), 9);
+    }
+
+    #[test]
+    fn a_table_taller_than_the_terminal_is_cut_not_the_header() {
+        for rows in [0, 12, 24] {
+            let screen = live_screen(&header(), &detail(100), rows);
+            let lines: Vec<&str> = screen.lines().collect();
+            assert_eq!(&lines[..3], header().as_slice());
+            assert!(lines.len() <= rows.max(9), "{rows}: {} lines", lines.len());
+            let last = lines.last().unwrap();
+            assert!(
+                last.starts_with("… ") && last.ends_with("more instances (vdc ps shop)"),
+                "{last}"
+            );
+        }
     }
 }

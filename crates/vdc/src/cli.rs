@@ -139,6 +139,10 @@ pub enum Command {
         #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
     },
+    /// Print the token the other commands send (from --token, VDC_TOKEN,
+    /// `vdc login`, or the local admin token), for other clients:
+    /// curl -H "Authorization: Bearer $(vdc token)" ...
+    Token,
     /// Save a token for later commands (read from stdin when not given).
     Login {
         /// The token; prefer stdin or VDC_TOKEN so it stays out of the shell history.
@@ -337,6 +341,10 @@ pub struct UpArgs {
 pub struct ServerArgs {
     #[command(subcommand)]
     pub action: Option<ServerAction>,
+    /// Run the server in the background (its log in DATA_DIR/server.log)
+    /// and return once it answers.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
     #[command(flatten)]
     pub opts: ServerOpts,
 }
@@ -432,7 +440,12 @@ impl Cli {
     /// Servers log what they do; client commands only warnings.
     pub fn default_log_filter(&self) -> &'static str {
         match &self.command {
-            Command::Server(ServerArgs { action: None, .. }) | Command::Agent(_) => "info",
+            Command::Server(ServerArgs {
+                action: None,
+                detach: false,
+                ..
+            })
+            | Command::Agent(_) => "info",
             _ => "warn",
         }
     }
@@ -487,4 +500,93 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("`{text}` is out of range (30ms to 1h)"));
     }
     Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `vdc …` command of the README and the docs, as its words,
+    /// with where it is: the lines of code blocks (but TOML, JSON, Rust,
+    /// YAML and `text` ones) that start with `vdc` or `$ vdc`, comments cut
+    /// and continuation lines joined. (Inline code names commands more
+    /// than it gives them: `vdc down`, `vdc up FILE [-d]`.) Environment
+    /// assignments before a command are dropped.
+    fn documented_commands() -> Vec<(String, Vec<String>)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+        let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md"))
+            .collect();
+        docs.sort();
+        files.extend(docs);
+        let mut found = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let mut lines = Vec::new();
+            let mut fence: Option<bool> = None;
+            for (n, line) in text.replace("\\\n", " ").lines().enumerate() {
+                let trimmed = line.trim_start();
+                if let Some(lang) = trimmed.strip_prefix("```") {
+                    fence = match fence {
+                        Some(_) => None,
+                        None => Some(!matches!(lang, "toml" | "json" | "rust" | "yaml" | "text")),
+                    };
+                    continue;
+                }
+                if fence == Some(true) {
+                    let command = trimmed.strip_prefix("$ ").unwrap_or(trimmed);
+                    lines.push((n, command.split(" #").next().unwrap_or_default().to_owned()));
+                }
+            }
+            for (n, line) in lines {
+                let mut words = line.split_whitespace().peekable();
+                while words
+                    .peek()
+                    .is_some_and(|w| w.contains('=') && !w.starts_with('-'))
+                {
+                    words.next();
+                }
+                let words: Vec<String> = words.map(str::to_owned).collect();
+                if words.first().map(String::as_str) == Some("vdc") {
+                    found.push((format!("{name}:{}: {}", n + 1, line.trim()), words));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_documented_command_parses() {
+        let commands = documented_commands();
+        assert!(
+            commands.len() > 25,
+            "{} commands found: {commands:#?}",
+            commands.len()
+        );
+        let mut wrong = Vec::new();
+        for (at, words) in commands {
+            // Shell syntax after the command (a pipe, `&`) is not vdc's.
+            let words: Vec<&String> = words
+                .iter()
+                .take_while(|w| !matches!(w.as_str(), "|" | "&" | "&&" | ">" | "2>&1"))
+                .collect();
+            if let Err(e) = Cli::try_parse_from(words) {
+                if !matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+                ) {
+                    wrong.push(format!(
+                        "{at}\n  {}",
+                        e.to_string().lines().next().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
 }

@@ -55,7 +55,7 @@ impl Client {
     }
 
     /// The token requests carry, if any can be found.
-    fn token(&self) -> Option<String> {
+    pub fn token(&self) -> Option<String> {
         self.token.clone().or_else(|| {
             self.token_files.iter().find_map(|f| {
                 let t = std::fs::read_to_string(f).ok()?;

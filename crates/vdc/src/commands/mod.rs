@@ -76,8 +76,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Login { with_token } => tenant::login(&client, with_token).await,
+        Command::Token => match client.token() {
+            Some(token) => {
+                println!("{token}");
+                Ok(())
+            }
+            None => Err(crate::exit::fail(
+                crate::exit::Code::Unauthorized,
+                format!(
+                    "no token: give --token or VDC_TOKEN, save one with `vdc login`, or run where the server's data directory ({}) is readable",
+                    data_dir.display()
+                ),
+            )),
+        },
         Command::Tenant(command) => tenant::run(&client, command, cli.output).await,
         Command::Server(args) => match args.action {
+            None if args.detach => server::detached(&client, &cli.addr, &args.opts).await,
             None => server::foreground(&cli.addr, &args.opts).await,
             Some(ServerAction::Stop) => server::stop(&client).await,
         },

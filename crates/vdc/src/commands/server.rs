@@ -131,6 +131,22 @@ impl Embedded {
     }
 }
 
+/// `vdc server -d`: a background server, unless one already answers.
+pub async fn detached(client: &Client, addr: &str, opts: &ServerOpts) -> anyhow::Result<()> {
+    if client.is_up().await {
+        return Err(fail(
+            Code::Failure,
+            format!("a server already answers at {addr}; `vdc server stop` stops it"),
+        ));
+    }
+    start_background(client, addr, opts).await?;
+    eprintln!(
+        "vdc server runs in the background at {addr} (log: {})",
+        opts.data_dir().join("server.log").display()
+    );
+    Ok(())
+}
+
 /// Starts `vdc server` as a background process and waits until it answers.
 pub async fn start_background(
     client: &Client,
@@ -178,6 +194,22 @@ pub async fn start_background(
     }
     if opts.shared_loopback {
         command.arg("--shared-loopback");
+    }
+    command
+        .arg("--instance-uids")
+        .arg(opts.instance_uids.to_string())
+        .arg("--node-timeout")
+        .arg(format!("{}ms", opts.node_timeout.as_millis()));
+    if !opts.labels.is_empty() {
+        let labels: Vec<String> = opts
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        command.arg("--labels").arg(labels.join(","));
+    }
+    if let Some(ip) = opts.node_address {
+        command.arg("--node-address").arg(ip.to_string());
     }
     let mut child = command
         .spawn()

@@ -256,7 +256,7 @@ fn live_screen(header: &[String], detail: &AppDetail, rows: usize) -> String {
         screen.push('\n');
     }
     screen.push_str(&format!(
-        "\n{} {}: {}/{} ready\n\n",
+        "\n{}: {}, {}/{} instances ready\n\n",
         detail.summary.name, detail.summary.state, detail.summary.ready, detail.summary.desired,
     ));
     let table = ps_table(&detail.instances).render();
@@ -356,7 +356,7 @@ mod tests {
         let screen = live_screen(&header(), &detail(2), 40);
         let lines: Vec<&str> = screen.lines().collect();
         assert_eq!(&lines[..3], header().as_slice());
-        assert_eq!(lines[4], "shop ready: 2/2 ready");
+        assert_eq!(lines[4], "shop: ready, 2/2 instances ready");
         assert!(lines[6].starts_with("INSTANCE"), "{screen}");
         assert!(
             lines[7].contains("shop/web/0") && lines[7].contains(" 200 "),

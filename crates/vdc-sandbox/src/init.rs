@@ -318,18 +318,22 @@ fn join(pid1: i32, user: &User, workdir: &Path, program: &Program) -> ! {
     prepare_program(&mut command, Some(&sandbox), Some(filters));
     match command.status() {
         Ok(status) => mirror(status),
-        Err(e) => {
-            eprintln!(
-                "{INIT_NAME}: cannot start {}: {e}",
-                Path::new(&program.path).display()
-            );
-            std::process::exit(match e.kind() {
-                io::ErrorKind::NotFound => EXIT_NOT_FOUND,
-                io::ErrorKind::PermissionDenied => EXIT_CANNOT_EXECUTE,
-                _ => EXIT_INIT_FAILED,
-            });
-        }
+        Err(e) => cannot_start(program, &e),
     }
+}
+
+/// Ends an init whose program could not be started, with the exit code
+/// a shell would give (127 not found, 126 not executable).
+fn cannot_start(program: &Program, e: &io::Error) -> ! {
+    eprintln!(
+        "{INIT_NAME}: cannot start {}: {e}",
+        Path::new(&program.path).display()
+    );
+    std::process::exit(match e.kind() {
+        io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+        io::ErrorKind::PermissionDenied => EXIT_CANNOT_EXECUTE,
+        _ => EXIT_INIT_FAILED,
+    });
 }
 
 /// The outer init, in the host's PID namespace: makes the namespaces,
@@ -470,17 +474,7 @@ fn pid1(report_fd: i32, early_fd: i32, plan_fd: i32, program: &Program) -> ! {
     prepare_program(&mut command, sandbox.as_ref(), filters);
     let main = match command.spawn() {
         Ok(child) => Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
-        Err(e) => {
-            eprintln!(
-                "{INIT_NAME}: cannot start {}: {e}",
-                Path::new(&program.path).display()
-            );
-            std::process::exit(match e.kind() {
-                io::ErrorKind::NotFound => EXIT_NOT_FOUND,
-                io::ErrorKind::PermissionDenied => EXIT_CANNOT_EXECUTE,
-                _ => EXIT_INIT_FAILED,
-            });
-        }
+        Err(e) => cannot_start(program, &e),
     };
     // Signals the group got before the program existed were meant for it:
     // those only the outer init saw, and those pending here. One that came

@@ -55,6 +55,15 @@ fn in_instance(pid: i32, program: &str) -> Command {
     cmd
 }
 
+/// pgbench against the `postgres` database as `app`, with `args`.
+fn pgbench(pid: i32, port: &str, args: &[&str]) -> Command {
+    let mut cmd = in_instance(pid, "pgbench");
+    cmd.args(["-h", "127.0.0.1", "-p", port, "-U", "app"])
+        .args(args)
+        .arg("postgres");
+    cmd
+}
+
 fn psql(pid: i32, port: &str, sql: &str) -> Result<String, String> {
     let out = in_instance(pid, "psql")
         .args(["-h", "127.0.0.1", "-p", port, "-U", "app", "-d", "postgres"])
@@ -131,37 +140,11 @@ fn postgres_starts_on_a_snapshot_taken_under_load_with_its_owners_and_modes() {
     let path = spec(&vdc, &bin);
     vdc.ok(&["up", "-d", "--timeout", "60", path.to_str().unwrap()]);
     let (pid, port) = wait_for_postgres(&vdc);
-    let init = in_instance(pid, "pgbench")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "app",
-            "-i",
-            "-q",
-            "postgres",
-        ])
-        .output()
-        .unwrap();
+    let init = pgbench(pid, &port, &["-i", "-q"]).output().unwrap();
     assert!(init.status.success(), "{init:?}");
 
     // Load while the snapshot is taken.
-    let mut load: Child = in_instance(pid, "pgbench")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "app",
-            "-c",
-            "4",
-            "-T",
-            "6",
-            "postgres",
-        ])
+    let mut load: Child = pgbench(pid, &port, &["-c", "4", "-T", "6"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

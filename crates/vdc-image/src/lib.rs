@@ -7,6 +7,7 @@
 
 mod error;
 pub mod layout;
+pub mod pull;
 pub mod reference;
 pub mod store;
 pub mod unpack;

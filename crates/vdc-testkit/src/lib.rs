@@ -1,12 +1,15 @@
 //! What the test suites of several crates start for real: a `nats-server`
-//! with JetStream on a free loopback port. A missing binary fails the test
-//! with the package to install; it never skips. And what the
-//! micro-benchmarks print ([`bench`]).
+//! with JetStream on a free loopback port, and an OCI registry (Debian's
+//! `docker-registry`, the CNCF distribution registry) with or without
+//! basic auth ([`registry`]). A missing binary fails the test with the
+//! package to install; it never skips. And what the micro-benchmarks print
+//! ([`bench`]).
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bench;
+pub mod registry;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

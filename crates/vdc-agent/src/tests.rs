@@ -39,6 +39,8 @@ fn component() -> ComponentSpec {
         name: name("echo"),
         appliance: Appliance::Process,
         command: vec!["echo-server".into(), "--port=${PORT}".into()],
+        image: None,
+        args: None,
         env: BTreeMap::from([("MODE".into(), "test".into())]),
         workdir: PathBuf::from("/"),
         resources: Resources {

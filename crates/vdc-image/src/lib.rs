@@ -5,13 +5,21 @@
 //! root filesystem is an overlay of its image's unpacked layers
 //! ([`Store::lower_dirs`]).
 
-mod error;
-pub mod layout;
-pub mod pull;
 pub mod reference;
+pub use reference::{ImageRef, RefError, Reference};
+
+#[cfg(feature = "node")]
+mod error;
+#[cfg(feature = "node")]
+pub mod layout;
+#[cfg(feature = "node")]
+pub mod pull;
+#[cfg(feature = "node")]
 pub mod store;
+#[cfg(feature = "node")]
 pub mod unpack;
 
+#[cfg(feature = "node")]
 pub use error::ImageError;
-pub use reference::{ImageRef, RefError, Reference};
+#[cfg(feature = "node")]
 pub use store::{ImageRecord, RunConfig, Store};

@@ -24,6 +24,8 @@ fn component(n: &str, replicas: u32) -> ComponentSpec {
         name: name(n),
         appliance: Appliance::Process,
         command: vec!["true".into()],
+        image: None,
+        args: None,
         env: BTreeMap::new(),
         workdir: PathBuf::from("/"),
         resources: Resources {

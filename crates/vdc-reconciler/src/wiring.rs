@@ -59,7 +59,7 @@ pub fn wiring(apps: &[AppRecord]) -> Vec<ListenerPlan> {
     for app in apps {
         let name = &app.spec.name;
         for component in app.spec.components.values() {
-            if component.appliance == Appliance::Process {
+            if !component.appliance.is_builtin() {
                 for (link, target) in &component.links {
                     let Some(input) = app.spec.link_input(target) else {
                         continue;
@@ -84,7 +84,7 @@ pub fn wiring(apps: &[AppRecord]) -> Vec<ListenerPlan> {
             // the data plane is the balancer.
             let target = match component.appliance {
                 Appliance::BuiltinHttpLb => component.links.values().next().cloned(),
-                Appliance::Process => Some(LinkTarget {
+                Appliance::Process | Appliance::Container => Some(LinkTarget {
                     component: component.name.clone(),
                     input: gateway.input.clone(),
                 }),
@@ -92,7 +92,7 @@ pub fn wiring(apps: &[AppRecord]) -> Vec<ListenerPlan> {
             let Some(target) = target else { continue };
             let protocol = match component.appliance {
                 Appliance::BuiltinHttpLb => Protocol::Http,
-                Appliance::Process => app
+                Appliance::Process | Appliance::Container => app
                     .spec
                     .link_input(&target)
                     .map_or(Protocol::Tcp, |i| i.protocol),

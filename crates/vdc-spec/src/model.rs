@@ -147,6 +147,8 @@ impl Resources {
 pub enum Appliance {
     /// A command on the host, isolated by the node (process group, cgroup).
     Process,
+    /// A root filesystem from an OCI image, run with the same isolation.
+    Container,
     /// An HTTP load balancer served by the data plane itself.
     #[serde(rename = "builtin:http-lb")]
     BuiltinHttpLb,
@@ -163,6 +165,7 @@ impl fmt::Display for Appliance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Appliance::Process => "process",
+            Appliance::Container => "container",
             Appliance::BuiltinHttpLb => "builtin:http-lb",
         })
     }
@@ -173,10 +176,21 @@ impl fmt::Display for Appliance {
 pub struct ComponentSpec {
     pub name: ComponentName,
     pub appliance: Appliance,
-    /// Program and arguments; empty for built-in appliances.
+    /// Program and arguments; empty for built-in appliances. For a
+    /// container: the entrypoint, replacing the image's (empty: the
+    /// image's).
     pub command: Vec<String>,
+    /// A container's image: a registry reference in full
+    /// (`docker.io/library/redis:7`), or a local file as
+    /// `oci:/ABS/DIR[:TAG]` or `oci-archive:/ABS/FILE[:TAG]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// A container's arguments, replacing the image's `cmd` when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
     /// Working directory, already resolved against [`AppSpec::base_dir`].
+    /// For a container: a path inside it, or empty for the image's.
     pub workdir: PathBuf,
     pub resources: Resources,
     pub replicas: Replicas,

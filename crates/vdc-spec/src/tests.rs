@@ -61,8 +61,19 @@ fn describe(spec: &AppSpec) -> String {
             c.resources.memory,
             format_duration(c.stop_grace)
         );
+        if let Some(image) = &c.image {
+            let _ = writeln!(out, "  image {image}");
+        }
+        if let Some(args) = &c.args {
+            let _ = writeln!(out, "  args {args:?}");
+        }
         if !c.command.is_empty() {
             let _ = writeln!(out, "  command {:?} in {}", c.command, c.workdir.display());
+        } else if c.appliance == Appliance::Container && !c.workdir.as_os_str().is_empty() {
+            let _ = writeln!(out, "  in {}", c.workdir.display());
+        }
+        if let Some(user) = &c.user {
+            let _ = writeln!(out, "  as {user}");
         }
         for (k, v) in &c.env {
             let _ = writeln!(out, "  env {k}={v}");
@@ -280,6 +291,51 @@ inputs.smtp = { protocol = "tcp", health = { send = "", expect = "220 " } }
             component mail (process): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
               command ["smtpd"] in /srv/shop
               input smtp (tcp): send "" expect "220 " every 1s, timeout 1s, 3 failures
+        "#]],
+    );
+}
+
+#[test]
+fn containers() {
+    check(
+        r#"
+app = "shop"
+
+[components.cache]
+appliance = "container"
+image = "redis:7"
+args = ["--port", "${PORT}"]
+inputs.resp = { protocol = "tcp", health = { send = "PING\r\n", expect = "+PONG" } }
+volumes.data = { mount = "/data" }
+
+[components.web]
+appliance = "container"
+image = "oci-archive:images/web.tar:1.4"
+command = ["/usr/bin/python3", "web.py"]
+workdir = "/srv/web"
+user = "www-data"
+env = { MODE = "prod" }
+inputs.http = { protocol = "http", health = "/healthz" }
+
+[components.pinned]
+appliance = "container"
+image = "registry.example:5000/shop/api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+"#,
+        expect![[r#"
+            app shop of tenant default, base /srv/shop
+            component cache (container): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              image docker.io/library/redis:7
+              args ["--port", "${PORT}"]
+              input resp (tcp): send "PING\r\n" expect "+PONG" every 1s, timeout 1s, 3 failures
+              volume data: size -, mount /data
+            component pinned (container): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              image registry.example:5000/shop/api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+            component web (container): 1 replicas (1..=1), 0.25 CPU, 128MiB, stop grace 5s
+              image oci-archive:/srv/shop/images/web.tar:1.4
+              command ["/usr/bin/python3", "web.py"] in /srv/web
+              as www-data
+              env MODE=prod
+              input http (http): GET /healthz every 1s, timeout 1s, 3 failures
         "#]],
     );
 }

@@ -25,30 +25,32 @@ command = ["c"]
 appliance = "container"
 "#,
         expect![[r#"
-            error: appliance `container` is not supported yet; expected `process` or `builtin:http-lb`
-             --> shop.toml:4:13
+            error: component `a` is a container but has no `image`
+             --> shop.toml:3:13
               |
-            4 | appliance = "container"
-              |             ^^^^^^^^^^^
+            3 | [components.a]
+              |             ^
+              = help: name it, like `image = "docker.io/library/redis:7"` or `image = "oci-archive:images/web.tar"`
 
-            error: appliance `vm` is not supported yet; expected `process` or `builtin:http-lb`
+            error: appliance `vm` is not supported yet; expected `process`, `container` or `builtin:http-lb`
              --> shop.toml:7:13
               |
             7 | appliance = "vm"
               |             ^^^^
 
-            error: unknown appliance `proces`; expected `process` or `builtin:http-lb`
+            error: unknown appliance `proces`; expected `process`, `container` or `builtin:http-lb`
               --> shop.toml:10:13
                |
             10 | appliance = "proces"
                |             ^^^^^^^^
                = help: did you mean `process`?
 
-            error: appliance `container` is not supported yet; expected `process` or `builtin:http-lb`
-              --> shop.toml:13:13
+            error: component `d` is a container but has no `image`
+              --> shop.toml:12:13
                |
-            13 | appliance = "container"
-               |             ^^^^^^^^^^^
+            12 | [components.d]
+               |             ^
+               = help: name it, like `image = "docker.io/library/redis:7"` or `image = "oci-archive:images/web.tar"`
         "#]],
     );
 }
@@ -381,6 +383,84 @@ inputs.delay = { protocol = "tcp", health = { exec = ["true"], initial_delay = "
                |
             11 | inputs.delay = { protocol = "tcp", health = { exec = ["true"], initial_delay = "soon", start_period = "-1s" } }
                |                                                                                                       ^^^^^
+        "#]],
+    );
+}
+
+#[test]
+fn container_mistakes() {
+    check(
+        r#"
+app = "shop"
+[components.a]
+appliance = "container"
+[components.b]
+appliance = "container"
+image = "Redis:7"
+[components.c]
+appliance = "container"
+image = "oci:"
+workdir = "srv"
+command = "redis-server"
+[components.d]
+image = "redis"
+args = ["-v"]
+command = ["redis-server"]
+[components.e]
+appliance = "container"
+image = "redis@sha256:1234"
+"#,
+        expect![[r#"
+            error: component `a` is a container but has no `image`
+             --> shop.toml:3:13
+              |
+            3 | [components.a]
+              |             ^
+              = help: name it, like `image = "docker.io/library/redis:7"` or `image = "oci-archive:images/web.tar"`
+
+            error: `Redis:7` is not a valid image reference: repository names are lowercase
+             --> shop.toml:7:9
+              |
+            7 | image = "Redis:7"
+              |         ^^^^^^^^^
+
+            error: `oci:` has no path after `oci:`
+              --> shop.toml:10:9
+               |
+            10 | image = "oci:"
+               |         ^^^^^^
+
+            error: `workdir` of a container is a path inside it, so it starts with `/`; found "srv"
+              --> shop.toml:11:11
+               |
+            11 | workdir = "srv"
+               |           ^^^^^
+
+            error: wrong type for `command`: expected an array of strings, like `command = ["/usr/bin/redis-server"]`, found string
+              --> shop.toml:12:11
+               |
+            12 | command = "redis-server"
+               |           ^^^^^^^^^^^^^^
+
+            error: `image` is only for containers, and component `d` runs a process
+              --> shop.toml:14:1
+               |
+            14 | image = "redis"
+               | ^^^^^
+               = help: add `appliance = "container"` to run it from the image
+
+            error: `args` is only for containers, and component `d` runs a process
+              --> shop.toml:15:1
+               |
+            15 | args = ["-v"]
+               | ^^^^
+               = help: give a process its arguments in `command`
+
+            error: `redis@sha256:1234` is not a valid image reference: a digest is `sha256:` and 64 hexadecimal digits
+              --> shop.toml:19:9
+               |
+            19 | image = "redis@sha256:1234"
+               |         ^^^^^^^^^^^^^^^^^^^
         "#]],
     );
 }

@@ -84,7 +84,7 @@ resources = { cpus = 1 }
             3 | name = "shop"
               | ^^^^
 
-            error: unknown field `comand` in component `web`; expected one of `appliance`, `command`, `env`, `workdir`, `resources`, `replicas`, `min`, `max`, `stop_grace`, `egress`, `inputs`, `links`, `volumes`, `gateway`, `placement`, `backup`, `user`
+            error: unknown field `comand` in component `web`; expected one of `appliance`, `image`, `command`, `args`, `env`, `workdir`, `resources`, `replicas`, `min`, `max`, `stop_grace`, `egress`, `inputs`, `links`, `volumes`, `gateway`, `placement`, `backup`, `user`
              --> shop.toml:5:1
               |
             5 | comand = ["web"]

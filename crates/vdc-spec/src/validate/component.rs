@@ -14,7 +14,9 @@ use crate::units::Bytes;
 
 const FIELDS: &[&str] = &[
     "appliance",
+    "image",
     "command",
+    "args",
     "env",
     "workdir",
     "resources",
@@ -36,6 +38,8 @@ const FIELDS: &[&str] = &[
 const NOT_FOR_BUILTIN: &[(&str, &str)] = &[
     ("inputs", "it has one implicit input, `http`"),
     ("command", "the data plane serves it, no process is started"),
+    ("image", "the data plane serves it, no process is started"),
+    ("args", "the data plane serves it, no process is started"),
     ("egress", "the data plane serves it, no process is started"),
     ("env", "the data plane serves it, no process is started"),
     ("workdir", "the data plane serves it, no process is started"),
@@ -86,8 +90,14 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
         at: at.clone(),
         appliance,
         command: Vec::new(),
+        image: None,
+        args: None,
         env: BTreeMap::new(),
-        workdir: base_dir.to_path_buf(),
+        workdir: if appliance == Appliance::Container {
+            PathBuf::new()
+        } else {
+            base_dir.to_path_buf()
+        },
         resources: Resources::default(),
         resources_at: at.clone(),
         replicas: replicas(sink, &f),
@@ -117,14 +127,48 @@ pub(super) fn read(sink: &mut Sink, entry: &Entry, table: &[Entry], base_dir: &P
                 sla: None,
             },
         );
+    } else if appliance == Appliance::Container {
+        draft.image = image(sink, &f, &draft.name, &at, base_dir);
+        if let Some(e) = f.get("command") {
+            draft.command = container_words(sink, e, "command", "[\"/usr/bin/redis-server\"]");
+        }
+        if let Some(e) = f.get("args") {
+            draft.args = Some(container_words(
+                sink,
+                e,
+                "args",
+                "[\"--port\", \"${PORT}\"]",
+            ));
+        }
+        if let Some(e) = f.get("workdir") {
+            draft.workdir = container_workdir(sink, e);
+        }
     } else {
+        for field in ["image", "args"] {
+            if let Some(e) = f.get(field) {
+                sink.error_help(
+                    e.key_span.clone(),
+                    format!(
+                        "`{field}` is only for containers, and component `{}` runs a process",
+                        draft.name
+                    ),
+                    if field == "image" {
+                        "add `appliance = \"container\"` to run it from the image"
+                    } else {
+                        "give a process its arguments in `command`"
+                    },
+                );
+            }
+        }
         if understood || f.get("command").is_some() {
             draft.command = command(sink, &f, &draft.name, &at);
         }
-        draft.env = f.get("env").map(|e| env(sink, e)).unwrap_or_default();
         if let Some(e) = f.get("workdir") {
             draft.workdir = workdir(sink, e, base_dir);
         }
+    }
+    if !builtin {
+        draft.env = f.get("env").map(|e| env(sink, e)).unwrap_or_default();
         draft.resources = Resources::PROCESS_DEFAULT;
         if let Some(e) = f.get("resources") {
             draft.resources_at = e.key_span.clone();
@@ -209,11 +253,12 @@ fn appliance(sink: &mut Sink, entry: &Entry) -> Option<Appliance> {
         entry,
         "an appliance, like \"process\" or \"builtin:http-lb\"",
     )?;
-    let expected = "expected `process` or `builtin:http-lb`";
+    let expected = "expected `process`, `container` or `builtin:http-lb`";
     match word {
         "process" => Some(Appliance::Process),
         "builtin:http-lb" => Some(Appliance::BuiltinHttpLb),
-        "container" | "vm" => {
+        "container" => Some(Appliance::Container),
+        "vm" => {
             sink.error(
                 entry.value_span(),
                 format!("appliance `{word}` is not supported yet; {expected}"),
@@ -221,8 +266,11 @@ fn appliance(sink: &mut Sink, entry: &Entry) -> Option<Appliance> {
             None
         }
         _ => {
-            let help = read::closest(word, ["process", "builtin:http-lb"].into_iter())
-                .map(|w| format!("did you mean `{w}`?"));
+            let help = read::closest(
+                word,
+                ["process", "container", "builtin:http-lb"].into_iter(),
+            )
+            .map(|w| format!("did you mean `{w}`?"));
             sink.error_maybe_help(
                 entry.value_span(),
                 format!("unknown appliance `{word}`; {expected}"),
@@ -396,6 +444,64 @@ fn check_env_name(sink: &mut Sink, var: &Entry) {
 }
 
 /// A working directory, resolved against the spec file's directory.
+/// A container's `image`: required; its syntax checked here, its presence
+/// at submission. Local files are made absolute against the spec's
+/// directory.
+fn image(
+    sink: &mut Sink,
+    f: &Fields<'_>,
+    name: &str,
+    at: &Span,
+    base_dir: &Path,
+) -> Option<String> {
+    let Some(entry) = f.get("image") else {
+        sink.error_help(
+            at.clone(),
+            format!("component `{name}` is a container but has no `image`"),
+            "name it, like `image = \"docker.io/library/redis:7\"` or `image = \"oci-archive:images/web.tar\"`",
+        );
+        return None;
+    };
+    let text = read::string(sink, entry, "an image reference, like \"redis:7\"")?;
+    match vdc_image::ImageRef::parse(text, base_dir) {
+        Ok(image) => Some(image.to_string()),
+        Err(e) => {
+            sink.error(entry.value_span(), e.to_string());
+            None
+        }
+    }
+}
+
+/// A container's `command` or `args`: strings, possibly none.
+fn container_words(sink: &mut Sink, entry: &Entry, field: &str, example: &str) -> Vec<String> {
+    read::strings(
+        sink,
+        entry,
+        &format!("an array of strings, like `{field} = {example}`"),
+    )
+    .map(|words| words.into_iter().map(|(w, _)| w.to_owned()).collect())
+    .unwrap_or_default()
+}
+
+/// A container's `workdir`: an absolute path inside it.
+fn container_workdir(sink: &mut Sink, entry: &Entry) -> PathBuf {
+    let Some(dir) = read::string(
+        sink,
+        entry,
+        "a directory inside the container, like \"/srv\"",
+    ) else {
+        return PathBuf::new();
+    };
+    if !dir.starts_with('/') || dir.contains('\0') {
+        sink.error(
+            entry.value_span(),
+            format!("`workdir` of a container is a path inside it, so it starts with `/`; found {dir:?}"),
+        );
+        return PathBuf::new();
+    }
+    PathBuf::from(dir)
+}
+
 fn workdir(sink: &mut Sink, entry: &Entry, base_dir: &Path) -> PathBuf {
     let Some(dir) = read::string(sink, entry, "a directory, like \".\" or \"shop\"") else {
         return base_dir.to_path_buf();

@@ -350,6 +350,7 @@ async fn launch(
                     hide: vec![inner.config.data_dir.clone()],
                     volumes: shown,
                     cgroup: vdc_sandbox::CgroupView::None,
+                    image: None,
                 },
             }),
             _ => None,

@@ -51,6 +51,7 @@ fn main() {
         hide: vec![base.path().join("netns")],
         volumes: Vec::new(),
         cgroup: CgroupView::None,
+        image: None,
     };
     let init = PidInit::current_exe();
     let with_init = |sandbox: Option<&Sandbox>| {

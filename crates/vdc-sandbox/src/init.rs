@@ -312,6 +312,7 @@ fn join(pid1: i32, user: &User, workdir: &Path, program: &Program) -> ! {
         hide: Vec::new(),
         volumes: Vec::new(),
         cgroup: crate::CgroupView::None,
+        image: None,
     };
     let mut command = Command::new(&program.path);
     command.arg0(&program.arg0).args(&program.args);

@@ -78,6 +78,26 @@ pub struct Sandbox {
     /// The cgroup hierarchies shown read-only under `/sys/fs/cgroup`, each
     /// rooted at the instance's own cgroup.
     pub cgroup: CgroupView,
+    /// A container's root filesystem: its image's layers under a
+    /// writable layer of its own, instead of the host's trees. Then
+    /// `expose` and `hide` are unused (nothing of the host is there) and
+    /// the volumes' targets are paths inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRoot>,
+}
+
+/// The overlay a container runs in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRoot {
+    /// The image's unpacked layers, top first (overlayfs' `lowerdir`).
+    pub lowers: Vec<PathBuf>,
+    /// The instance's writable layer and overlayfs' work directory, on one
+    /// file system; empty at each start (what a container writes outside
+    /// its volumes does not outlive its run).
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// The container's host name.
+    pub hostname: String,
 }
 
 /// The user an instance's program runs as.
@@ -180,12 +200,20 @@ mod tests {
             cgroup: CgroupView::V1 {
                 hierarchies: vec!["/sys/fs/cgroup/memory".into()],
             },
+            image: None,
         }
     }
 
     #[test]
     fn the_plan_round_trips_through_its_argument() {
-        let plan = sandbox();
+        let mut plan = sandbox();
+        assert_eq!(Sandbox::from_arg(&plan.to_arg()).unwrap(), plan);
+        plan.image = Some(ImageRoot {
+            lowers: vec!["/var/lib/vdc/images/layers/ab".into()],
+            upper: "/var/lib/vdc/containers/acme/shop/web-0/upper".into(),
+            work: "/var/lib/vdc/containers/acme/shop/web-0/work".into(),
+            hostname: "web-0".into(),
+        });
         assert_eq!(Sandbox::from_arg(&plan.to_arg()).unwrap(), plan);
     }
 

@@ -126,6 +126,9 @@ enum Kind {
 /// joined every other namespace: the `/proc` mounted here is that of its
 /// PID namespace, `/sys` that of its network namespace.
 pub(crate) fn enter(sandbox: &Sandbox) -> Result<(), SandboxError> {
+    if let Some(image) = &sandbox.image {
+        return enter_image(sandbox, image);
+    }
     let stage = Path::new(STAGE);
     mounts::tmpfs(stage, "mode=0755", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
     for dir in ["newroot", "oldroot"] {
@@ -156,6 +159,163 @@ pub(crate) fn enter(sandbox: &Sandbox) -> Result<(), SandboxError> {
     chdir("/").context(|| "enter the new root".to_owned())?;
     chdir(&sandbox.workdir)
         .context(|| format!("enter the working directory {}", sandbox.workdir.display()))
+}
+
+/// A container's root: the overlay of its image's layers and its own
+/// writable layer (`nodev`: device nodes an image brings do not work; the
+/// usual ones are in `/dev`), with `/proc`, `/dev` and `/sys` as every
+/// instance has them, its volumes bound at their paths in it, and its own
+/// `/etc/hosts`, `/etc/hostname` and the host's `/etc/resolv.conf`.
+fn enter_image(sandbox: &Sandbox, image: &crate::ImageRoot) -> Result<(), SandboxError> {
+    let stage = Path::new(STAGE);
+    mounts::tmpfs(stage, "mode=0755", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    for dir in ["newroot", "oldroot"] {
+        make_dir(&stage.join(dir), 0o755)?;
+    }
+    chdir(stage).context(|| format!("enter {STAGE}"))?;
+    pivot_root(".", "oldroot").context(|| "pivot into the staging root".to_owned())?;
+    chdir("/").context(|| "enter the staging root".to_owned())?;
+
+    // overlayfs separates lower directories with `:` and options with `,`.
+    let mut lowers = Vec::new();
+    for lower in &image.lowers {
+        lowers.push(overlay_path(&old(lower))?);
+    }
+    if lowers.is_empty() {
+        // An image without layers: an empty lower directory.
+        make_dir(Path::new("/empty"), 0o755)?;
+        lowers.push("/empty".to_owned());
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        overlay_path(&old(&image.upper))?,
+        overlay_path(&old(&image.work))?
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        NEW,
+        Some("overlay"),
+        MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .context(|| "mount the container's root filesystem (overlay)".to_owned())?;
+
+    // What the image has at these paths (a symlink, a file) is replaced
+    // by a directory: nothing is mounted through a link it made.
+    for (dir, mode) in [("proc", 0o555), ("sys", 0o555), ("dev", 0o755)] {
+        let path = Path::new(NEW).join(dir);
+        if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            let _ = fs::remove_file(&path);
+            make_dir(&path, mode)?;
+        }
+    }
+    proc()?;
+    devices()?;
+    sys(&sandbox.cgroup)?;
+    for volume in &sandbox.volumes {
+        let target = in_image(&volume.target)?;
+        make_mount_point(&target, true)?;
+        mounts::bind(&old(&volume.source), &target, true)?;
+        mounts::restrict(&target, Access::Writable)?;
+    }
+    container_etc(&image.hostname)?;
+    if !sandbox.workdir.as_os_str().is_empty() {
+        let workdir = in_image(&sandbox.workdir)?;
+        if !workdir.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&workdir)
+                .context(|| {
+                    format!("create the working directory {}", sandbox.workdir.display())
+                })?;
+        }
+    }
+
+    chdir(NEW).context(|| "enter the new root".to_owned())?;
+    pivot_root(".", ".").context(|| "pivot into the new root".to_owned())?;
+    umount2(".", MntFlags::MNT_DETACH).context(|| "let go of the host's root".to_owned())?;
+    chdir("/").context(|| "enter the new root".to_owned())?;
+    let workdir = if sandbox.workdir.as_os_str().is_empty() {
+        Path::new("/")
+    } else {
+        sandbox.workdir.as_path()
+    };
+    chdir(workdir).context(|| format!("enter the working directory {}", workdir.display()))
+}
+
+/// Where `path` of a container is while its root is built, after checking
+/// that no part of it the image has is a symbolic link: a link resolved
+/// now would resolve against the staging root, where the host's root is
+/// reachable, and a mount point made through it would be made on the host.
+fn in_image(path: &Path) -> Result<PathBuf, SandboxError> {
+    check_plain(path)?;
+    let mut at = PathBuf::from(NEW);
+    for part in path.components().skip(1) {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(SandboxError::new(
+                    format!("mount at {} in the container", path.display()),
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "the image has a symbolic link at {}; give a path without one",
+                            shown(&at)
+                        ),
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(new(path))
+}
+
+/// `path` as an overlayfs option may hold it.
+fn overlay_path(path: &Path) -> Result<String, SandboxError> {
+    let text = path.to_string_lossy();
+    if text.contains([':', ',', '\\']) {
+        return Err(SandboxError::new(
+            format!("use {} in a container's root", path.display()),
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "overlayfs takes no `:`, `,` or `\\` in paths",
+            ),
+        ));
+    }
+    Ok(text.into_owned())
+}
+
+/// `/etc/hosts` (this host name and localhost), `/etc/hostname`, and the
+/// host's `/etc/resolv.conf`, bound over whatever the image has there.
+fn container_etc(hostname: &str) -> Result<(), SandboxError> {
+    let etc = in_image(Path::new("/etc"))?;
+    if !etc.is_dir() {
+        make_dir(&etc, 0o755)?;
+    }
+    let hosts =
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (name, content) in [("hosts", hosts), ("hostname", format!("{hostname}\n"))] {
+        let staged = Path::new("/").join(format!("container-{name}"));
+        fs::write(&staged, content).context(|| format!("write /etc/{name}"))?;
+        fs::set_permissions(&staged, fs::Permissions::from_mode(0o644))
+            .context(|| format!("write /etc/{name}"))?;
+        let target = in_image(&Path::new("/etc").join(name))?;
+        make_mount_point(&target, false)?;
+        mounts::bind(&staged, &target, false)?;
+        mounts::restrict(&target, Access::ReadOnly)?;
+    }
+    let resolv = Path::new(OLD).join("etc/resolv.conf");
+    if fs::metadata(&resolv).is_ok_and(|m| m.is_file()) {
+        let target = in_image(Path::new("/etc/resolv.conf"))?;
+        make_mount_point(&target, false)?;
+        mounts::bind(&resolv, &target, false)?;
+        mounts::restrict(&target, Access::ReadOnly)?;
+    }
+    Ok(())
 }
 
 /// `path` of the host, seen from the staging root.

@@ -38,7 +38,7 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .cloned()
         .collect();
-    let tests: [(&str, Test); 15] = [
+    let tests: [(&str, Test); 17] = [
         (
             "under_the_init_the_program_is_pid_2",
             under_the_init_the_program_is_pid_2,
@@ -98,6 +98,14 @@ fn main() {
         (
             "a_joined_command_runs_as_the_instance_runs",
             a_joined_command_runs_as_the_instance_runs,
+        ),
+        (
+            "a_container_sees_its_image_and_writes_its_own_layer",
+            a_container_sees_its_image_and_writes_its_own_layer,
+        ),
+        (
+            "an_image_cannot_lead_a_mount_out_of_the_container",
+            an_image_cannot_lead_a_mount_out_of_the_container,
         ),
     ];
     // Test runners (cargo-nextest) first ask for the list of tests, in
@@ -203,6 +211,7 @@ fn sandbox(fx: &Fixture) -> Sandbox {
             target: PathBuf::from("/data"),
         }],
         cgroup: CgroupView::None,
+        image: None,
     }
 }
 
@@ -676,5 +685,137 @@ fn a_joined_command_runs_as_the_instance_runs(fx: &Fixture, ns: &Netns) {
         String::from_utf8_lossy(&gone.stderr).contains("namespace"),
         "{}",
         String::from_utf8_lossy(&gone.stderr)
+    );
+}
+
+// === containers ===
+
+/// A root filesystem of one layer: busybox (static) as `/bin/*`, an
+/// `/etc/passwd` with the user `app` (1000), a file only the image has.
+/// Returns the layer and a fresh writable layer and work directory.
+fn busybox_image(fx: &Fixture, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "busybox is not installed: run .ci/run (or apt-get install busybox-static)"
+    );
+    let base = fx.work.join(name);
+    let layer = base.join("layer");
+    for dir in ["bin", "etc", "srv"] {
+        std::fs::create_dir_all(layer.join(dir)).unwrap();
+    }
+    std::fs::copy(busybox, layer.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "ls", "id", "cat", "touch", "echo", "hostname", "grep", "mount", "wc",
+    ] {
+        std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        layer.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/srv:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(layer.join("srv/from-image"), "image\n").unwrap();
+    nix::unistd::chown(&layer.join("srv"), Some(1000.into()), Some(1000.into())).unwrap();
+    let (upper, work) = (base.join("upper"), base.join("work"));
+    for dir in [&upper, &work] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    (layer, upper, work)
+}
+
+fn container(fx: &Fixture, name: &str) -> Sandbox {
+    let (layer, upper, work) = busybox_image(fx, name);
+    let volume = fx.work.join(name).join("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    nix::unistd::chown(&volume, Some(1000.into()), Some(1000.into())).unwrap();
+    Sandbox {
+        user: User {
+            uid: 1000,
+            gid: 1000,
+            name: "app".into(),
+        },
+        workdir: PathBuf::from("/srv"),
+        expose: Vec::new(),
+        hide: Vec::new(),
+        volumes: vec![Volume {
+            source: volume,
+            target: PathBuf::from("/data"),
+        }],
+        cgroup: CgroupView::None,
+        image: Some(vdc_sandbox::ImageRoot {
+            lowers: vec![layer],
+            upper,
+            work,
+            hostname: "web-0".into(),
+        }),
+    }
+}
+
+fn in_container(ns: &Netns, sandbox: &Sandbox, script: &str) -> Output {
+    let mut cmd = under_init(Some(sandbox), "/bin/sh", &["-c", script]);
+    cmd.env_clear().env("PATH", "/bin");
+    joined(cmd, ns).output().unwrap()
+}
+
+fn a_container_sees_its_image_and_writes_its_own_layer(fx: &Fixture, ns: &Netns) {
+    let sandbox = container(fx, "c1");
+    let out = sections(&in_container(
+        ns,
+        &sandbox,
+        "ls /; echo ---; id -u; id -g; echo ---; pwd; cat from-image; echo ---; \
+         touch /srv/made-here && echo image-writable; touch / 2>/dev/null || echo root-not-writable; touch /data/kept && echo volume-writable; echo ---; \
+         hostname; cat /etc/hostname; echo ---; ls /proc | grep -c '^[0-9]'; echo ---; \
+         grep CapEff /proc/self/status; echo ---; touch /dev/made 2>/dev/null && echo dev-writable || echo dev-read-only",
+    ));
+    let top: Vec<&str> = out[0].lines().collect();
+    for present in ["bin", "etc", "srv", "proc", "dev", "sys", "data"] {
+        assert!(top.contains(&present), "/{present} missing: {top:?}");
+    }
+    for absent in ["usr", "home", "oldroot", "newroot", "root", "var"] {
+        assert!(
+            !top.contains(&absent),
+            "/{absent} of the host is there: {top:?}"
+        );
+    }
+    assert_eq!(out[1], "1000\n1000\n", "the image's user");
+    assert_eq!(out[2], "/srv\nimage\n");
+    assert_eq!(
+        out[3],
+        "image-writable\nroot-not-writable\nvolume-writable\n"
+    );
+    assert!(out[4].ends_with("web-0\n"), "{}", out[4]);
+    let pids: u32 = out[5].trim().parse().unwrap();
+    assert!(pids <= 5, "{pids} processes");
+    assert_eq!(out[6], "CapEff:\t0000000000000000\n");
+    assert_eq!(out[7], "dev-read-only\n");
+    let base = fx.work.join("c1");
+    // The write went to the instance's own layer, the image is untouched,
+    // the volume's file is on the host.
+    assert!(base.join("upper/srv/made-here").exists());
+    assert!(!base.join("layer/srv/made-here").exists());
+    assert!(base.join("volume/kept").exists());
+}
+
+fn an_image_cannot_lead_a_mount_out_of_the_container(fx: &Fixture, ns: &Netns) {
+    // An image whose /data is a link to where the host's root is while the
+    // container's root is built.
+    let mut sandbox = container(fx, "c2");
+    let layer = sandbox.image.as_ref().unwrap().lowers[0].clone();
+    let target = fx.work.join("c2/host-target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::os::unix::fs::symlink(format!("/oldroot{}", target.display()), layer.join("data"))
+        .unwrap();
+    sandbox.volumes[0].target = PathBuf::from("/data/inner");
+    let out = in_container(ns, &sandbox, "echo started");
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("the image has a symbolic link at /data"),
+        "{log}"
+    );
+    assert!(
+        std::fs::read_dir(&target).unwrap().next().is_none(),
+        "nothing was made on the host"
     );
 }

@@ -11,6 +11,7 @@
 
 mod collect;
 mod confine;
+mod container;
 mod env;
 mod expose;
 mod probe;
@@ -55,6 +56,10 @@ pub struct AgentConfig {
     /// Connections each confined instance's own link listener holds at
     /// once, so one instance cannot take the whole data plane's share.
     pub link_connections: Option<usize>,
+    /// The node's images, which containers run from; none: no containers.
+    pub images: Option<Arc<vdc_image::Store>>,
+    /// How images are pulled from registries.
+    pub pull: vdc_image::pull::PullOptions,
 }
 
 /// How the node confines instances. Each runs under `init` in a sandbox
@@ -164,6 +169,8 @@ struct Inner {
     freezes: std::sync::atomic::AtomicU64,
     /// The uids confined instances hold now.
     uids: users::Uids,
+    /// One fetch (pull or import) per image at a time.
+    fetching: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Why an instance could not be frozen or thawed.
@@ -243,6 +250,7 @@ impl Agent {
                 hurried: Mutex::new(std::collections::BTreeSet::new()),
                 freezes: std::sync::atomic::AtomicU64::new(0),
                 uids,
+                fetching: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -541,6 +549,12 @@ impl Inner {
     fn log_path(&self, tenant: &str, id: &InstanceId) -> PathBuf {
         self.app_dir("logs", tenant, id.app.as_str())
             .join(format!("{}-{}.log", id.component, id.index))
+    }
+
+    /// A container's writable layer and overlayfs' work directory.
+    fn container_dir(&self, tenant: &str, id: &InstanceId) -> PathBuf {
+        self.app_dir("containers", tenant, id.app.as_str())
+            .join(format!("{}-{}", id.component, id.index))
     }
 
     fn volume_path(&self, tenant: &str, id: &InstanceId, volume: &str) -> PathBuf {

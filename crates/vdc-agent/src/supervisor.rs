@@ -238,15 +238,35 @@ async fn launch(
             Locator(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
         );
     }
+    // A container: its image, program, user and root filesystem.
+    let container = if component.appliance == vdc_spec::Appliance::Container {
+        if inner.config.confine.is_none() {
+            return Err(
+                "containers need a node that confines its instances (run vdc as root, without --shared-loopback)"
+                    .to_owned(),
+            );
+        }
+        let (store, image) = crate::container::ensure_image(inner, request).await?;
+        let dir = inner.container_dir(request.tenant.as_str(), id);
+        let plan = crate::container::plan(&store, &image, request, &dir).await?;
+        let _ = store.touch(&image.name);
+        Some(plan)
+    } else {
+        None
+    };
     // Who a confined instance runs as, and whether it can use its working
     // directory: checked here, where the reason reaches its status.
-    let run_as = match &inner.config.confine {
-        None => None,
-        Some(_) => Some(crate::confine::run_as(component, allocated)?),
+    let run_as = match (&inner.config.confine, &container) {
+        (None, _) => None,
+        (Some(_), Some(plan)) => Some(plan.user.clone()),
+        (Some(_), None) => Some(crate::confine::run_as(component, allocated)?),
     };
     if let Some(user) = &run_as {
-        crate::confine::check_workdir(&component.workdir, &inner.config.data_dir, user)?;
-        // Root (where the tenant may use it) keeps some capabilities.
+        if container.is_none() {
+            crate::confine::check_workdir(&component.workdir, &inner.config.data_dir, user)?;
+        }
+        // Root (where the tenant may use it, or in a container whose image
+        // runs as root) keeps some capabilities.
         inner.update(id, |r| r.status.isolation.unprivileged = user.uid != 0);
     }
     // Where each volume is on the node, and where the instance sees it:
@@ -276,6 +296,11 @@ async fn launch(
                 .map_err(|e| format!("cannot mount volume `{name}`: {e}"))?;
         }
         let target = match (&volume.mount, &run_as) {
+            // In a container, a volume without a mount path is at /volumes/NAME.
+            (None, Some(_)) if container.is_some() => {
+                std::path::PathBuf::from("/volumes").join(name.as_str())
+            }
+            (Some(mount), Some(_)) if container.is_some() => std::path::PathBuf::from(mount),
             (Some(mount), Some(_)) => {
                 let target = std::path::PathBuf::from(mount);
                 crate::confine::mount_point(&target, &component.workdir)
@@ -307,12 +332,17 @@ async fn launch(
         &format!("starting {id} (revision {})", request.revision),
     )
     .await;
-    let Some((program, args)) = component.command.split_first() else {
+    let command = match &container {
+        Some(plan) => plan.argv.clone(),
+        None => component.command.clone(),
+    };
+    let Some((program, args)) = command.split_first() else {
         return Err(format!("component `{}` has no command", component.name));
     };
-    let mut env = match &run_as {
-        Some(user) => crate::confine::base_env(user),
-        None => Vec::new(),
+    let mut env = match (&container, &run_as) {
+        (Some(plan), _) => plan.env.clone(),
+        (None, Some(user)) => crate::confine::base_env(user),
+        (None, None) => Vec::new(),
     };
     env.extend(env::instance_env(
         request,
@@ -327,7 +357,10 @@ async fn launch(
         program: env::expand(program, &env),
         args: args.iter().map(|a| env::expand(a, &env)).collect(),
         env,
-        workdir: component.workdir.clone(),
+        workdir: match &container {
+            Some(plan) => plan.workdir.clone(),
+            None => component.workdir.clone(),
+        },
         log_file,
         nofile: inner.config.instance_nofile,
         limits: Limits {
@@ -339,18 +372,33 @@ async fn launch(
             (Some(confine), Some(user)) => Some(vdc_driver::Confinement {
                 netns: netns.cloned(),
                 init: confine.init.clone(),
-                sandbox: vdc_sandbox::Sandbox {
-                    user: vdc_sandbox::User {
-                        uid: user.uid,
-                        gid: user.gid,
-                        name: user.name,
+                sandbox: match container {
+                    Some(plan) => vdc_sandbox::Sandbox {
+                        user: vdc_sandbox::User {
+                            uid: user.uid,
+                            gid: user.gid,
+                            name: user.name,
+                        },
+                        workdir: plan.workdir,
+                        expose: Vec::new(),
+                        hide: Vec::new(),
+                        volumes: shown,
+                        cgroup: vdc_sandbox::CgroupView::None,
+                        image: Some(plan.root),
                     },
-                    workdir: component.workdir.clone(),
-                    expose: vec![component.workdir.clone()],
-                    hide: vec![inner.config.data_dir.clone()],
-                    volumes: shown,
-                    cgroup: vdc_sandbox::CgroupView::None,
-                    image: None,
+                    None => vdc_sandbox::Sandbox {
+                        user: vdc_sandbox::User {
+                            uid: user.uid,
+                            gid: user.gid,
+                            name: user.name,
+                        },
+                        workdir: component.workdir.clone(),
+                        expose: vec![component.workdir.clone()],
+                        hide: vec![inner.config.data_dir.clone()],
+                        volumes: shown,
+                        cgroup: vdc_sandbox::CgroupView::None,
+                        image: None,
+                    },
                 },
             }),
             _ => None,

@@ -26,7 +26,7 @@ where
     s.parse().unwrap()
 }
 
-fn component() -> ComponentSpec {
+pub(crate) fn component() -> ComponentSpec {
     let health = HealthCheck {
         probe: Probe::Tcp,
         initial_delay: Duration::ZERO,
@@ -98,6 +98,8 @@ fn harness() -> Harness {
             confine: None,
             instance_nofile: None,
             link_connections: None,
+            images: None,
+            pull: vdc_image::pull::PullOptions::default(),
         },
         Arc::new(driver.clone()),
         DataPlane::new().expect("the data plane starts"),

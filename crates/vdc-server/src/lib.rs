@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod cluster;
 mod control;
+mod images;
 mod logs;
 mod metering;
 mod moves;
@@ -87,6 +88,11 @@ pub struct ServerConfig {
     /// With NATS: how long a node may go without a heartbeat before it is
     /// down and its instances are placed elsewhere.
     pub node_timeout: Duration,
+    /// Registries (`host[:port]`) pulled from over plain HTTP (the local
+    /// host always is).
+    pub insecure_registries: Vec<String>,
+    /// Registry -> mirrors tried first.
+    pub registry_mirrors: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// What a process of a cluster does.
@@ -299,6 +305,8 @@ impl Server {
                 confine,
                 instance_nofile,
                 link_connections: Some(budget.dataplane / 8),
+                images: images::open(&data_dir),
+                pull: images::pull_options(&data_dir, &config),
             },
             driver,
             DataPlane::with_config(dataplane_config)?,

@@ -408,6 +408,24 @@ pub struct ServerOpts {
     /// after two thirds of this).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_ttl)]
     pub node_timeout: std::time::Duration,
+    /// A registry (HOST[:PORT]) to pull images from over plain HTTP; the
+    /// local host always is. Repeatable.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// A mirror tried before a registry: REGISTRY=MIRROR (such as
+    /// docker.io=mirror.example:5000). Repeatable.
+    #[arg(long, value_name = "REGISTRY=MIRROR", value_parser = parse_mirror)]
+    pub registry_mirror: Vec<(String, String)>,
+}
+
+/// `docker.io=mirror.example:5000`.
+fn parse_mirror(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((registry, mirror)) if !registry.is_empty() && !mirror.is_empty() => {
+            Ok((registry.trim().to_owned(), mirror.trim().to_owned()))
+        }
+        _ => Err(format!("`{text}` is not REGISTRY=MIRROR")),
+    }
 }
 
 /// `disk=ssd,zone=a` -> labels.
@@ -454,6 +472,18 @@ impl Cli {
 impl ServerOpts {
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    /// The mirrors by registry, in the order given.
+    pub fn registry_mirrors(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut mirrors = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for (registry, mirror) in &self.registry_mirror {
+            mirrors
+                .entry(registry.clone())
+                .or_default()
+                .push(mirror.clone());
+        }
+        mirrors
     }
 }
 

@@ -135,7 +135,18 @@ pub(crate) fn command(spec: &LaunchSpec, program: &Path, log: (File, File)) -> C
 /// /dev/null, output to its log, a process group of its own, and no tie to
 /// the agent's lifetime.
 fn detach(cmd: &mut Command, spec: &LaunchSpec, log: (File, File)) {
-    cmd.current_dir(&spec.workdir)
+    // A container's working directory is a path inside it, entered by its
+    // init; the init itself starts anywhere.
+    let in_image = spec
+        .confine
+        .as_ref()
+        .is_some_and(|c| c.sandbox.image.is_some());
+    let dir = if in_image {
+        Path::new("/")
+    } else {
+        spec.workdir.as_path()
+    };
+    cmd.current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.0)
         .stderr(log.1)
@@ -202,7 +213,7 @@ pub(crate) fn confine(
     let mut sandbox = confinement.sandbox.clone();
     sandbox.cgroup = cgroup;
     let exposed = sandbox.expose.iter().any(|dir| program.starts_with(dir));
-    if !exposed && !vdc_sandbox::view::shows(program) {
+    if sandbox.image.is_none() && !exposed && !vdc_sandbox::view::shows(program) {
         sandbox.expose.push(program.to_owned());
     }
     let init = &confinement.init;

@@ -164,7 +164,16 @@ impl Driver for ProcessDriver {
         // so a bad spec leaves nothing behind. The file system work here is on
         // local files and cgroupfs, which do not block for long.
         let name = self.cgroup_name(&spec.instance, &spec.cgroup_name)?;
-        let program = launch::resolve_program(spec)?;
+        // A container's program is looked up in its own root, by its init.
+        let in_image = spec
+            .confine
+            .as_ref()
+            .is_some_and(|c| c.sandbox.image.is_some());
+        let program = if in_image {
+            std::path::PathBuf::from(&spec.program)
+        } else {
+            launch::resolve_program(spec)?
+        };
         let log = launch::open_log(spec)?;
         let (mut cmd, plan) = match &spec.confine {
             None => (launch::command(spec, &program, log), None),

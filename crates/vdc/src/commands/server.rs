@@ -42,6 +42,8 @@ fn config(addr: &str, opts: &ServerOpts) -> anyhow::Result<ServerConfig> {
         node_address: opts.node_address,
         labels: opts.labels.clone(),
         node_timeout: opts.node_timeout,
+        insecure_registries: opts.insecure_registry.clone(),
+        registry_mirrors: opts.registry_mirrors(),
     })
 }
 
@@ -194,6 +196,14 @@ pub async fn start_background(
     }
     if opts.shared_loopback {
         command.arg("--shared-loopback");
+    }
+    for registry in &opts.insecure_registry {
+        command.arg("--insecure-registry").arg(registry);
+    }
+    for (registry, mirror) in &opts.registry_mirror {
+        command
+            .arg("--registry-mirror")
+            .arg(format!("{registry}={mirror}"));
     }
     command
         .arg("--instance-uids")

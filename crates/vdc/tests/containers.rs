@@ -1,0 +1,274 @@
+//! Containers end to end: an image built here with umoci from a static
+//! busybox (there is no public registry to pull from), run from its OCI
+//! layout and from a real registry (Debian's docker-registry) it was
+//! pushed to with skopeo; served through a gateway, confined like a
+//! process (its own root, the image's user, no view of the host), its
+//! writable layer new at each start and its volumes kept. Run as root (CI
+//! does; it installs umoci, skopeo, docker-registry and busybox-static).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn umoci(dir: &Path, args: &[&str]) {
+    let out = Command::new("umoci")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("umoci is not installed: run .ci/run (or apt-get install umoci)");
+    assert!(out.status.success(), "umoci {args:?}: {out:?}");
+}
+
+/// `DIR/images:web`: busybox as /bin/*, a user `app` (1000), a page in
+/// /srv/www; it serves that directory with busybox httpd as `app`.
+fn build_image(dir: &Path) -> PathBuf {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "busybox is not installed: run .ci/run (or apt-get install busybox-static)"
+    );
+    umoci(dir, &["init", "--layout", "images"]);
+    umoci(dir, &["new", "--image", "images:web"]);
+    umoci(dir, &["unpack", "--image", "images:web", "bundle"]);
+    let root = dir.join("bundle/rootfs");
+    for d in ["bin", "etc", "srv/www", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let applets = [
+        "sh", "ls", "id", "cat", "echo", "sleep", "httpd", "touch", "mkdir", "wc", "grep",
+        "hostname",
+    ];
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/srv:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+    std::fs::write(root.join("srv/www/index.html"), "served from the image\n").unwrap();
+    nix::unistd::chown(&root.join("srv"), Some(1000.into()), Some(1000.into())).unwrap();
+    std::fs::set_permissions(
+        root.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    umoci(dir, &["repack", "--image", "images:web", "bundle"]);
+    umoci(
+        dir,
+        &[
+            "config",
+            "--image",
+            "images:web",
+            "--config.entrypoint",
+            "/bin/httpd",
+            "--config.cmd",
+            "-f",
+            "--config.user",
+            "app",
+            "--config.workingdir",
+            "/srv",
+            "--config.env",
+            "GREETING=from-image",
+        ],
+    );
+    dir.join("images")
+}
+
+fn write_spec(vdc: &Vdc, name: &str, body: &str) -> PathBuf {
+    let path = vdc.dir.path().join(format!("{name}.toml"));
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn wait_for_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.contains("done") {
+                return text;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "run as root (CI does): containers are confined like processes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_from_an_oci_layout_serves_confined_as_its_images_user() {
+    root();
+    let vdc = Vdc::start();
+    build_image(vdc.dir.path());
+    let port = free_port();
+    let spec = write_spec(
+        &vdc,
+        "web",
+        &format!(
+            r#"app = "web"
+[components.web]
+appliance = "container"
+image = "oci:images:web"
+args = ["-f", "-p", "${{PORT}}", "-h", "/srv/www"]
+inputs.http = {{ protocol = "http", health = "/index.html" }}
+gateway = {{ port = {port} }}
+
+[components.probe]
+appliance = "container"
+image = "oci:images:web"
+command = ["sh", "-c", "ls / > /data/ls; id > /data/id; echo $GREETING $MODE > /data/env; pwd > /data/pwd; touch /srv/written && echo written >> /data/id; cat /proc/1/cmdline | wc -c >> /data/id; echo done >> /data/id; sleep 1000"]
+env = {{ MODE = "from-spec" }}
+volumes.data = {{ mount = "/data" }}
+"#
+        ),
+    );
+    vdc.ok(&["up", "-d", spec.to_str().unwrap()]);
+    let body = http()
+        .get(format!("http://127.0.0.1:{port}/index.html"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "served from the image\n");
+
+    let ps = vdc.instances("web");
+    for i in &ps {
+        assert_eq!(i["isolation"]["network"], "own", "{i}");
+        assert_eq!(i["isolation"]["filesystem_view"], true, "{i}");
+        assert_eq!(
+            i["isolation"]["unprivileged"], true,
+            "the image's user app: {i}"
+        );
+    }
+    // What the container sees: its image, its volume, not the host.
+    let volume = vdc.data_dir().join("volumes/default/web/probe-0/data");
+    let id = wait_for_file(&volume.join("id"));
+    assert!(id.starts_with("uid=1000(app) gid=1000(app)"), "{id}");
+    assert!(
+        id.contains("written"),
+        "the image's /srv is the app's: {id}"
+    );
+    let top = std::fs::read_to_string(volume.join("ls")).unwrap();
+    let top: Vec<&str> = top.lines().collect();
+    for present in ["bin", "etc", "srv", "data", "proc", "dev", "sys", "tmp"] {
+        assert!(top.contains(&present), "/{present} missing: {top:?}");
+    }
+    for absent in ["usr", "home", "root", "var", "lib"] {
+        assert!(
+            !top.contains(&absent),
+            "/{absent} of the host is visible: {top:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(volume.join("env")).unwrap(),
+        "from-image from-spec\n",
+        "the spec's env over the image's"
+    );
+    assert_eq!(
+        std::fs::read_to_string(volume.join("pwd")).unwrap(),
+        "/srv\n"
+    );
+
+    // Killed, it comes back with a fresh writable layer and its volume.
+    let upper = vdc
+        .data_dir()
+        .join("containers/default/web/probe-0/upper/srv/written");
+    assert!(upper.exists(), "{}", upper.display());
+    std::fs::remove_file(volume.join("id")).unwrap();
+    let pid = ps
+        .iter()
+        .find(|i| instance_name(i) == "web/probe/0")
+        .and_then(|i| i["program_pid"].as_i64())
+        .unwrap() as i32;
+    signal(pid, Signal::SIGKILL);
+    let id = wait_for_file(&volume.join("id"));
+    assert!(id.contains("written"), "{id}");
+    assert!(volume.join("ls").exists(), "the volume outlives the run");
+    vdc.wait_instances("web", "the probe to be back", |list| {
+        list.iter().any(|i| {
+            instance_name(i) == "web/probe/0" && i["restarts"] == 1 && i["state"] == "ready"
+        })
+    });
+
+    let images = vdc.ok(&["down", "web"]);
+    assert!(images.contains("down"), "{images}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_is_pulled_from_a_registry_and_a_missing_image_says_so() {
+    root();
+    let vdc = Vdc::start();
+    build_image(vdc.dir.path());
+    let registry = vdc_testkit::registry::Registry::start(&vdc.dir.path().join("registry"));
+    registry.push(
+        &format!("oci:{}/images:web", vdc.dir.path().display()),
+        "shop/web:1.0",
+    );
+    let port = free_port();
+    let spec = write_spec(
+        &vdc,
+        "pulled",
+        &format!(
+            r#"app = "pulled"
+[components.web]
+appliance = "container"
+image = "{}/shop/web:1.0"
+args = ["-f", "-p", "${{PORT}}", "-h", "/srv/www"]
+inputs.http = {{ protocol = "http", health = "/index.html" }}
+gateway = {{ port = {port} }}
+"#,
+            registry.host()
+        ),
+    );
+    vdc.ok(&["up", "-d", spec.to_str().unwrap()]);
+    let body = http()
+        .get(format!("http://127.0.0.1:{port}/index.html"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "served from the image\n");
+    let events = vdc.ok(&["events", "pulled"]);
+    assert!(events.contains("instance-ready"), "{events}");
+
+    // An image the registry does not have: the instance says why.
+    let missing = write_spec(
+        &vdc,
+        "missing",
+        &format!(
+            r#"app = "missing"
+[components.web]
+appliance = "container"
+image = "{}/shop/nothing:1"
+"#,
+            registry.host()
+        ),
+    );
+    let out = vdc.run(&["up", "-d", "--timeout", "5", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the registry has no such image"), "{err}");
+}

@@ -259,6 +259,16 @@ impl Agent {
         &self.inner.config.node
     }
 
+    /// The node's images, when it keeps any.
+    pub fn images(&self) -> Option<&Arc<vdc_image::Store>> {
+        self.inner.config.images.as_ref()
+    }
+
+    /// How the node pulls images.
+    pub fn pull_options(&self) -> &vdc_image::pull::PullOptions {
+        &self.inner.config.pull
+    }
+
     pub fn dataplane(&self) -> &DataPlane {
         &self.inner.dataplane
     }

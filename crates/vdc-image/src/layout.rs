@@ -38,6 +38,57 @@ pub fn import(store: &Store, image: &ImageRef, name: &str) -> Result<ImageRecord
     }
 }
 
+/// Whether the file `image` names holds the image it asks for (its tag,
+/// or its only one), without copying anything: what a submission checks.
+pub fn check(image: &ImageRef) -> Result<(), ImageError> {
+    let (index, tag, what) = match image {
+        ImageRef::Layout { path, tag } => {
+            let what = path.display().to_string();
+            if !path.join("oci-layout").is_file() {
+                return Err(ImageError::invalid(
+                    &what,
+                    "not an OCI image layout (no oci-layout file)",
+                ));
+            }
+            let index = ImageIndex::from_file(path.join("index.json"))
+                .map_err(|e| ImageError::invalid(format!("{what}/index.json"), e.to_string()))?;
+            (index, tag, what)
+        }
+        ImageRef::Archive { path, tag } => {
+            let what = path.display().to_string();
+            let file =
+                fs::File::open(path).map_err(|e| ImageError::io(format!("open {what}"), e))?;
+            let mut archive = tar::Archive::new(file);
+            let mut found = None;
+            let entries = archive
+                .entries()
+                .map_err(|e| ImageError::invalid(&what, format!("not a tar archive: {e}")))?;
+            for entry in entries {
+                let mut entry = entry
+                    .map_err(|e| ImageError::invalid(&what, format!("a damaged archive: {e}")))?;
+                let name = entry.path().map(|p| p.into_owned()).unwrap_or_default();
+                if name.components().eq(Path::new("index.json").components()) {
+                    let mut text = String::new();
+                    entry
+                        .read_to_string(&mut text)
+                        .map_err(|e| ImageError::invalid(&what, e.to_string()))?;
+                    found = Some(ImageIndex::from_reader(text.as_bytes()).map_err(|e| {
+                        ImageError::invalid(format!("{what}: index.json"), e.to_string())
+                    })?);
+                    break;
+                }
+            }
+            let index = found
+                .ok_or_else(|| ImageError::invalid(&what, "not an OCI archive (no index.json)"))?;
+            (index, tag, what)
+        }
+        ImageRef::Registry(r) => {
+            return Err(ImageError::invalid(r.to_string(), "not a local image"));
+        }
+    };
+    choose(index.manifests(), tag.as_deref(), &what).map(drop)
+}
+
 fn import_layout(
     store: &Store,
     dir: &Path,

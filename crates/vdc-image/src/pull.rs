@@ -198,15 +198,43 @@ const MANIFEST_TYPES: [&str; 4] = [
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
-/// Pulls `reference` into `store` (from a mirror when one has it) and
-/// registers it under its full name.
-pub async fn pull(
-    store: Arc<Store>,
-    reference: &Reference,
-    options: &PullOptions,
-    progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<ImageRecord, ImageError> {
-    let name = reference.whole();
+/// Whether a registry has `reference`: fetches its manifest only (from a
+/// mirror when one has it) and returns its digest. What a submission asks
+/// before it is accepted; the blobs come when an instance needs them.
+pub async fn resolve(reference: &Reference, options: &PullOptions) -> Result<String, ImageError> {
+    let mut last = None;
+    for source in sources(reference, options) {
+        let client = client_for(&source, options);
+        let auth = auth_for(&source, options);
+        match client
+            .pull_manifest_raw(&source, &auth, &MANIFEST_TYPES)
+            .await
+        {
+            Ok((bytes, _)) => {
+                let digest = sha256(&bytes);
+                if let Some(pinned) = reference.digest() {
+                    if pinned != digest {
+                        return Err(ImageError::DigestMismatch {
+                            expected: pinned.to_owned(),
+                            actual: digest,
+                        });
+                    }
+                }
+                return Ok(digest);
+            }
+            Err(e) => {
+                last = Some(ImageError::Registry {
+                    image: reference.whole(),
+                    reason: describe(&e),
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or(ImageError::NotFound(reference.whole())))
+}
+
+/// The mirrors of `reference`'s registry, then the registry itself.
+fn sources(reference: &Reference, options: &PullOptions) -> Vec<Reference> {
     let mut sources: Vec<Reference> = options
         .mirrors
         .get(reference.registry())
@@ -226,6 +254,43 @@ pub async fn pull(
         })
         .collect();
     sources.push(reference.clone());
+    sources
+}
+
+fn client_for(source: &Reference, options: &PullOptions) -> Client {
+    let registry = source.registry();
+    let insecure = is_local(registry) || options.insecure.iter().any(|r| r == registry);
+    Client::new(ClientConfig {
+        protocol: if insecure {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
+        connect_timeout: Some(Duration::from_secs(10)),
+        read_timeout: Some(options.idle_timeout),
+        // vdc chooses the platform itself, from the index it stores.
+        platform_resolver: None,
+        ..ClientConfig::default()
+    })
+}
+
+fn auth_for(source: &Reference, options: &PullOptions) -> RegistryAuth {
+    match options.credentials.get(source.registry()) {
+        Some((user, password)) => RegistryAuth::Basic(user.to_owned(), password.to_owned()),
+        None => RegistryAuth::Anonymous,
+    }
+}
+
+/// Pulls `reference` into `store` (from a mirror when one has it) and
+/// registers it under its full name.
+pub async fn pull(
+    store: Arc<Store>,
+    reference: &Reference,
+    options: &PullOptions,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<ImageRecord, ImageError> {
+    let name = reference.whole();
+    let sources = sources(reference, options);
     let mut last = None;
     for source in &sources {
         match pull_from(&store, source, reference, options, progress).await {
@@ -261,29 +326,13 @@ async fn pull_from(
     options: &PullOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<String, ImageError> {
-    let registry = source.registry().to_owned();
     let image = source.whole();
     let fail = |reason: String| ImageError::Registry {
         image: image.clone(),
         reason,
     };
-    let insecure = is_local(&registry) || options.insecure.iter().any(|r| r == &registry);
-    let client = Client::new(ClientConfig {
-        protocol: if insecure {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        connect_timeout: Some(Duration::from_secs(10)),
-        read_timeout: Some(options.idle_timeout),
-        // vdc chooses the platform itself, from the index it stores.
-        platform_resolver: None,
-        ..ClientConfig::default()
-    });
-    let auth = match options.credentials.get(&registry) {
-        Some((user, password)) => RegistryAuth::Basic(user.to_owned(), password.to_owned()),
-        None => RegistryAuth::Anonymous,
-    };
+    let client = client_for(source, options);
+    let auth = auth_for(source, options);
     let (bytes, _) = client
         .pull_manifest_raw(source, &auth, &MANIFEST_TYPES)
         .await

@@ -238,6 +238,14 @@ async fn submit(
     crate::tenants::claim(&principal, &request.source, &mut validated.spec)?;
     crate::tenants::admit_users(&control, &principal, &validated.spec).await?;
     let name = validated.spec.name.to_string();
+    {
+        let previous = control.store().app(&name).await?;
+        let previous = previous
+            .as_ref()
+            .filter(|(p, _)| p.spec.tenant == validated.spec.tenant)
+            .map(|(p, _)| &p.spec);
+        crate::images::admit(&control, &validated.spec, previous).await?;
+    }
 
     // Compare-and-set so two concurrent submissions cannot both win.
     loop {

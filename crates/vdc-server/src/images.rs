@@ -10,6 +10,8 @@ use std::sync::Arc;
 use vdc_image::pull::{Credentials, PullOptions};
 use vdc_image::Store;
 
+use crate::api::ApiError;
+use crate::control::ControlPlane;
 use crate::ServerConfig;
 
 /// The store under `DATA_DIR/images`; `None` (said once) when it cannot
@@ -46,4 +48,63 @@ pub(crate) fn pull_options(data_dir: &Path, config: &ServerConfig) -> PullOption
         credentials,
         ..PullOptions::default()
     }
+}
+
+/// Refuses a submission whose container images do not exist: a local file
+/// that is not there or lacks the tag, an image no registry (nor mirror)
+/// has, with the registry's answer. Only manifests are fetched here; the
+/// node pulls the blobs when an instance needs them. Images this node has
+/// pass without asking (an air-gapped node runs what it was given), and
+/// so do components whose image did not change since the last revision.
+pub(crate) async fn admit(
+    control: &ControlPlane,
+    spec: &vdc_spec::AppSpec,
+    previous: Option<&vdc_spec::AppSpec>,
+) -> Result<(), ApiError> {
+    let agent = control.agent();
+    for component in spec.components.values() {
+        let Some(text) = &component.image else {
+            continue;
+        };
+        let unchanged = previous
+            .and_then(|p| p.components.get(&component.name))
+            .and_then(|c| c.image.as_ref())
+            == Some(text);
+        if unchanged {
+            continue;
+        }
+        let refuse = |e: String| {
+            ApiError::Unprocessable(format!("component `{}`: image {e}", component.name))
+        };
+        let image =
+            vdc_image::ImageRef::parse(text, Path::new("/")).map_err(|e| refuse(e.to_string()))?;
+        if let Some(store) = agent.images() {
+            let (store, name) = (Arc::clone(store), image.to_string());
+            let have = tokio::task::spawn_blocking(move || store.get(&name))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if have.is_some() {
+                continue;
+            }
+        }
+        match &image {
+            vdc_image::ImageRef::Registry(reference) => {
+                vdc_image::pull::resolve(reference, agent.pull_options())
+                    .await
+                    .map_err(|e| match e {
+                        vdc_image::ImageError::Registry { .. } => refuse(e.to_string()),
+                        other => refuse(format!("{text}: {other}")),
+                    })?;
+            }
+            local => {
+                let local = local.clone();
+                tokio::task::spawn_blocking(move || vdc_image::layout::check(&local))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .map_err(|e| refuse(format!("{text}: {e}")))?;
+            }
+        }
+    }
+    Ok(())
 }

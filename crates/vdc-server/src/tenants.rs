@@ -434,6 +434,8 @@ pub(crate) async fn admit_users(
     let asked: Vec<(&str, &str)> = spec
         .components
         .values()
+        // A container's user is one of its image's, not of the node.
+        .filter(|c| c.appliance != vdc_spec::Appliance::Container)
         .filter_map(|c| Some((c.name.as_str(), c.user.as_deref()?)))
         .collect();
     if asked.is_empty() {

@@ -254,7 +254,8 @@ gateway = {{ port = {port} }}
     let events = vdc.ok(&["events", "pulled"]);
     assert!(events.contains("instance-ready"), "{events}");
 
-    // An image the registry does not have: the instance says why.
+    // An image the registry does not have: refused at submission, with
+    // the registry's answer; nothing is created.
     let missing = write_spec(
         &vdc,
         "missing",
@@ -267,8 +268,34 @@ image = "{}/shop/nothing:1"
             registry.host()
         ),
     );
-    let out = vdc.run(&["up", "-d", "--timeout", "5", missing.to_str().unwrap()]);
-    assert!(!out.status.success());
+    let out = vdc.run(&["up", "-d", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the registry has no such image"), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: component `web`: image {}/shop/nothing:1: the registry has no such image (manifest unknown)",
+            registry.host()
+        )
+    );
+    // A local file that is not there, or lacks the tag.
+    for (image, says) in [
+        ("oci-archive:nothing.tar", "nothing.tar: No such file"),
+        ("oci:images:v9", "it has no image tagged `v9` (tags: web)"),
+    ] {
+        let spec = write_spec(
+            &vdc,
+            "local",
+            &format!("app = \"local\"\n[components.web]\nappliance = \"container\"\nimage = \"{image}\"\n"),
+        );
+        let out = vdc.run(&["up", "-d", spec.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{image}: {err}");
+    }
+    let apps = vdc.ok(&["apps"]);
+    assert!(
+        !apps.contains("missing") && !apps.contains("local"),
+        "{apps}"
+    );
 }

@@ -508,3 +508,93 @@ pub struct Restored {
     /// Whether the instance was ready again when the answer was sent.
     pub ready: bool,
 }
+
+// === images ===
+
+/// An image a node has, as `GET /v1/images` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// The reference it was pulled or imported by, in full.
+    pub name: String,
+    /// `sha256:…` of its manifest.
+    pub digest: String,
+    pub layers: usize,
+    /// Bytes of its blobs as stored (compressed layers).
+    pub size_bytes: u64,
+    pub created_ms: u64,
+    pub last_used_ms: u64,
+    /// Instances of this node running from it.
+    pub used_by: Vec<String>,
+}
+
+/// `GET /v1/images/inspect?name=REF`: an image and what it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageDetail {
+    pub image: ImageInfo,
+    pub config: String,
+    /// The layers' digests, bottom first.
+    pub layer_digests: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// `POST /v1/images/pull`: answered with server-sent events, `progress`
+/// (`ImagePullProgress`) while blobs come, then `done` (`ImageInfo`) or
+/// `error` (`ErrorBody`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullImage {
+    pub reference: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePullProgress {
+    /// Bytes received of all the image's blobs, and their total.
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    /// Per blob: digest, bytes received, size.
+    pub blobs: Vec<(String, u64, u64)>,
+    /// `fetching` or `unpacking`.
+    pub phase: String,
+}
+
+/// `POST /v1/images/import`: an OCI layout or archive on the server's
+/// machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportImage {
+    /// `oci:/DIR[:TAG]` or `oci-archive:/FILE[:TAG]` (absolute paths).
+    pub source: String,
+}
+
+/// `POST /v1/images/export`: an image written as an OCI archive on the
+/// server's machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportImage {
+    pub name: String,
+    /// Absolute path of the archive to write.
+    pub path: String,
+    /// The tag inside the archive (default `latest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// `POST /v1/images/prune`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneImages {
+    /// Images unused for this long go, unless an app refers to them
+    /// (default 0: every image no app refers to and no instance uses).
+    #[serde(default)]
+    pub unused_for_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedImages {
+    pub removed: Vec<String>,
+    pub freed_bytes: u64,
+}

@@ -33,6 +33,7 @@ pub(crate) fn router(control: ControlPlane) -> Router {
         .merge(crate::tenants::router())
         .merge(crate::scale::router())
         .merge(crate::nodes::router())
+        .merge(crate::image_api::router())
         .merge(crate::snapshots::router())
         .merge(crate::moves::router())
         .layer(axum::middleware::from_fn_with_state(

@@ -108,3 +108,78 @@ pub(crate) async fn admit(
     }
     Ok(())
 }
+
+/// The images instances of this node run from, each with those instances.
+pub(crate) async fn in_use(
+    control: &ControlPlane,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, ApiError> {
+    let apps = control.store().apps().await?;
+    let mut used = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for status in control.agent().instances() {
+        let image = apps
+            .iter()
+            .find(|a| a.spec.name == status.id.app)
+            .and_then(|a| a.spec.components.get(&status.id.component))
+            .and_then(|c| c.image.as_deref())
+            .and_then(|text| vdc_image::ImageRef::parse(text, Path::new("/")).ok());
+        if let Some(image) = image {
+            used.entry(image.to_string())
+                .or_default()
+                .push(status.id.to_string());
+        }
+    }
+    Ok(used)
+}
+
+/// Removes the images no app refers to, no instance uses, and none used
+/// for `unused_for_ms`, then every blob and layer no image has.
+pub(crate) async fn prune(
+    control: &ControlPlane,
+    unused_for_ms: u64,
+) -> Result<(Vec<String>, u64), ApiError> {
+    let Some(store) = control.agent().images().cloned() else {
+        return Ok((Vec::new(), 0));
+    };
+    let mut keep: std::collections::BTreeSet<String> = in_use(control).await?.into_keys().collect();
+    for app in control.store().apps().await? {
+        for component in app.spec.components.values() {
+            if let Some(image) = component
+                .image
+                .as_deref()
+                .and_then(|text| vdc_image::ImageRef::parse(text, Path::new("/")).ok())
+            {
+                keep.insert(image.to_string());
+            }
+        }
+    }
+    tokio::task::spawn_blocking(move || store.prune(&keep, unused_for_ms))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// How often unused images are looked for, and how long an image no app
+/// refers to is kept after its last use.
+const GC_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+const GC_UNUSED_FOR_MS: u64 = 24 * 3600 * 1000;
+
+/// Collects images nothing has used for a day, every ten minutes, until
+/// the server stops.
+pub(crate) async fn gc_loop(control: ControlPlane) {
+    let mut tick = tokio::time::interval(GC_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = control.shutting_down() => return,
+        }
+        match prune(&control, GC_UNUSED_FOR_MS).await {
+            Ok((removed, freed)) if !removed.is_empty() || freed > 0 => {
+                tracing::info!(?removed, freed, "images no app used for a day removed");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot collect unused images: {}", e.message()),
+        }
+    }
+}

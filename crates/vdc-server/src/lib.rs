@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod cluster;
 mod control;
+mod image_api;
 mod images;
 mod logs;
 mod metering;
@@ -384,6 +385,7 @@ impl Server {
             self.shutdown.clone(),
         ));
         let autoscaler = tokio::spawn(scale::run(control.clone(), self.shutdown.clone()));
+        let image_gc = tokio::spawn(images::gc_loop(control.clone()));
         let collector = tokio::spawn(
             control
                 .telemetry()
@@ -411,6 +413,7 @@ impl Server {
                 let _ = metering.await;
                 let _ = backups.await;
                 let _ = autoscaler.await;
+                let _ = image_gc.await;
                 if let Some((me, store, election)) = election {
                     election.abort();
                     // The loops have stopped: hand the lease over now

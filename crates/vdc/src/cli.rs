@@ -108,6 +108,10 @@ pub enum Command {
     /// restore, export to a file, import.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// The node's images (admin): pull from a registry, import from an OCI
+    /// layout or archive, list, inspect, remove, prune, export.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Lifecycle events (instances started, ready, exited; specs applied; placements).
     Events {
         /// Only this app's events.
@@ -192,6 +196,43 @@ pub enum NodeCommand {
     Drain { name: String },
     /// Let a drained node take instances again.
     Undrain { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Pull an image from its registry, with progress.
+    Pull {
+        /// A reference: `redis:7`, `registry.example:5000/shop/web:1.4`,
+        /// `…@sha256:…`.
+        reference: String,
+    },
+    /// The images on the node: name, digest, layers, size, users.
+    #[command(alias = "ls")]
+    List,
+    /// One image: its digests and what it runs.
+    Inspect { reference: String },
+    /// Remove an image no instance runs from (its blobs go too unless
+    /// another image has them).
+    #[command(alias = "remove")]
+    Rm { reference: String },
+    /// Remove the images no app refers to and no instance uses.
+    Prune {
+        /// Only those unused for this long, e.g. 1h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        unused_for: Option<String>,
+    },
+    /// Import an OCI image layout (a directory) or archive (a tar), as
+    /// written by `skopeo copy … oci:DIR` or `oci-archive:FILE`; `:TAG`
+    /// picks one of several images. A path of the server's machine.
+    Import { source: String },
+    /// Write an image as an OCI archive (a path of the server's machine).
+    Export {
+        reference: String,
+        file: PathBuf,
+        /// The tag inside the archive.
+        #[arg(long, default_value = "latest")]
+        tag: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

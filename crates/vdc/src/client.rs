@@ -129,6 +129,11 @@ impl Client {
         self.send(self.http.delete(self.url(path))).await.map(drop)
     }
 
+    pub async fn delete_for<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self.send(self.http.delete(self.url(path))).await?;
+        decode(response).await
+    }
+
     /// A POST whose body is a file, streamed.
     pub async fn post_file<T: DeserializeOwned>(
         &self,
@@ -145,6 +150,15 @@ impl Client {
             )
             .await?;
         decode(response).await
+    }
+
+    /// A POST answered with a stream (server-sent events).
+    pub async fn post_stream<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<reqwest::Response> {
+        self.send(self.http.post(self.url(path)).json(body)).await
     }
 
     /// A streaming GET (logs).

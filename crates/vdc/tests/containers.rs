@@ -299,3 +299,91 @@ image = "{}/shop/nothing:1"
         "{apps}"
     );
 }
+
+#[test]
+fn images_are_pulled_imported_listed_kept_while_used_and_pruned() {
+    root();
+    let vdc = Vdc::start();
+    build_image(vdc.dir.path());
+    let registry = vdc_testkit::registry::Registry::start(&vdc.dir.path().join("registry"));
+    registry.push(
+        &format!("oci:{}/images:web", vdc.dir.path().display()),
+        "shop/web:1.0",
+    );
+    let reference = format!("{}/shop/web:1.0", registry.host());
+
+    // A pull shows its progress, a line per tenth without a terminal.
+    let out = vdc.run(&["image", "pull", &reference]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/ ") && err.contains("blobs)"), "{err}");
+    assert!(
+        err.contains(&format!("pulled {reference} (sha256:")),
+        "{err}"
+    );
+
+    let layout = format!("oci:{}/images:web", vdc.dir.path().display());
+    vdc.ok(&["image", "import", &layout]);
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&vdc.ok(&["image", "list", "-o", "json"])).unwrap();
+    let names: Vec<&str> = list.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&reference.as_str()) && names.contains(&layout.as_str()));
+    // Both are one image: the same digest, the layers stored once.
+    assert_eq!(list[0]["digest"], list[1]["digest"]);
+    let layers = std::fs::read_dir(vdc.data_dir().join("images/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(layers, 1);
+
+    let inspect = vdc.ok(&["image", "inspect", &reference]);
+    assert!(
+        inspect.contains("[\"/bin/httpd\"]") && inspect.contains("app"),
+        "{inspect}"
+    );
+
+    // Used by an instance: kept.
+    let spec = write_spec(
+        &vdc,
+        "held",
+        &format!(
+            "app = \"held\"\n[components.web]\nappliance = \"container\"\nimage = \"{reference}\"\nargs = [\"-f\", \"-p\", \"${{PORT}}\"]\ninputs.http = {{ protocol = \"tcp\" }}\n"
+        ),
+    );
+    vdc.ok(&["up", "-d", spec.to_str().unwrap()]);
+    let out = vdc.run(&["image", "rm", &reference]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is used by held/web/0"), "{err}");
+    let pruned = vdc.ok(&["image", "prune", "-o", "json"]);
+    let pruned: serde_json::Value = serde_json::from_str(&pruned).unwrap();
+    assert_eq!(
+        pruned["removed"],
+        serde_json::json!([layout]),
+        "the unused one goes"
+    );
+
+    // Exported and imported again: the same image.
+    let archive = vdc.dir.path().join("web.tar");
+    vdc.ok(&[
+        "image",
+        "export",
+        &reference,
+        archive.to_str().unwrap(),
+        "--tag",
+        "v1",
+    ]);
+    let back = vdc.ok(&[
+        "image",
+        "import",
+        &format!("{}:v1", archive.display()),
+        "-o",
+        "json",
+    ]);
+    assert!(back.contains(list[0]["digest"].as_str().unwrap()), "{back}");
+
+    vdc.ok(&["down", "held"]);
+    vdc.ok(&["image", "rm", &reference]);
+    let out = vdc.run(&["image", "inspect", &reference]);
+    assert!(!out.status.success());
+}

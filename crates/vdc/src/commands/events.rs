@@ -83,6 +83,14 @@ pub struct SseReader {
 
 impl SseReader {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.push_events(bytes)
+            .into_iter()
+            .map(|(_, data)| data)
+            .collect()
+    }
+
+    /// Each complete event's name (`message` when it has none) and data.
+    pub fn push_events(&mut self, bytes: &[u8]) -> Vec<(String, String)> {
         self.buffer.push_str(&String::from_utf8_lossy(bytes));
         let mut out = Vec::new();
         while let Some(end) = self.buffer.find("\n\n") {
@@ -92,8 +100,12 @@ impl SseReader {
                 .filter_map(|l| l.strip_prefix("data:"))
                 .map(|d| d.strip_prefix(' ').unwrap_or(d))
                 .collect();
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map_or("message", |n| n.trim());
             if !data.is_empty() {
-                out.push(data.join("\n"));
+                out.push((name.to_owned(), data.join("\n")));
             }
         }
         out

@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod events;
+mod image;
 mod list;
 mod logs;
 mod nodes;
@@ -98,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => server::agent(&args).await,
         Command::Node(command) => nodes::run(&client, command, cli.output).await,
         Command::Snapshot(command) => snapshot::run(&client, command, cli.output).await,
+        Command::Image(command) => image::run(&client, command, cli.output).await,
         Command::Move {
             instance,
             to,

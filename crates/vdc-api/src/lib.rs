@@ -598,3 +598,29 @@ pub struct PrunedImages {
     pub removed: Vec<String>,
     pub freed_bytes: u64,
 }
+
+/// `POST /v1/registries/login`: credentials a node pulls with, checked
+/// against the registry first.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryLogin {
+    pub registry: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLogin")
+            .field("registry", &self.registry)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /v1/registries/logout`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryLogout {
+    pub registry: String,
+}

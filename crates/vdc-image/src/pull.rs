@@ -37,6 +37,9 @@ pub struct PullOptions {
     /// Further attempts per blob after the first.
     pub retries: u32,
     pub credentials: Credentials,
+    /// Docker-style config files read again at each pull (so a login
+    /// counts at once); earlier files first, later ones win.
+    pub credential_files: Vec<std::path::PathBuf>,
 }
 
 impl Default for PullOptions {
@@ -47,6 +50,7 @@ impl Default for PullOptions {
             idle_timeout: Duration::from_secs(30),
             retries: 3,
             credentials: Credentials::default(),
+            credential_files: Vec::new(),
         }
     }
 }
@@ -93,6 +97,43 @@ impl Credentials {
 
     pub fn registries(&self) -> impl Iterator<Item = &str> {
         self.by_registry.keys().map(String::as_str)
+    }
+
+    pub fn remove(&mut self, registry: &str) -> bool {
+        self.by_registry
+            .remove(&normalize_registry(registry))
+            .is_some()
+    }
+
+    /// Writes them as a Docker `config.json` (`auths`), readable by its
+    /// owner only.
+    pub fn write_docker_config(&self, path: &Path) -> Result<(), ImageError> {
+        let auths: serde_json::Map<String, serde_json::Value> = self
+            .by_registry
+            .iter()
+            .map(|(registry, (user, password))| {
+                (
+                    registry.clone(),
+                    serde_json::json!({ "auth": base64_encode(format!("{user}:{password}").as_bytes()) }),
+                )
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&serde_json::json!({ "auths": auths }))
+            .map_err(|e| ImageError::invalid(path.display().to_string(), e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            use std::os::unix::fs::OpenOptionsExt;
+            let tmp = path.with_extension("tmp");
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| ImageError::io(format!("write {}", path.display()), e))
     }
 
     /// Adds what a Docker `config.json` holds (`auths.REGISTRY.auth`,
@@ -178,6 +219,25 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.len();
+        let word = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= n {
+                out.push(ALPHABET[((word >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// True for the local host, which is reached over plain HTTP.
 fn is_local(registry: &str) -> bool {
     let host = registry.rsplit_once(':').map_or(registry, |(h, port)| {
@@ -233,6 +293,53 @@ pub async fn resolve(reference: &Reference, options: &PullOptions) -> Result<Str
     Err(last.unwrap_or(ImageError::NotFound(reference.whole())))
 }
 
+/// Whether `registry` accepts `user` and `password`, as `docker login`
+/// checks: a request with them that the registry answers with anything but
+/// "unauthorized" (a missing repository is fine).
+pub async fn check_login(
+    registry: &str,
+    user: &str,
+    password: &str,
+    options: &PullOptions,
+) -> Result<(), ImageError> {
+    use oci_client::errors::OciDistributionError as E;
+    let probe = Reference::with_tag(
+        normalize_registry(registry),
+        "vdc/login-check".to_owned(),
+        "latest".to_owned(),
+    );
+    let client = client_for(&probe, options);
+    let auth = RegistryAuth::Basic(user.to_owned(), password.to_owned());
+    let refused = || ImageError::Registry {
+        image: registry.to_owned(),
+        reason: "the registry refused the credentials".to_owned(),
+    };
+    match client
+        .pull_manifest_raw(&probe, &auth, &MANIFEST_TYPES)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(E::AuthenticationFailure(_) | E::UnauthorizedError { .. }) => Err(refused()),
+        Err(e) => {
+            let text = e.to_string().to_lowercase();
+            if text.contains("unauthorized") || text.contains("authentication required") {
+                Err(refused())
+            } else if text.contains("unknown")
+                || text.contains("not found")
+                || text.contains("denied")
+            {
+                // The credentials were taken; the probe's repository is not there.
+                Ok(())
+            } else {
+                Err(ImageError::Registry {
+                    image: registry.to_owned(),
+                    reason: describe(&e),
+                })
+            }
+        }
+    }
+}
+
 /// The mirrors of `reference`'s registry, then the registry itself.
 fn sources(reference: &Reference, options: &PullOptions) -> Vec<Reference> {
     let mut sources: Vec<Reference> = options
@@ -275,7 +382,13 @@ fn client_for(source: &Reference, options: &PullOptions) -> Client {
 }
 
 fn auth_for(source: &Reference, options: &PullOptions) -> RegistryAuth {
-    match options.credentials.get(source.registry()) {
+    let mut credentials = options.credentials.clone();
+    for file in &options.credential_files {
+        if let Err(e) = credentials.read_docker_config(file) {
+            tracing::warn!("registry credentials not read: {e}");
+        }
+    }
+    match credentials.get(source.registry()) {
         Some((user, password)) => RegistryAuth::Basic(user.to_owned(), password.to_owned()),
         None => RegistryAuth::Anonymous,
     }
@@ -593,6 +706,13 @@ mod tests {
             assert_eq!(base64_decode(text).unwrap(), plain.as_bytes(), "{text}");
         }
         assert_eq!(base64_decode("a$=="), None);
+        for plain in ["", "a", "ab", "abc", "user:pa:ss", "ünïcode"] {
+            assert_eq!(
+                base64_decode(&base64_encode(plain.as_bytes())).unwrap(),
+                plain.as_bytes()
+            );
+        }
+        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
         assert_eq!(base64_decode("Y"), None);
     }
 

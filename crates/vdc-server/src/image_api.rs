@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,6 +36,69 @@ pub(crate) fn router() -> Router<ControlPlane> {
         .route("/v1/images/import", post(import))
         .route("/v1/images/export", post(export))
         .route("/v1/images/prune", post(prune))
+        .route("/v1/registries/login", post(login))
+        .route("/v1/registries/logout", post(logout))
+}
+
+/// One change of the credentials file at a time.
+static CREDENTIALS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn login(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+    Json(request): Json<vdc_api::RegistryLogin>,
+) -> Result<StatusCode, ApiError> {
+    admin_only(&principal)?;
+    if request.registry.trim().is_empty() || request.user.is_empty() {
+        return Err(ApiError::BadRequest(
+            "a login needs a registry and a user".to_owned(),
+        ));
+    }
+    vdc_image::pull::check_login(
+        &request.registry,
+        &request.user,
+        &request.password,
+        control.agent().pull_options(),
+    )
+    .await
+    .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let file = crate::images::credentials_file(control.data_dir());
+    let _one = CREDENTIALS.lock().await;
+    blocking(move || {
+        let mut credentials = vdc_image::pull::Credentials::default();
+        credentials.read_docker_config(&file)?;
+        credentials.insert(&request.registry, &request.user, &request.password);
+        credentials.write_docker_config(&file)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn logout(
+    State(control): State<ControlPlane>,
+    Extension(principal): Extension<Principal>,
+    Json(request): Json<vdc_api::RegistryLogout>,
+) -> Result<StatusCode, ApiError> {
+    admin_only(&principal)?;
+    let file = crate::images::credentials_file(control.data_dir());
+    let _one = CREDENTIALS.lock().await;
+    let registry = request.registry.clone();
+    let removed = blocking(move || {
+        let mut credentials = vdc_image::pull::Credentials::default();
+        credentials.read_docker_config(&file)?;
+        let removed = credentials.remove(&registry);
+        credentials.write_docker_config(&file)?;
+        Ok(removed)
+    })
+    .await?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no login for {} on this node",
+            request.registry
+        )))
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vdc_image::pull::{Credentials, PullOptions};
+use vdc_image::pull::PullOptions;
 use vdc_image::Store;
 
 use crate::api::ApiError;
@@ -32,20 +32,17 @@ pub(crate) fn credentials_file(data_dir: &Path) -> PathBuf {
 }
 
 pub(crate) fn pull_options(data_dir: &Path, config: &ServerConfig) -> PullOptions {
-    let mut credentials = Credentials::default();
     let docker = std::env::var_os("DOCKER_CONFIG")
         .map(|d| PathBuf::from(d).join("config.json"))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")));
-    // The data directory's own logins win over Docker's.
-    for file in docker.into_iter().chain([credentials_file(data_dir)]) {
-        if let Err(e) = credentials.read_docker_config(&file) {
-            tracing::warn!("registry credentials not read: {e}");
-        }
-    }
     PullOptions {
         insecure: config.insecure_registries.clone(),
         mirrors: config.registry_mirrors.clone(),
-        credentials,
+        // Read at each pull; the data directory's own logins win.
+        credential_files: docker
+            .into_iter()
+            .chain([credentials_file(data_dir)])
+            .collect(),
         ..PullOptions::default()
     }
 }

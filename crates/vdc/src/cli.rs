@@ -112,6 +112,9 @@ pub enum Command {
     /// layout or archive, list, inspect, remove, prune, export.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Credentials the node pulls images with (admin).
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Lifecycle events (instances started, ready, exited; specs applied; placements).
     Events {
         /// Only this app's events.
@@ -196,6 +199,21 @@ pub enum NodeCommand {
     Drain { name: String },
     /// Let a drained node take instances again.
     Undrain { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Check a user and password against a registry and keep them for
+    /// pulls (in the data directory, readable by the server only). The
+    /// password is read from stdin.
+    Login {
+        /// HOST[:PORT], or docker.io.
+        registry: String,
+        #[arg(short, long)]
+        user: String,
+    },
+    /// Forget the credentials of a registry.
+    Logout { registry: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -107,6 +107,13 @@ impl Client {
         decode(response).await
     }
 
+    /// A POST of `body` whose answer has nothing to read.
+    pub async fn post_empty_json<B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<()> {
+        self.send(self.http.post(self.url(path)).json(body))
+            .await
+            .map(drop)
+    }
+
     pub async fn post_empty(&self, path: &str) -> anyhow::Result<()> {
         self.send(self.http.post(self.url(path))).await.map(drop)
     }

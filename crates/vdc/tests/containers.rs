@@ -387,3 +387,54 @@ fn images_are_pulled_imported_listed_kept_while_used_and_pruned() {
     let out = vdc.run(&["image", "inspect", &reference]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn a_registry_login_is_checked_kept_private_and_used() {
+    root();
+    let vdc = Vdc::start();
+    build_image(vdc.dir.path());
+    let registry = vdc_testkit::registry::Registry::start_with_auth(
+        &vdc.dir.path().join("registry"),
+        "ci",
+        "s3cret",
+    );
+    registry.push(
+        &format!("oci:{}/images:web", vdc.dir.path().display()),
+        "private/web:1",
+    );
+    let reference = format!("{}/private/web:1", registry.host());
+    let out = vdc.run(&["image", "pull", &reference]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs credentials"));
+
+    let out = vdc.run_with_input(
+        &["registry", "login", &registry.host(), "-u", "ci"],
+        "guess\n",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the credentials"), "{err}");
+    let file = vdc.data_dir().join("registries.json");
+    assert!(!file.exists(), "nothing kept from a refused login");
+
+    let out = vdc.run_with_input(
+        &["registry", "login", &registry.host(), "-u", "ci"],
+        "s3cret\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !std::fs::read_to_string(&file).unwrap().contains("s3cret"),
+        "base64, as Docker keeps it"
+    );
+    vdc.ok(&["image", "pull", &reference]);
+
+    vdc.ok(&["registry", "logout", &registry.host()]);
+    vdc.ok(&["image", "rm", &reference]);
+    let out = vdc.run(&["image", "pull", &reference]);
+    assert!(!out.status.success(), "logged out: refused again");
+}

@@ -9,7 +9,7 @@ use vdc_api::{
     PrunedImages, PullImage,
 };
 
-use crate::cli::{Format, ImageCommand};
+use crate::cli::{Format, ImageCommand, RegistryCommand};
 use crate::client::{url_path_escape, Client};
 use crate::commands::events::SseReader;
 use crate::exit::{fail, Code};
@@ -79,6 +79,45 @@ pub async fn run(client: &Client, command: ImageCommand, format: Format) -> anyh
                 )
                 .await?;
             eprintln!("{} written to {}", image.name, path.display());
+            Ok(())
+        }
+    }
+}
+
+/// `vdc registry login|logout`.
+pub async fn registry(client: &Client, command: RegistryCommand) -> anyhow::Result<()> {
+    match command {
+        RegistryCommand::Login { registry, user } => {
+            if std::io::stdin().is_terminal() {
+                eprint!("password for {user} at {registry}: ");
+                let _ = std::io::stderr().flush();
+            }
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            client
+                .post_empty_json(
+                    "/v1/registries/login",
+                    &vdc_api::RegistryLogin {
+                        registry: registry.clone(),
+                        user,
+                        password,
+                    },
+                )
+                .await?;
+            eprintln!("logged in to {registry}: this node pulls from it with these credentials");
+            Ok(())
+        }
+        RegistryCommand::Logout { registry } => {
+            client
+                .post_empty_json(
+                    "/v1/registries/logout",
+                    &vdc_api::RegistryLogout {
+                        registry: registry.clone(),
+                    },
+                )
+                .await?;
+            eprintln!("logged out of {registry}");
             Ok(())
         }
     }

@@ -100,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(command) => nodes::run(&client, command, cli.output).await,
         Command::Snapshot(command) => snapshot::run(&client, command, cli.output).await,
         Command::Image(command) => image::run(&client, command, cli.output).await,
+        Command::Registry(command) => image::registry(&client, command).await,
         Command::Move {
             instance,
             to,

@@ -198,6 +198,30 @@ impl Vdc {
             .unwrap()
     }
 
+    /// Runs `vdc --addr ADDR ARGS...` with `input` on its stdin.
+    pub fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .arg("--addr")
+            .arg(&self.addr)
+            .args(args)
+            .env("VDC_DATA_DIR", self.data_dir())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env_remove("VDC_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// `vdc tenant create NAME ARGS...`; returns the tenant's token.
     pub fn create_tenant(&self, name: &str, args: &[&str]) -> String {
         let mut all = vec!["tenant", "create", name];

@@ -14,7 +14,7 @@ use vdc_image::{ImageRecord, ImageRef, RunConfig, Store};
 use vdc_spec::ComponentSpec;
 
 use crate::users::RunAs;
-use crate::{now_ms, Inner, StartInstance};
+use crate::{Inner, StartInstance};
 
 /// Docker's `PATH` for an image that sets none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -72,7 +72,7 @@ pub(crate) async fn ensure_image(
     let id = request.id.clone();
     let record = match &image {
         ImageRef::Registry(reference) => {
-            let last = std::sync::Mutex::new(0u64);
+            let last = std::sync::Mutex::new(u64::MAX);
             let totals =
                 std::sync::Mutex::new(std::collections::BTreeMap::<String, (u64, u64)>::new());
             let progress = |p: Progress| {
@@ -94,11 +94,11 @@ pub(crate) async fn ensure_image(
                         let (done, total) = t
                             .values()
                             .fold((0, 0), |(d, s), (done, total)| (d + done, s + total));
-                        // At most a few updates a second.
+                        // A line per tenth: `vdc up` prints each.
                         let mut at = last.lock().unwrap_or_else(|p| p.into_inner());
-                        let now = now_ms();
-                        (now >= *at + 250 || done == total).then(|| {
-                            *at = now;
+                        let tenth = (done * 10).checked_div(total).unwrap_or(0);
+                        (tenth != *at || done == total).then(|| {
+                            *at = tenth;
                             format!("pulling image {name}: {} of {}", mib(done), mib(total))
                         })
                     }

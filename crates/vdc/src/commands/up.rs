@@ -137,16 +137,17 @@ async fn wait_ready(client: &Client, app: &str, timeout: Duration) -> anyhow::Re
     loop {
         let detail: AppDetail = client.get(&path).await?;
         for s in &detail.instances {
-            let state = s.state.to_string();
+            let why = s
+                .message
+                .as_deref()
+                .filter(|_| !s.state.serves_traffic())
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            // A new state, or news while waiting (an image being pulled).
+            let state = format!("{}{why}", s.state);
             if seen.get(&s.id.to_string()) != Some(&state) {
-                let why = s
-                    .message
-                    .as_deref()
-                    .filter(|_| !s.state.serves_traffic())
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default();
                 eprintln!(
-                    "  {:>6.2}s  {:<24} {state}{why}",
+                    "  {:>6.2}s  {:<24} {state}",
                     started.elapsed().as_secs_f64(),
                     s.id.to_string()
                 );

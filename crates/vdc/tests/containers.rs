@@ -438,3 +438,65 @@ fn a_registry_login_is_checked_kept_private_and_used() {
     let out = vdc.run(&["image", "pull", &reference]);
     assert!(!out.status.success(), "logged out: refused again");
 }
+
+/// The shop example from images: examples/images/build.sh builds them
+/// from this machine's python3, examples/containers.toml runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_runs_from_the_example_images() {
+    root();
+    let vdc = Vdc::start();
+    let (spec, ports) = vdc.example("containers.toml");
+    let build = Command::new(examples_dir().join("images/build.sh"))
+        .arg(vdc.dir.path().join("images/oci"))
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{build:?}");
+    vdc.ok(&["up", "-d", "--timeout", "60", spec.to_str().unwrap()]);
+    let gateway = format!("http://127.0.0.1:{}", ports[0]);
+    let client = http();
+    let put = client
+        .put(format!("{gateway}/items/apple"))
+        .body("red")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let mut served_by = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let r: serde_json::Value = client
+            .get(format!("{gateway}/items/apple"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["value"], "red");
+        served_by.insert(r["instance"].as_str().unwrap().to_owned());
+    }
+    // Latency-aware balancing may favour some; more than one serves.
+    assert!(served_by.len() >= 2, "{served_by:?}");
+    // The database comes back with its data from its volume.
+    let db = vdc.pid_of("shop-oci", "shop-oci/db/0").unwrap();
+    signal(db, Signal::SIGKILL);
+    vdc.wait_instances("shop-oci", "the database to be back", |list| {
+        list.iter().any(|i| {
+            instance_name(i) == "shop-oci/db/0" && i["restarts"] == 1 && i["state"] == "ready"
+        })
+    });
+    let mut value = None;
+    for _ in 0..50 {
+        let r = client
+            .get(format!("{gateway}/items/apple"))
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            value = Some(r.json::<serde_json::Value>().await.unwrap()["value"].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(value, Some(serde_json::json!("red")));
+    vdc.ok(&["down", "shop-oci"]);
+}

@@ -1,11 +1,15 @@
 //! What confinement costs at start: `/bin/true` run plainly, in a network
 //! namespace, under the init (a PID namespace), and under the init with a
 //! whole sandbox (its own view of the filesystem, user, capabilities and
-//! system-call filter), spawn to exit, as a supervisor sees it.
+//! system-call filter), spawn to exit, as a supervisor sees it. Then a
+//! container: `true` of a busybox image, on the overlay of its layer with a
+//! fresh writable layer, against `runc run` of the same root filesystem
+//! in the same network namespace (and `crun run` where crun works: it
+//! refuses hybrid cgroup layouts).
 //!
 //! Run with `cargo bench -p vdc-sandbox` as root. Prints the median and the
-//! 90th percentile of each, its ratio to the plain start, and the machine
-//! it ran on.
+//! 90th percentile of each, its ratio to the plain start (and the
+//! container's to runc's), and the machine it ran on.
 
 #![allow(clippy::unwrap_used)]
 
@@ -60,14 +64,82 @@ fn main() {
         cmd
     };
 
-    let mut runs: [(&str, Vec<Duration>); 4] = [
-        ("run /bin/true", Vec::new()),
-        ("in a network namespace", Vec::new()),
-        ("also under the init (pid, ipc namespaces)", Vec::new()),
-        ("also in a sandbox (view, user, seccomp)", Vec::new()),
-    ];
+    let image = busybox_layer(base.path());
+    let container_dir = base.path().join("container");
+    let container = |n: usize| {
+        // The writable layer is made afresh at each start, as the agent does.
+        let _ = std::fs::remove_dir_all(&container_dir);
+        for d in ["upper", "work"] {
+            std::fs::create_dir_all(container_dir.join(d)).unwrap();
+        }
+        let mut plan = sandbox.clone();
+        plan.user = User {
+            uid: 1000,
+            gid: 1000,
+            name: "app".into(),
+        };
+        plan.workdir = "/".into();
+        plan.expose = Vec::new();
+        plan.hide = Vec::new();
+        plan.image = Some(vdc_sandbox::ImageRoot {
+            lowers: vec![image.clone()],
+            upper: container_dir.join("upper"),
+            work: container_dir.join("work"),
+            hostname: format!("bench-{n}"),
+        });
+        let mut cmd = Command::new(init.exe());
+        cmd.args(init.args(
+            Some(&plan),
+            Path::new("/bin/true"),
+            "true".as_ref(),
+            [""; 0],
+        ))
+        .env_clear()
+        .env("PATH", "/bin");
+        cmd
+    };
+    let runtimes: Vec<(&str, std::path::PathBuf)> = ["runc", "crun"]
+        .into_iter()
+        .filter_map(|rt| {
+            let bundle = oci_bundle(base.path(), rt, &image, &ns)?;
+            // One try: a runtime that cannot run here is left out, saying why.
+            match Command::new(rt)
+                .args(["run", "--bundle"])
+                .arg(&bundle)
+                .arg(format!("vdc-bench-{rt}-try"))
+                .output()
+            {
+                Ok(out) if out.status.success() => Some((rt, bundle)),
+                Ok(out) => {
+                    println!(
+                        "{rt} left out: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                    None
+                }
+                Err(e) => {
+                    println!("{rt} left out: {e}");
+                    None
+                }
+            }
+        })
+        .collect();
+
+    let mut runs: Vec<(String, Vec<Duration>)> = [
+        "run /bin/true",
+        "in a network namespace",
+        "also under the init (pid, ipc namespaces)",
+        "also in a sandbox (view, user, seccomp)",
+        "container: busybox true on its image",
+    ]
+    .into_iter()
+    .map(|w| (w.to_owned(), Vec::new()))
+    .collect();
+    for (rt, _) in &runtimes {
+        runs.push((format!("{rt} run of the same root"), Vec::new()));
+    }
     // Interleaved, so that a noisy moment hits every kind alike.
-    for _ in 0..SPAWNS {
+    for n in 0..SPAWNS {
         runs[0].1.push(time_run(Command::new("/bin/true")));
         runs[1]
             .1
@@ -76,17 +148,91 @@ fn main() {
         runs[3]
             .1
             .push(time_run(joined(with_init(Some(&sandbox)), &ns)));
+        let start = Instant::now();
+        let mut cmd = joined(container(n), &ns);
+        let status = cmd.stdin(Stdio::null()).status().unwrap();
+        assert!(status.success(), "{status:?}");
+        runs[4].1.push(start.elapsed());
+        for (i, (rt, bundle)) in runtimes.iter().enumerate() {
+            let mut cmd = Command::new(rt);
+            cmd.args(["run", "--bundle"])
+                .arg(bundle)
+                .arg(format!("vdc-bench-{rt}-{n}"))
+                .stdout(Stdio::null());
+            runs[5 + i].1.push(time_run(cmd));
+        }
     }
     println!(
         "{:<44} {:>10} {:>10} {:>8} {:>6}",
         "operation", "median", "p90", "x plain", "runs"
     );
     let plain = vdc_testkit::bench::quantile(&runs[0].1, 0.5);
-    for (what, samples) in runs {
-        report(what, &samples, Some(plain));
+    for (what, samples) in &runs {
+        report(what, samples, Some(plain));
+    }
+    let ours = vdc_testkit::bench::quantile(&runs[4].1, 0.5);
+    for (i, (rt, _)) in runtimes.iter().enumerate() {
+        let theirs = vdc_testkit::bench::quantile(&runs[5 + i].1, 0.5);
+        println!(
+            "container start, vdc's init vs {rt}: {:.2}x ({:.2} ms vs {:.2} ms, medians)",
+            ours.as_secs_f64() / theirs.as_secs_f64(),
+            ours.as_secs_f64() * 1e3,
+            theirs.as_secs_f64() * 1e3
+        );
     }
     ns.remove().unwrap();
     dir.unmount().unwrap();
+}
+
+/// An image's one layer: a static busybox as /bin/*, a user `app`.
+fn busybox_layer(base: &Path) -> std::path::PathBuf {
+    let layer = base.join("layer");
+    for d in ["bin", "etc", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(layer.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", layer.join("bin/busybox"))
+        .expect("a static busybox at /bin/busybox (apt-get install busybox-static)");
+    for applet in ["true", "sh"] {
+        std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        layer.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n",
+    )
+    .unwrap();
+    layer
+}
+
+/// An OCI bundle for `runtime` that runs `/bin/true` of `root` as `app`,
+/// read-only, in the namespace `ns` (as vdc's containers join theirs);
+/// `None` when the runtime is not installed.
+fn oci_bundle(base: &Path, runtime: &str, root: &Path, ns: &Netns) -> Option<std::path::PathBuf> {
+    let bundle = base.join(format!("bundle-{runtime}"));
+    std::fs::create_dir_all(&bundle).unwrap();
+    let spec = Command::new(runtime)
+        .arg("spec")
+        .current_dir(&bundle)
+        .output()
+        .ok()?;
+    if !spec.status.success() {
+        return None;
+    }
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["/bin/true"]);
+    config["process"]["user"] = serde_json::json!({ "uid": 1000, "gid": 1000 });
+    config["root"] = serde_json::json!({ "path": root, "readonly": true });
+    if let Some(namespaces) = config["linux"]["namespaces"].as_array_mut() {
+        for n in namespaces.iter_mut() {
+            if n["type"] == "network" {
+                n["path"] = ns.path().display().to_string().into();
+            }
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    Some(bundle)
 }
 
 #[allow(unsafe_code)]

@@ -592,5 +592,5 @@ fn documented_examples_are_valid() {
         }
         found += 1;
     }
-    assert_eq!(found, 5);
+    assert_eq!(found, 6);
 }

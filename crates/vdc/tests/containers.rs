@@ -500,3 +500,59 @@ async fn the_shop_runs_from_the_example_images() {
     assert_eq!(value, Some(serde_json::json!("red")));
     vdc.ok(&["down", "shop-oci"]);
 }
+
+/// A container gets its cgroup's limits (past its memory it is killed and
+/// restarted, and the event says why) and its exec probes run inside it.
+#[test]
+fn a_container_past_its_memory_is_killed_and_exec_probes_run_inside() {
+    root();
+    let vdc = Vdc::start();
+    build_image(vdc.dir.path());
+    let spec = write_spec(
+        &vdc,
+        "limits",
+        r#"app = "limits"
+[components.web]
+appliance = "container"
+image = "oci:images:web"
+args = ["-f", "-p", "${PORT}", "-h", "/srv/www"]
+inputs.http = { protocol = "tcp", health = { exec = ["cat", "/srv/www/index.html"] } }
+
+[components.hog]
+appliance = "container"
+image = "oci:images:web"
+command = ["sh", "-c", "sleep 0.5; x=$(yes 0123456789abcdef | head -c 200000000); echo survived"]
+resources = { cpu = 0.5, memory = "48MiB" }
+"#,
+    );
+    vdc.ok(&["up", "-d", spec.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = vdc.ok(&["events", "limits", "-o", "json", "--limit", "200"]);
+        let events: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let killed = events
+            .iter()
+            .find(|e| e["kind"] == "instance-exited" && e["instance"] == "limits/hog/0");
+        if let Some(killed) = killed {
+            assert!(
+                killed["reason"].as_str().unwrap().contains("out of memory"),
+                "{killed}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no OOM kill: {events:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The exec probe (cat inside the container) made web ready.
+    let web = vdc
+        .instances("limits")
+        .into_iter()
+        .find(|i| instance_name(i) == "limits/web/0")
+        .unwrap();
+    assert_eq!(web["state"], "ready", "{web}");
+    let log = vdc.ok(&["logs", "limits/hog"]);
+    assert!(!log.contains("survived"), "{log}");
+}

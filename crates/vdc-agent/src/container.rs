@@ -16,6 +16,22 @@ use vdc_spec::ComponentSpec;
 use crate::users::RunAs;
 use crate::{Inner, StartInstance};
 
+/// Where the nodes of a pool share the images they fetched: a node that
+/// cannot pull or import an image (no route to the registry, the file is
+/// not on this machine) takes it from there, and every node offers what it
+/// fetched. A cluster's object store.
+#[async_trait::async_trait]
+pub trait ImageShare: Send + Sync + std::fmt::Debug {
+    /// Makes `image` (its manifest, config and layers) available to the
+    /// other nodes.
+    async fn offer(&self, store: &Arc<Store>, image: &ImageRecord) -> Result<(), String>;
+    /// Whether some node offered the image `name`.
+    async fn has(&self, name: &str) -> bool;
+    /// Fetches the image `name` into `store`, verifying every blob; `None`
+    /// when no node offered it.
+    async fn fetch(&self, store: &Arc<Store>, name: &str) -> Result<Option<ImageRecord>, String>;
+}
+
 /// Docker's `PATH` for an image that sets none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -108,9 +124,23 @@ pub(crate) async fn ensure_image(
                     inner.update(&id, |r| r.status.message = Some(line));
                 }
             };
-            vdc_image::pull::pull(Arc::clone(&store), reference, &inner.config.pull, &progress)
-                .await
-                .map_err(|e| format!("cannot pull image {e}"))?
+            match vdc_image::pull::pull(
+                Arc::clone(&store),
+                reference,
+                &inner.config.pull,
+                &progress,
+            )
+            .await
+            {
+                Ok(record) => {
+                    offer(inner, &store, &record);
+                    record
+                }
+                // No registry within reach: another node may have it.
+                Err(e) => from_share(inner, &store, &name)
+                    .await
+                    .ok_or_else(|| format!("cannot pull image {e}"))?,
+            }
         }
         local => {
             inner.update(&id, |r| {
@@ -119,14 +149,58 @@ pub(crate) async fn ensure_image(
             let store = Arc::clone(&store);
             let local = local.clone();
             let name = name.clone();
-            tokio::task::spawn_blocking(move || vdc_image::layout::import(&store, &local, &name))
+            let imported = {
+                let (store, name) = (Arc::clone(&store), name.clone());
+                tokio::task::spawn_blocking(move || {
+                    vdc_image::layout::import(&store, &local, &name)
+                })
                 .await
                 .map_err(|e| e.to_string())?
-                .map_err(|e| format!("cannot import image: {e}"))?
+            };
+            match imported {
+                Ok(record) => {
+                    offer(inner, &store, &record);
+                    record
+                }
+                // The file is on another machine: its node may have offered it.
+                Err(e) => from_share(inner, &store, &name)
+                    .await
+                    .ok_or_else(|| format!("cannot import image: {e}"))?,
+            }
         }
     };
     inner.update(&id, |r| r.status.message = None);
     Ok((store, record))
+}
+
+/// Offers a fetched image to the other nodes, in the background: the
+/// instance need not wait for the upload.
+fn offer(inner: &Inner, store: &Arc<Store>, record: &ImageRecord) {
+    let Some(share) = inner.config.image_share.clone() else {
+        return;
+    };
+    let (store, record) = (Arc::clone(store), record.clone());
+    tokio::spawn(async move {
+        if let Err(e) = share.offer(&store, &record).await {
+            tracing::warn!(image = %record.name, "cannot offer the image to the other nodes: {e}");
+        }
+    });
+}
+
+/// The image `name` from the other nodes, when one offered it.
+async fn from_share(inner: &Inner, store: &Arc<Store>, name: &str) -> Option<ImageRecord> {
+    let share = inner.config.image_share.as_ref()?;
+    match share.fetch(store, name).await {
+        Ok(Some(record)) => {
+            tracing::info!(image = %name, "fetched from the pool's object store");
+            Some(record)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(image = %name, "cannot fetch the image from the pool: {e}");
+            None
+        }
+    }
 }
 
 fn mib(bytes: u64) -> String {

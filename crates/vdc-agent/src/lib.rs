@@ -11,7 +11,7 @@
 
 mod collect;
 mod confine;
-mod container;
+pub mod container;
 mod env;
 mod expose;
 mod probe;
@@ -35,6 +35,7 @@ use vdc_spec::{AppName, ComponentName, ComponentSpec, Protocol, TenantName, Term
 use vdc_store::InstanceRecord;
 
 pub use collect::Collected;
+pub use container::ImageShare;
 pub use users::{UidRange, INSTANCE_USER};
 pub use wiring::{ListenerBinding, WiringError};
 
@@ -60,6 +61,8 @@ pub struct AgentConfig {
     pub images: Option<Arc<vdc_image::Store>>,
     /// How images are pulled from registries.
     pub pull: vdc_image::pull::PullOptions,
+    /// Where the pool's nodes share images (a cluster's object store).
+    pub image_share: Option<Arc<dyn ImageShare>>,
 }
 
 /// How the node confines instances. Each runs under `init` in a sandbox
@@ -267,6 +270,11 @@ impl Agent {
     /// How the node pulls images.
     pub fn pull_options(&self) -> &vdc_image::pull::PullOptions {
         &self.inner.config.pull
+    }
+
+    /// Where the pool's nodes share images, in a cluster.
+    pub fn image_share(&self) -> Option<&Arc<dyn ImageShare>> {
+        self.inner.config.image_share.as_ref()
     }
 
     pub fn dataplane(&self) -> &DataPlane {

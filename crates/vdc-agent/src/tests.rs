@@ -100,6 +100,7 @@ fn harness() -> Harness {
             link_connections: None,
             images: None,
             pull: vdc_image::pull::PullOptions::default(),
+            image_share: None,
         },
         Arc::new(driver.clone()),
         DataPlane::new().expect("the data plane starts"),

@@ -210,6 +210,7 @@ async fn pull(
         Err(e) => return Err(ApiError::BadRequest(e.to_string())),
     };
     let options = control.agent().pull_options().clone();
+    let share = control.agent().image_share().cloned();
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
         let state = std::sync::Mutex::new(ImagePullProgress {
@@ -239,9 +240,16 @@ async fn pull(
             // A slow reader misses updates, never the end.
             let _ = progress_tx.try_send(SseEvent::default().event("progress").data(data));
         };
-        let outcome = vdc_image::pull::pull(store, &reference, &options, &progress).await;
+        let outcome =
+            vdc_image::pull::pull(Arc::clone(&store), &reference, &options, &progress).await;
         let event = match outcome {
             Ok(record) => {
+                // The other nodes of a cluster may take it from here.
+                if let Some(share) = &share {
+                    if let Err(e) = share.offer(&store, &record).await {
+                        tracing::warn!(image = %record.name, "cannot offer the image to the other nodes: {e}");
+                    }
+                }
                 let body = info(&record, &Default::default());
                 SseEvent::default()
                     .event("done")
@@ -281,7 +289,15 @@ async fn import(
         )));
     }
     let name = image.to_string();
-    let record = blocking(move || vdc_image::layout::import(&store, &image, &name)).await?;
+    let record = {
+        let store = Arc::clone(&store);
+        blocking(move || vdc_image::layout::import(&store, &image, &name)).await?
+    };
+    if let Some(share) = control.agent().image_share() {
+        if let Err(e) = share.offer(&store, &record).await {
+            tracing::warn!(image = %record.name, "cannot offer the image to the other nodes: {e}");
+        }
+    }
     Ok(Json(info(&record, &Default::default())))
 }
 

@@ -87,23 +87,40 @@ pub(crate) async fn admit(
         }
         match &image {
             vdc_image::ImageRef::Registry(reference) => {
-                vdc_image::pull::resolve(reference, agent.pull_options())
-                    .await
-                    .map_err(|e| match e {
+                if let Err(e) = vdc_image::pull::resolve(reference, agent.pull_options()).await {
+                    // Out of this node's reach, but another node shared it.
+                    if shared(control, &image.to_string()).await {
+                        continue;
+                    }
+                    return Err(match e {
                         vdc_image::ImageError::Registry { .. } => refuse(e.to_string()),
                         other => refuse(format!("{text}: {other}")),
-                    })?;
+                    });
+                }
             }
             local => {
                 let local = local.clone();
-                tokio::task::spawn_blocking(move || vdc_image::layout::check(&local))
+                let checked = tokio::task::spawn_blocking(move || vdc_image::layout::check(&local))
                     .await
-                    .map_err(|e| ApiError::Internal(e.to_string()))?
-                    .map_err(|e| refuse(format!("{text}: {e}")))?;
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                if let Err(e) = checked {
+                    if shared(control, &image.to_string()).await {
+                        continue;
+                    }
+                    return Err(refuse(format!("{text}: {e}")));
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Whether a node of the pool offered the image `name`.
+async fn shared(control: &ControlPlane, name: &str) -> bool {
+    match control.agent().image_share() {
+        Some(share) => share.has(name).await,
+        None => false,
+    }
 }
 
 /// The images instances of this node run from, each with those instances.
@@ -178,5 +195,152 @@ pub(crate) async fn gc_loop(control: ControlPlane) {
             Ok(_) => {}
             Err(e) => tracing::warn!("cannot collect unused images: {}", e.message()),
         }
+    }
+}
+
+/// Images shared through the cluster's JetStream object store: blobs as
+/// `image-blob.HEX`, and for each image name the digest of its manifest as
+/// `image-ref.HEX` (the sha256 of the name). The first node to fetch an
+/// image offers it; a node that cannot pull it (no route to the registry)
+/// or import it (the file is on another machine) takes it from there, each
+/// blob verified against its digest as a pull verifies it.
+#[derive(Clone)]
+pub(crate) struct ObjectShare {
+    pub objects: async_nats::jetstream::object_store::ObjectStore,
+}
+
+impl std::fmt::Debug for ObjectShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ObjectShare")
+    }
+}
+
+fn ref_key(name: &str) -> String {
+    use sha2::Digest as _;
+    format!("image-ref.{:x}", sha2::Sha256::digest(name.as_bytes()))
+}
+
+fn blob_key(digest: &str) -> String {
+    format!("image-blob.{}", digest.trim_start_matches("sha256:"))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedRef {
+    name: String,
+    manifest: String,
+}
+
+impl ObjectShare {
+    /// Copies the blob `digest` from the object store into `store` unless
+    /// it is there, verifying it.
+    async fn download(&self, store: &Arc<Store>, digest: &str) -> Result<(), String> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        use tokio::io::AsyncReadExt as _;
+        if store.blob(digest).is_some() {
+            return Ok(());
+        }
+        let mut object = self
+            .objects
+            .get(blob_key(digest).as_str())
+            .await
+            .map_err(|e| format!("blob {digest} is not in the object store: {e}"))?;
+        let mut staged = store.staged_file().map_err(|e| e.to_string())?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = object
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("cannot read blob {digest} from the object store: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            staged
+                .write_all(&buf[..n])
+                .map_err(|e| format!("cannot write blob {digest}: {e}"))?;
+        }
+        store
+            .commit_blob(digest, staged, hasher)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl vdc_agent::ImageShare for ObjectShare {
+    async fn offer(
+        &self,
+        store: &Arc<Store>,
+        image: &vdc_image::ImageRecord,
+    ) -> Result<(), String> {
+        let mut digests = vec![image.manifest.clone(), image.config.clone()];
+        digests.extend(image.layers.iter().cloned());
+        for digest in digests {
+            let key = blob_key(&digest);
+            if self.objects.info(key.as_str()).await.is_ok() {
+                continue;
+            }
+            let path = store
+                .blob(&digest)
+                .ok_or_else(|| format!("blob {digest} is not on this node"))?;
+            let mut file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            self.objects
+                .put(key.as_str(), &mut file)
+                .await
+                .map_err(|e| format!("cannot upload blob {digest}: {e}"))?;
+        }
+        let shared = serde_json::to_vec(&SharedRef {
+            name: image.name.clone(),
+            manifest: image.manifest.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+        self.objects
+            .put(ref_key(&image.name).as_str(), &mut shared.as_slice())
+            .await
+            .map_err(|e| format!("cannot record image {}: {e}", image.name))?;
+        Ok(())
+    }
+
+    async fn has(&self, name: &str) -> bool {
+        self.objects.info(ref_key(name).as_str()).await.is_ok()
+    }
+
+    async fn fetch(
+        &self,
+        store: &Arc<Store>,
+        name: &str,
+    ) -> Result<Option<vdc_image::ImageRecord>, String> {
+        if !self.has(name).await {
+            return Ok(None);
+        }
+        let bytes = crate::moves::fetch(&self.objects, &ref_key(name)).await?;
+        let shared: SharedRef = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("the object store's record of {name} is not valid: {e}"))?;
+        if shared.name != name {
+            return Ok(None);
+        }
+        self.download(store, &shared.manifest).await?;
+        let manifest = {
+            let (store, digest) = (Arc::clone(store), shared.manifest.clone());
+            tokio::task::spawn_blocking(move || store.manifest(&digest))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+        };
+        self.download(store, manifest.config().digest().as_ref())
+            .await?;
+        for layer in manifest.layers() {
+            self.download(store, layer.digest().as_ref()).await?;
+        }
+        let (store, name, digest) = (Arc::clone(store), name.to_owned(), shared.manifest);
+        tokio::task::spawn_blocking(move || store.register(&name, &digest))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 }

@@ -308,6 +308,12 @@ impl Server {
                 link_connections: Some(budget.dataplane / 8),
                 images: images::open(&data_dir),
                 pull: images::pull_options(&data_dir, &config),
+                image_share: cluster_node
+                    .as_ref()
+                    .and_then(|n| n.objects.clone())
+                    .map(|objects| {
+                        Arc::new(images::ObjectShare { objects }) as Arc<dyn vdc_agent::ImageShare>
+                    }),
             },
             driver,
             DataPlane::with_config(dataplane_config)?,

@@ -16,12 +16,26 @@ pub struct Registry {
     storage: PathBuf,
     /// `user:password` when it needs them.
     pub credentials: Option<String>,
+    /// A command the registry and pushes run under (`ip netns exec NS`).
+    prefix: Vec<String>,
 }
 
 impl Registry {
     /// Starts one that anyone may pull from and push to.
     pub fn start(dir: &Path) -> Registry {
         Self::start_with(dir, None)
+    }
+
+    /// Starts one in the network namespace `ns` (on its loopback, which
+    /// only that namespace reaches), pushes included.
+    pub fn start_in_netns(dir: &Path, ns: &str) -> Registry {
+        let prefix = vec![
+            "ip".to_owned(),
+            "netns".to_owned(),
+            "exec".to_owned(),
+            ns.to_owned(),
+        ];
+        Self::start_full(dir, None, prefix)
     }
 
     /// Starts one that needs `user` and `password` (basic auth over a
@@ -31,6 +45,10 @@ impl Registry {
     }
 
     fn start_with(dir: &Path, auth: Option<(&str, &str)>) -> Registry {
+        Self::start_full(dir, auth, Vec::new())
+    }
+
+    fn start_full(dir: &Path, auth: Option<(&str, &str)>, prefix: Vec<String>) -> Registry {
         let binary = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
             .into_iter()
             .map(Path::new)
@@ -60,7 +78,15 @@ impl Registry {
             )
             .unwrap();
             let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-            let mut child = Command::new(binary)
+            let mut command = match prefix.split_first() {
+                Some((first, rest)) => {
+                    let mut c = Command::new(first);
+                    c.args(rest).arg(binary);
+                    c
+                }
+                None => Command::new(binary),
+            };
+            let mut child = command
                 .arg("serve")
                 .arg(&config)
                 .stdout(Stdio::null())
@@ -72,7 +98,7 @@ impl Registry {
                 if let Ok(Some(_)) = child.try_wait() {
                     break false;
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if listening(&prefix, port) {
                     break true;
                 }
                 assert!(
@@ -88,6 +114,7 @@ impl Registry {
                     port,
                     storage,
                     credentials: auth.map(|(u, p)| format!("{u}:{p}")),
+                    prefix,
                 };
             }
         }
@@ -112,7 +139,14 @@ impl Registry {
     /// Pushes `source` (a skopeo source: `oci:DIR:TAG`, `oci-archive:FILE`)
     /// to `REGISTRY/repository`.
     pub fn push(&self, source: &str, repository: &str) {
-        let mut cmd = Command::new("skopeo");
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg("skopeo");
+                c
+            }
+            None => Command::new("skopeo"),
+        };
         cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
         if let Some(creds) = &self.credentials {
             cmd.arg("--dest-creds").arg(creds);
@@ -128,6 +162,25 @@ impl Registry {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Whether something listens on the loopback `port`, seen from the
+/// namespace the prefix runs commands in.
+fn listening(prefix: &[String], port: u16) -> bool {
+    if prefix.is_empty() {
+        return TcpStream::connect(("127.0.0.1", port)).is_ok();
+    }
+    Command::new(&prefix[0])
+        .args(&prefix[1..])
+        .args([
+            "python3",
+            "-c",
+            &format!("import socket; socket.create_connection(('127.0.0.1', {port}), 1)"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Drop for Registry {

@@ -1032,3 +1032,73 @@ volumes = {{ data = {{}} }}
         cluster.ok(&["down", &app, "--purge"]);
     }
 }
+
+impl Cluster {
+    /// Runs the CLI against the server on host `i`, as the admin.
+    fn ok_at(&self, i: usize, args: &[&str]) -> String {
+        let token = std::fs::read_to_string(self.data(1).join("admin.token")).unwrap_or_default();
+        let out = Command::new(BIN)
+            .arg("--addr")
+            .arg(self.api_of(i))
+            .args(args)
+            .env("VDC_TOKEN", token.trim())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "vdc {args:?} on h{i} failed: {}{}\n--- h{i} log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log(i)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Only h2 reaches the registry (it listens on h2's own loopback). h2
+/// pulls the image and offers it to the pool's object store; the app is
+/// accepted by h1 and runs on all three hosts, h1 and h3 taking the image
+/// from the object store.
+#[test]
+fn nodes_without_the_registry_run_an_image_another_node_pulled() {
+    assert!(nix::unistd::geteuid().is_root(), "run as root (CI does)");
+    let cluster = Cluster::start_with(2, NODE_TIMEOUT);
+    build_image(cluster.dir.path());
+    let registry = vdc_testkit::registry::Registry::start_in_netns(
+        &cluster.dir.path().join("registry"),
+        &cluster.hosts.ns(2),
+    );
+    registry.push(
+        &format!("oci:{}/images:web", cluster.dir.path().display()),
+        "shop/web:1",
+    );
+    let image = format!("{}/shop/web:1", registry.host());
+    cluster.ok_at(2, &["image", "pull", &image]);
+
+    let mut spec = String::from("app = \"air\"\n");
+    for i in 1..=3 {
+        spec.push_str(&format!(
+            "[components.web{i}]\nappliance = \"container\"\nimage = \"{image}\"\nargs = [\"-f\", \"-p\", \"${{PORT}}\", \"-h\", \"/srv/www\"]\ninputs.http = {{ protocol = \"tcp\" }}\nplacement = {{ labels = {{ host = \"h{i}\" }} }}\n"
+        ));
+    }
+    let file = cluster.dir.path().join("air.toml");
+    std::fs::write(&file, spec).unwrap();
+    cluster.ok(&["up", "-d", "--timeout", "60", file.to_str().unwrap()]);
+    let list = cluster.instances("air");
+    assert_eq!(list.len(), 3, "{list:#?}");
+    for i in &list {
+        assert_eq!(i["state"], "ready", "{i:#}");
+    }
+    let nodes: std::collections::BTreeSet<&str> =
+        list.iter().map(|i| i["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes.len(), 3, "one on each host: {nodes:?}");
+    for i in [1, 3] {
+        assert!(
+            cluster
+                .log(i)
+                .contains("fetched from the pool's object store"),
+            "h{i}:\n{}",
+            cluster.log(i)
+        );
+    }
+}

@@ -484,3 +484,73 @@ pub fn cgroup_cpu_seconds(pid: i32) -> f64 {
         .unwrap();
     ns as f64 / 1e9
 }
+
+// === images ===
+
+pub fn umoci(dir: &Path, args: &[&str]) {
+    let out = Command::new("umoci")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("umoci is not installed: run .ci/run (or apt-get install umoci)");
+    assert!(out.status.success(), "umoci {args:?}: {out:?}");
+}
+
+/// `DIR/images:web`, an OCI layout built with umoci: busybox (static) as
+/// /bin/*, a user `app` (1000), a page in /srv/www; it serves that
+/// directory with busybox httpd as `app`.
+pub fn build_image(dir: &Path) -> PathBuf {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "busybox is not installed: run .ci/run (or apt-get install busybox-static)"
+    );
+    umoci(dir, &["init", "--layout", "images"]);
+    umoci(dir, &["new", "--image", "images:web"]);
+    umoci(dir, &["unpack", "--image", "images:web", "bundle"]);
+    let root = dir.join("bundle/rootfs");
+    for d in ["bin", "etc", "srv/www", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let applets = [
+        "sh", "ls", "id", "cat", "echo", "sleep", "httpd", "touch", "mkdir", "wc", "grep",
+        "hostname",
+    ];
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/srv:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+    std::fs::write(root.join("srv/www/index.html"), "served from the image\n").unwrap();
+    nix::unistd::chown(&root.join("srv"), Some(1000.into()), Some(1000.into())).unwrap();
+    std::fs::set_permissions(
+        root.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    umoci(dir, &["repack", "--image", "images:web", "bundle"]);
+    umoci(
+        dir,
+        &[
+            "config",
+            "--image",
+            "images:web",
+            "--config.entrypoint",
+            "/bin/httpd",
+            "--config.cmd",
+            "-f",
+            "--config.user",
+            "app",
+            "--config.workingdir",
+            "/srv",
+            "--config.env",
+            "GREETING=from-image",
+        ],
+    );
+    dir.join("images")
+}

@@ -509,8 +509,13 @@ fn confinement(data_dir: &std::path::Path, uids: UidRange) -> Option<vdc_agent::
 /// Logs and emits an event each time this server starts leading.
 async fn announce_leadership(control: ControlPlane, me: String) {
     let mut rx = control.leader();
+    let mut announced = None;
     loop {
-        if let Some(term) = *rx.borrow_and_update() {
+        let term = *rx.borrow_and_update();
+        // The lease is renewed every few hundred milliseconds and each renewal
+        // wakes this watch: only a new term is news.
+        if let Some(term) = term.filter(|term| announced != Some(*term)) {
+            announced = Some(term);
             let text = format!("server {me} leads (term {term})");
             tracing::info!("{text}");
             control

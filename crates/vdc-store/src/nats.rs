@@ -317,38 +317,61 @@ impl Store for NatsStore {
     }
 
     /// The last write of every key under the bucket's prefix, read with one
-    /// consumer (last message per subject) until it has caught up.
+    /// consumer (last message per subject).
+    ///
+    /// The read ends when every subject the stream held before the consumer
+    /// was made has been delivered. The consumer's own "pending" count is not
+    /// trusted for that: servers of the 2.9 line sometimes never report 0 for
+    /// a wildcard filter while keys are written (the list then waited for its
+    /// timeout), and later ones can report 0 too early under concurrent writes.
     async fn list(&self, bucket: Bucket) -> Result<Vec<(String, Entry)>, StoreError> {
         let err =
             |e: Box<dyn std::error::Error + Send + Sync>| Self::backend("list", bucket, "*", e);
         let prefix = format!("{}.", bucket.as_str());
         let read = async {
+            let filter = format!("{}{prefix}*", self.kv.prefix);
+            let mut expected = std::collections::HashSet::new();
+            let mut subjects = self
+                .kv
+                .stream
+                .info_with_subjects(&filter)
+                .await
+                .map_err(|e| err(e.into()))?;
+            while let Some(subject) = subjects.next().await {
+                let (subject, _count) = subject.map_err(|e| err(e.into()))?;
+                expected.insert(subject);
+            }
+            if expected.is_empty() {
+                return Ok(Vec::new());
+            }
             let mut watch = self
                 .kv
                 .watch_with_history(format!("{prefix}*"))
                 .await
                 .map_err(|e| err(e.into()))?;
-            let mut out = Vec::new();
+            let mut out = std::collections::BTreeMap::new();
             while let Some(entry) = watch.next().await {
                 let entry = entry.map_err(|e| err(e.into()))?;
-                let caught_up = entry.delta == 0;
+                expected.remove(&format!("{}{}", self.kv.prefix, entry.key));
                 let encoded = entry.key.strip_prefix(&prefix).unwrap_or(&entry.key);
                 let key = decode_key(encoded).ok_or_else(|| {
                     err(format!("the bucket holds a key vdc did not write: {}", entry.key).into())
                 })?;
-                if let Some(e) = live(entry) {
-                    out.push((key, e));
-                }
-                if caught_up {
+                // Writes made after the consumer started arrive too, a key
+                // again: the later one wins.
+                match live(entry) {
+                    Some(e) => out.insert(key, e),
+                    None => out.remove(&key),
+                };
+                if expected.is_empty() {
                     break;
                 }
             }
-            Ok::<_, StoreError>(out)
+            Ok::<_, StoreError>(out.into_iter().collect::<Vec<_>>())
         };
-        let mut out = tokio::time::timeout(LIST_TIMEOUT, read)
+        let out = tokio::time::timeout(LIST_TIMEOUT, read)
             .await
             .map_err(|_| err("timed out".into()))??;
-        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 }

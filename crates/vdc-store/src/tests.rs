@@ -329,6 +329,44 @@ async fn nats_list_sees_every_live_key_of_its_bucket_only() {
     assert!(store.list(Bucket::Apps).await.unwrap().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_list_ends_while_keys_are_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let store = Arc::new(NatsStore::connect(&server.url(), "vdc-test").await.unwrap());
+    for i in 0..50 {
+        let key = format!("acme/shop/web/{i:09}");
+        store.put(Bucket::Instances, &key, vec![1]).await.unwrap();
+    }
+    // Status updates keep landing on the same keys, and new keys appear,
+    // as they do while instances start.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for round in 0u32.. {
+                for i in 0..50 {
+                    let key = format!("acme/shop/web/{i:09}");
+                    let _ = store.put(Bucket::Instances, &key, vec![2]).await;
+                }
+                let key = format!("acme/shop/db/{round:09}");
+                let _ = store.put(Bucket::Instances, &key, vec![3]).await;
+            }
+        })
+    };
+    for _ in 0..40 {
+        let started = std::time::Instant::now();
+        let listed = store.list(Bucket::Instances).await.unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "a list took {:?}",
+            started.elapsed()
+        );
+        let web = listed.iter().filter(|(k, _)| k.contains("/web/")).count();
+        assert_eq!(web, 50, "every key written before the list is in it");
+    }
+    writer.abort();
+}
+
 #[tokio::test]
 async fn changes_wake_on_any_watched_bucket_and_not_on_others() {
     let store: Arc<dyn Store> = Arc::new(MemStore::new());

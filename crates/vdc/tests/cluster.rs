@@ -1075,7 +1075,10 @@ fn nodes_without_the_registry_run_an_image_another_node_pulled() {
     let image = format!("{}/shop/web:1", registry.host());
     cluster.ok_at(2, &["image", "pull", &image]);
 
-    let mut spec = String::from("app = \"air\"\n");
+    // And one that keeps a log in its volume, for a move.
+    let mut spec = format!(
+        "app = \"air\"\n[components.mover]\nappliance = \"container\"\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", \"echo started >> /data/log; exec httpd -f -p $PORT -h /srv/www\"]\ninputs.http = {{ protocol = \"tcp\" }}\nvolumes.data = {{ mount = \"/data\" }}\n"
+    );
     for i in 1..=3 {
         spec.push_str(&format!(
             "[components.web{i}]\nappliance = \"container\"\nimage = \"{image}\"\nargs = [\"-f\", \"-p\", \"${{PORT}}\", \"-h\", \"/srv/www\"]\ninputs.http = {{ protocol = \"tcp\" }}\nplacement = {{ labels = {{ host = \"h{i}\" }} }}\n"
@@ -1085,13 +1088,40 @@ fn nodes_without_the_registry_run_an_image_another_node_pulled() {
     std::fs::write(&file, spec).unwrap();
     cluster.ok(&["up", "-d", "--timeout", "60", file.to_str().unwrap()]);
     let list = cluster.instances("air");
-    assert_eq!(list.len(), 3, "{list:#?}");
+    assert_eq!(list.len(), 4, "{list:#?}");
     for i in &list {
         assert_eq!(i["state"], "ready", "{i:#}");
     }
-    let nodes: std::collections::BTreeSet<&str> =
-        list.iter().map(|i| i["node"].as_str().unwrap()).collect();
+    let nodes: std::collections::BTreeSet<&str> = list
+        .iter()
+        .filter(|i| i["id"]["component"] != "mover")
+        .map(|i| i["node"].as_str().unwrap())
+        .collect();
     assert_eq!(nodes.len(), 3, "one on each host: {nodes:?}");
+
+    // The container with a volume moves, its data along.
+    let from = list
+        .iter()
+        .find(|i| i["id"]["component"] == "mover")
+        .and_then(|i| i["node"].as_str())
+        .unwrap()
+        .to_owned();
+    let to = if from == "h3" { "h1" } else { "h3" };
+    let started = Instant::now();
+    let out = cluster.ok(&["move", "air/mover/0", "--to", to]);
+    println!(
+        "container move {from} -> {to} in {:?}: {}",
+        started.elapsed(),
+        out.trim()
+    );
+    let moved = cluster
+        .data(to[1..].parse().unwrap())
+        .join("volumes/default/air/mover-0/data/log");
+    wait_for(
+        "the moved container to log again",
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&moved).is_ok_and(|l| l.lines().count() >= 2),
+    );
     for i in [1, 3] {
         assert!(
             cluster

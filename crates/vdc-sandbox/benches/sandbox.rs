@@ -5,7 +5,9 @@
 //! container: `true` of a busybox image, on the overlay of its layer with a
 //! fresh writable layer, against `runc run` of the same root filesystem
 //! in the same network namespace (and `crun run` where crun works: it
-//! refuses hybrid cgroup layouts).
+//! refuses hybrid cgroup layouts), and against `podman run --rm` of the same
+//! root imported as an image (what a Podman user types; Podman's default
+//! runtime, or runc where that one cannot run here).
 //!
 //! Run with `cargo bench -p vdc-sandbox` as root. Prints the median and the
 //! 90th percentile of each, its ratio to the plain start (and the
@@ -125,6 +127,8 @@ fn main() {
         })
         .collect();
 
+    let podman = podman_args(&image, &ns);
+
     let mut runs: Vec<(String, Vec<Duration>)> = [
         "run /bin/true",
         "in a network namespace",
@@ -137,6 +141,9 @@ fn main() {
     .collect();
     for (rt, _) in &runtimes {
         runs.push((format!("{rt} run of the same root"), Vec::new()));
+    }
+    if podman.is_some() {
+        runs.push(("podman run --rm of the same root".to_owned(), Vec::new()));
     }
     // Interleaved, so that a noisy moment hits every kind alike.
     for n in 0..SPAWNS {
@@ -161,6 +168,11 @@ fn main() {
                 .stdout(Stdio::null());
             runs[5 + i].1.push(time_run(cmd));
         }
+        if let Some(args) = &podman {
+            let mut cmd = Command::new("podman");
+            cmd.args(args).stdout(Stdio::null());
+            runs.last_mut().unwrap().1.push(time_run(cmd));
+        }
     }
     println!(
         "{:<44} {:>10} {:>10} {:>8} {:>6}",
@@ -180,8 +192,92 @@ fn main() {
             theirs.as_secs_f64() * 1e3
         );
     }
+    if podman.is_some() {
+        let theirs = vdc_testkit::bench::quantile(&runs.last().unwrap().1, 0.5);
+        println!(
+            "container start, vdc's init vs podman run: {:.2}x ({:.2} ms vs {:.2} ms, medians)",
+            ours.as_secs_f64() / theirs.as_secs_f64(),
+            ours.as_secs_f64() * 1e3,
+            theirs.as_secs_f64() * 1e3
+        );
+    }
     ns.remove().unwrap();
     dir.unmount().unwrap();
+}
+
+/// The arguments of a `podman run --rm` of `/bin/true` from `layer` imported
+/// as an image, as `app`, in the namespace `ns`; `None` (saying why) when
+/// Podman is not installed or cannot run a container here.
+fn podman_args(layer: &Path, ns: &Netns) -> Option<Vec<String>> {
+    const IMAGE: &str = "localhost/vdc-bench-busybox:latest";
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(layer)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let imported = Command::new("podman")
+        .args(["import", "-", IMAGE])
+        .stdin(tar.stdout?)
+        .output();
+    match imported {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            println!(
+                "podman left out: import: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Err(e) => {
+            println!("podman left out: {e}");
+            return None;
+        }
+    }
+    let run = |runtime: Option<&str>| {
+        let mut args: Vec<String> = runtime
+            .map(|r| vec!["--runtime".to_owned(), r.to_owned()])
+            .unwrap_or_default();
+        args.extend(
+            [
+                "run",
+                "--rm",
+                "--read-only",
+                "--user",
+                "1000:1000",
+                // Podman raises these limits by default; a host that does
+                // not give it CAP_SYS_RESOURCE refuses, lowering is allowed.
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ]
+            .map(str::to_owned),
+        );
+        args.push(format!("--network=ns:{}", ns.path().display()));
+        args.extend([IMAGE, "/bin/true"].map(str::to_owned));
+        args
+    };
+    let mut why = String::new();
+    for runtime in [None, Some("runc")] {
+        let args = run(runtime);
+        match Command::new("podman").args(&args).output() {
+            Ok(out) if out.status.success() => {
+                if let Some(r) = runtime {
+                    println!(
+                        "podman runs with --runtime {r} (its default: {})",
+                        why.trim()
+                    );
+                }
+                return Some(args);
+            }
+            Ok(out) => why = String::from_utf8_lossy(&out.stderr).into_owned(),
+            Err(e) => why = e.to_string(),
+        }
+    }
+    println!("podman left out: {}", why.trim());
+    None
 }
 
 /// An image's one layer: a static busybox as /bin/*, a user `app`.

@@ -373,7 +373,7 @@ fn a_registry_login_is_checked_kept_private_and_used() {
 }
 
 /// The shop example from images: examples/images/build.sh builds them
-/// from this machine's python3, examples/containers.toml runs them.
+/// from this machine's python3 and redis, examples/containers.toml runs them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shop_runs_from_the_example_images() {
     root();
@@ -431,6 +431,10 @@ async fn the_shop_runs_from_the_example_images() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(value, Some(serde_json::json!("red")));
+    // What redis itself says: it ran from its image and read its data back.
+    let log = vdc.ok(&["logs", "shop-oci/db/0"]);
+    assert!(log.contains("Ready to accept connections"), "{log}");
+    assert!(log.contains("DB loaded from append only file"), "{log}");
     vdc.ok(&["down", "shop-oci"]);
 }
 

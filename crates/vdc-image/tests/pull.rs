@@ -276,6 +276,73 @@ async fn a_registry_that_needs_credentials_gets_them() {
     assert_eq!(pulled.layers.len(), 2);
 }
 
+/// As Docker Hub, GHCR or Harbor: the registry takes only bearer tokens and
+/// names a token service, which gives one for the right credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_behind_a_token_service_gets_a_token_for_the_credentials() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    image(tmp.path());
+    let registry = Registry::start_with_token_auth(&tmp.path().join("registry"), "ci", "s3cret");
+    registry.push(
+        &format!("oci:{}/img:app", tmp.path().display()),
+        "private/app:1",
+    );
+    assert!(registry.tokens_issued() > 0, "skopeo pushed with a token");
+    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
+    let reference: Reference = format!("{}/private/app:1", registry.host())
+        .parse()
+        .unwrap();
+
+    let err = pull(
+        Arc::clone(&store),
+        &reference,
+        &PullOptions::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("credentials"), "{err}");
+    let mut wrong = Credentials::default();
+    wrong.insert(&registry.host(), "ci", "guess");
+    let options = PullOptions {
+        credentials: wrong,
+        ..PullOptions::default()
+    };
+    let err = pull(Arc::clone(&store), &reference, &options, &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("credentials"), "{err}");
+    assert!(store.list().unwrap().is_empty(), "nothing stored");
+
+    let before = registry.tokens_issued();
+    let mut right = Credentials::default();
+    right.insert(&registry.host(), "ci", "s3cret");
+    let options = PullOptions {
+        credentials: right,
+        ..PullOptions::default()
+    };
+    let pulled = pull(Arc::clone(&store), &reference, &options, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(pulled.layers.len(), 2);
+    assert!(
+        registry.tokens_issued() > before,
+        "the pull asked for a token"
+    );
+
+    // `vdc registry login` checks credentials the same way.
+    let login = |password: &'static str| {
+        let host = registry.host();
+        async move { vdc_image::pull::check_login(&host, "ci", password, &PullOptions::default()).await }
+    };
+    login("s3cret").await.unwrap();
+    let err = login("guess").await.unwrap_err().to_string();
+    assert!(err.contains("refused the credentials"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mirror_is_tried_first_and_the_registry_after_it() {
     require_root();

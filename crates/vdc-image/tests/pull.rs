@@ -215,43 +215,42 @@ async fn a_blob_that_does_not_match_its_digest_is_never_used() {
     assert_eq!(left, 0);
 }
 
+/// Pushes the test image to `registry` as `private/app:1` (with the
+/// registry's credentials) and checks that a pull without credentials and
+/// one with a wrong password are refused, saying so, and store nothing.
+async fn refused_without_the_right_credentials(
+    dir: &Path,
+    registry: &Registry,
+) -> (Arc<Store>, Reference) {
+    registry.push(&format!("oci:{}/img:app", dir.display()), "private/app:1");
+    let store = Arc::new(Store::open(dir.join("store")).unwrap());
+    let reference: Reference = format!("{}/private/app:1", registry.host())
+        .parse()
+        .unwrap();
+    let mut wrong = Credentials::default();
+    wrong.insert(&registry.host(), "ci", "guess");
+    for credentials in [Credentials::default(), wrong] {
+        let options = PullOptions {
+            credentials,
+            ..PullOptions::default()
+        };
+        let err = pull(Arc::clone(&store), &reference, &options, &|_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("credentials"), "{err}");
+    }
+    assert!(store.list().unwrap().is_empty(), "nothing stored");
+    (store, reference)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_needs_credentials_gets_them() {
     require_root();
     let tmp = tempfile::tempdir().unwrap();
     image(tmp.path());
     let registry = Registry::start_with_auth(&tmp.path().join("registry"), "ci", "s3cret");
-    registry.push(
-        &format!("oci:{}/img:app", tmp.path().display()),
-        "private/app:1",
-    );
-    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
-    let reference: Reference = format!("{}/private/app:1", registry.host())
-        .parse()
-        .unwrap();
-
-    let err = pull(
-        Arc::clone(&store),
-        &reference,
-        &PullOptions::default(),
-        &|_| {},
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("credentials"), "{err}");
-
-    let mut wrong = Credentials::default();
-    wrong.insert(&registry.host(), "ci", "guess");
-    let options = PullOptions {
-        credentials: wrong,
-        ..PullOptions::default()
-    };
-    let err = pull(Arc::clone(&store), &reference, &options, &|_| {})
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("credentials"), "{err}");
+    let (store, reference) = refused_without_the_right_credentials(tmp.path(), &registry).await;
 
     // From a Docker config file, as `docker login` leaves it.
     let config = tmp.path().join("config.json");
@@ -284,38 +283,8 @@ async fn a_registry_behind_a_token_service_gets_a_token_for_the_credentials() {
     let tmp = tempfile::tempdir().unwrap();
     image(tmp.path());
     let registry = Registry::start_with_token_auth(&tmp.path().join("registry"), "ci", "s3cret");
-    registry.push(
-        &format!("oci:{}/img:app", tmp.path().display()),
-        "private/app:1",
-    );
+    let (store, reference) = refused_without_the_right_credentials(tmp.path(), &registry).await;
     assert!(registry.tokens_issued() > 0, "skopeo pushed with a token");
-    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
-    let reference: Reference = format!("{}/private/app:1", registry.host())
-        .parse()
-        .unwrap();
-
-    let err = pull(
-        Arc::clone(&store),
-        &reference,
-        &PullOptions::default(),
-        &|_| {},
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("credentials"), "{err}");
-    let mut wrong = Credentials::default();
-    wrong.insert(&registry.host(), "ci", "guess");
-    let options = PullOptions {
-        credentials: wrong,
-        ..PullOptions::default()
-    };
-    let err = pull(Arc::clone(&store), &reference, &options, &|_| {})
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("credentials"), "{err}");
-    assert!(store.list().unwrap().is_empty(), "nothing stored");
 
     let before = registry.tokens_issued();
     let mut right = Credentials::default();

@@ -417,19 +417,7 @@ async fn the_shop_runs_from_the_example_images() {
             instance_name(i) == "shop-oci/db/0" && i["restarts"] == 1 && i["state"] == "ready"
         })
     });
-    let mut value = None;
-    for _ in 0..50 {
-        let r = client
-            .get(format!("{gateway}/items/apple"))
-            .send()
-            .await
-            .unwrap();
-        if r.status().is_success() {
-            value = Some(r.json::<serde_json::Value>().await.unwrap()["value"].clone());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let value = value_when_served(&client, &format!("{gateway}/items/apple")).await;
     assert_eq!(value, Some(serde_json::json!("red")));
     // What redis itself says: it ran from its image and read its data back.
     let log = vdc.ok(&["logs", "shop-oci/db/0"]);

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::Signal;
@@ -69,20 +68,7 @@ async fn nginx_and_redis_serve_through_the_gateway() {
             instance_name(i) == "stack/redis/0" && i["state"] == "ready" && i["restarts"] == 1
         })
     });
-    let mut value = None;
-    for _ in 0..50 {
-        let r = client
-            .get(format!("{gateway}/api/items/plum"))
-            .send()
-            .await
-            .unwrap();
-        if r.status().is_success() {
-            value = Some(r.json::<serde_json::Value>().await.unwrap()["value"].clone());
-            break;
-        }
-        // The API's pooled connection to redis died with it: one retry.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let value = value_when_served(&client, &format!("{gateway}/api/items/plum")).await;
     assert_eq!(value, Some(serde_json::json!("purple")));
 
     let pids = vdc.pids("stack");

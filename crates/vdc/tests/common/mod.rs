@@ -464,6 +464,20 @@ pub fn http() -> reqwest::Client {
 
 /// CPU time the cgroup of process `pid` has used, in seconds: the kernel's
 /// own count (cgroup v1 `cpuacct.usage`), whatever the processes inside.
+/// The `value` of the shop's JSON answer at `url`, asked up to 50 times
+/// 50 ms apart while it is not a success (after its database was killed,
+/// a web server's pooled connection to it died with it); `None` if never.
+pub async fn value_when_served(client: &reqwest::Client, url: &str) -> Option<Value> {
+    for _ in 0..50 {
+        let r = client.get(url).send().await.unwrap();
+        if r.status().is_success() {
+            return Some(r.json::<Value>().await.unwrap()["value"].clone());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    None
+}
+
 pub fn cgroup_cpu_seconds(pid: i32) -> f64 {
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let path = cgroup

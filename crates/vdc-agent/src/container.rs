@@ -227,6 +227,12 @@ pub(crate) async fn plan(
     }
     let wanted = component.user.as_deref().or(config.user.as_deref());
     let user = resolve_user(&lowers, wanted)?;
+    if user.uid == 0 && request.root_forbidden {
+        return Err(format!(
+            "image {} runs component `{}` as root (uid 0 as `{}`), and tenant `{}` may not run anything as root: give the component a `user` of the image, or ask the admin (vdc tenant run-as {} root)",
+            image.name, component.name, user.name, request.tenant, request.tenant
+        ));
+    }
     let mut env: Vec<(String, String)> = config
         .env
         .iter()

@@ -102,6 +102,9 @@ pub struct StartInstance {
     pub links: BTreeMap<TerminalName, (SocketAddr, Protocol)>,
     /// How the instance reaches the platform API, when it may.
     pub platform: Option<PlatformAccess>,
+    /// A container must not run as uid 0 (its app's tenant may not run
+    /// anything as root).
+    pub root_forbidden: bool,
 }
 
 /// The platform API as an instance sees it: an address and a token scoped to

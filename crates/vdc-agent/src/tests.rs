@@ -123,6 +123,7 @@ fn start_request(index: u32) -> StartInstance {
             ("127.0.0.1:4444".parse().unwrap(), Protocol::Http),
         )]),
         platform: None,
+        root_forbidden: false,
     }
 }
 

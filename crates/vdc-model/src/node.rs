@@ -250,6 +250,13 @@ pub struct AppRecord {
     /// by the component itself), per component; the spec's count otherwise.
     #[serde(default)]
     pub scale: BTreeMap<ComponentName, Scale>,
+    /// Set at submission by a tenant the admin did not allow `root`: a
+    /// container of the app whose user is uid 0 in its image (by the
+    /// image's choice or a name its `/etc/passwd` maps to 0) does not start.
+    /// Containers share the host's kernel and uids, so an image's root is
+    /// the node's.
+    #[serde(default)]
+    pub root_forbidden: bool,
 }
 
 /// A component's replica count as set after submission, and whether the
@@ -326,6 +333,7 @@ impl AppRecord {
             deleting: false,
             purge: false,
             scale,
+            root_forbidden: false,
         }
     }
 

@@ -237,7 +237,7 @@ async fn submit(
     let mut validated = vdc_spec::parse(&request.source, &request.file, &base_dir)
         .map_err(|d| ApiError::Invalid(d.0))?;
     crate::tenants::claim(&principal, &request.source, &mut validated.spec)?;
-    crate::tenants::admit_users(&control, &principal, &validated.spec).await?;
+    let root_forbidden = crate::tenants::admit_users(&control, &principal, &validated.spec).await?;
     let name = validated.spec.name.to_string();
     {
         let previous = control.store().app(&name).await?;
@@ -245,7 +245,7 @@ async fn submit(
             .as_ref()
             .filter(|(p, _)| p.spec.tenant == validated.spec.tenant)
             .map(|(p, _)| &p.spec);
-        crate::images::admit(&control, &validated.spec, previous).await?;
+        crate::images::admit(&control, &principal, &validated.spec, previous).await?;
     }
 
     // Compare-and-set so two concurrent submissions cannot both win.
@@ -265,7 +265,10 @@ async fn submit(
                     "app `{name}` is being taken down; submit it again once `vdc down` has finished"
                 )));
             }
-            if p.spec == validated.spec {
+            // The same file again changes nothing, unless what the tenant
+            // may run as changed since (a container held back as root
+            // starts once the admin allows it).
+            if p.spec == validated.spec && p.root_forbidden == root_forbidden {
                 return Ok((
                     StatusCode::OK,
                     Json(Submitted {
@@ -277,7 +280,7 @@ async fn submit(
                 ));
             }
         }
-        let record = AppRecord::submit(
+        let mut record = AppRecord::submit(
             validated.spec.clone(),
             request.file.clone(),
             request.source.clone(),
@@ -285,6 +288,22 @@ async fn submit(
             previous.as_ref().map(|(p, _)| p),
             &crate::auth::new_incarnation(),
         );
+        record.root_forbidden = root_forbidden;
+        if previous
+            .as_ref()
+            .is_some_and(|(p, _)| p.root_forbidden != root_forbidden)
+        {
+            // What the tenant may run as changed since: its containers
+            // start again under the new rule (one held back as root
+            // starts, one running as root stops if the leave was taken).
+            for (name, component) in &record.spec.components {
+                if component.appliance == vdc_spec::Appliance::Container {
+                    record
+                        .component_revisions
+                        .insert(name.clone(), record.revision);
+                }
+            }
+        }
         control.refresh_pool().await?;
         admit(&control, &apps, &record)?;
         crate::tenants::admit_quota(&control, &apps, &record).await?;

@@ -636,6 +636,7 @@ fn start_request(
         component,
         links,
         platform: None,
+        root_forbidden: app.root_forbidden,
     })
 }
 

@@ -53,8 +53,13 @@ pub(crate) fn pull_options(data_dir: &Path, config: &ServerConfig) -> PullOption
 /// node pulls the blobs when an instance needs them. Images this node has
 /// pass without asking (an air-gapped node runs what it was given), and
 /// so do components whose image did not change since the last revision.
+///
+/// Image files (`oci:`, `oci-archive:`) are paths of the node, read as
+/// root: only the admin may name them. A tenant's images come from a
+/// registry (or were imported by the admin under that registry name).
 pub(crate) async fn admit(
     control: &ControlPlane,
+    principal: &crate::auth::Principal,
     spec: &vdc_spec::AppSpec,
     previous: Option<&vdc_spec::AppSpec>,
 ) -> Result<(), ApiError> {
@@ -75,6 +80,12 @@ pub(crate) async fn admit(
         };
         let image =
             vdc_image::ImageRef::parse(text, Path::new("/")).map_err(|e| refuse(e.to_string()))?;
+        if !principal.is_admin() && !matches!(image, vdc_image::ImageRef::Registry(_)) {
+            return Err(ApiError::Conflict(format!(
+                "component `{}`: image {text} is a file of the node, which only the admin may name: push it to a registry (skopeo copy {text} docker://REGISTRY/REPO:TAG) and name that",
+                component.name
+            )));
+        }
         if let Some(store) = agent.images() {
             let (store, name) = (Arc::clone(store), image.to_string());
             let have = tokio::task::spawn_blocking(move || store.get(&name))

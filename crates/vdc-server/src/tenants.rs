@@ -422,25 +422,25 @@ pub(crate) fn claim(
 
 /// Admission of the users a spec's components run as: the admin may name
 /// any; a tenant only its own instances' users and those the admin allowed
-/// it (`root` included).
+/// it (`root` included). A container's user is one of its image's, not of
+/// the node, so only root needs leave there (the image's uids are the
+/// node's). Returns whether the app's containers must not run as root,
+/// which only the node that starts one can tell from its image.
 pub(crate) async fn admit_users(
     control: &ControlPlane,
     principal: &Principal,
     spec: &AppSpec,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     if principal.is_admin() {
-        return Ok(());
+        return Ok(false);
     }
     let asked: Vec<(&str, &str)> = spec
         .components
         .values()
-        // A container's user is one of its image's, not of the node.
-        .filter(|c| c.appliance != vdc_spec::Appliance::Container)
-        .filter_map(|c| Some((c.name.as_str(), c.user.as_deref()?)))
+        .filter_map(|c| Some((c, c.user.as_deref()?)))
+        .filter(|(c, user)| c.appliance != vdc_spec::Appliance::Container || names_root(user))
+        .map(|(c, user)| (c.name.as_str(), user))
         .collect();
-    if asked.is_empty() {
-        return Ok(());
-    }
     let tenant_name = spec.tenant.as_str();
     let allowed = control
         .store()
@@ -455,7 +455,13 @@ pub(crate) async fn admit_users(
             )));
         }
     }
-    Ok(())
+    Ok(!allowed.iter().any(|a| a == "root"))
+}
+
+/// Whether a container's `user` names uid 0 without looking at its image:
+/// `root`, `0`, or either with a group.
+fn names_root(user: &str) -> bool {
+    matches!(user.split(':').next(), Some("root" | "0"))
 }
 
 /// Admission against the tenant's quota: what the tenant's other apps

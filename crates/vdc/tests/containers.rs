@@ -372,6 +372,108 @@ fn a_registry_login_is_checked_kept_private_and_used() {
     assert!(!out.status.success(), "logged out: refused again");
 }
 
+/// A tenant's containers come from registries and run as their images'
+/// users: a file of the node is no image a tenant may name (the server would
+/// read it as root), and root (uid 0 is the node's) needs the admin's leave,
+/// named in the spec or chosen by the image.
+#[test]
+fn a_tenant_gets_neither_the_nodes_files_nor_its_root_through_an_image() {
+    root();
+    let vdc = Vdc::start();
+    build_image(vdc.dir.path());
+    // The same image, as root by its own config.
+    umoci(
+        vdc.dir.path(),
+        &[
+            "config",
+            "--image",
+            "images:web",
+            "--tag",
+            "rootly",
+            "--config.user",
+            "root",
+        ],
+    );
+    let registry = vdc_testkit::registry::Registry::start(&vdc.dir.path().join("registry"));
+    for (tag, repository) in [("web", "shop/web:1"), ("rootly", "shop/rootly:1")] {
+        registry.push(
+            &format!("oci:{}/images:{tag}", vdc.dir.path().display()),
+            repository,
+        );
+    }
+    let acme = vdc.create_tenant("acme", &[]);
+    let up = |name: &str, image: &str, extra: &str| {
+        let spec = write_spec(
+            &vdc,
+            name,
+            &format!(
+                r#"app = "{name}"
+[components.web]
+appliance = "container"
+image = "{image}"
+args = ["-f", "-p", "${{PORT}}", "-h", "/srv/www"]
+inputs.http = {{ protocol = "tcp" }}
+{extra}
+"#
+            ),
+        );
+        as_token(
+            &vdc,
+            &acme,
+            &["up", "-d", "--timeout", "5", spec.to_str().unwrap()],
+        )
+    };
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    // Files of the node: an image layout the admin could run, and any path.
+    let layout = format!("oci:{}/images:web", vdc.dir.path().display());
+    for image in [layout.as_str(), "oci:/etc", "oci-archive:/etc/shadow"] {
+        let out = up("files", image, "");
+        assert!(!out.status.success(), "{image}: {out:?}");
+        assert!(
+            stderr(&out).contains("a file of the node, which only the admin may name"),
+            "{image}: {}",
+            stderr(&out)
+        );
+    }
+    // Root named in the spec: refused at submission, as for a process.
+    let out = up(
+        "named",
+        &format!("{}/shop/web:1", registry.host()),
+        "user = \"0\"",
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("asks to run as `0`"),
+        "{}",
+        stderr(&out)
+    );
+    // Root chosen by the image: the node refuses to start it.
+    let rootly = format!("{}/shop/rootly:1", registry.host());
+    let out = up("rootly", &rootly, "");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("may not run anything as root"),
+        "{}",
+        stderr(&out)
+    );
+    for i in vdc.instances("rootly") {
+        assert!(
+            i["pid"].is_null() && i["state"] != "ready",
+            "nothing ran: {i:#}"
+        );
+    }
+    // The image's own user is fine.
+    let out = up("plain", &format!("{}/shop/web:1", registry.host()), "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // With the admin's leave, the same file starts the root image.
+    vdc.ok(&["tenant", "run-as", "acme", "root"]);
+    let out = up("rootly", &rootly, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list = vdc.instances("rootly");
+    assert_eq!(list[0]["state"], "ready", "{list:#?}");
+}
+
 /// The shop example from images: examples/images/build.sh builds them
 /// from this machine's python3 and redis, examples/containers.toml runs them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

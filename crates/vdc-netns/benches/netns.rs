@@ -44,9 +44,7 @@ fn main() {
     runtime.block_on(connects(&dir));
     create_and_remove(&dir);
 
-    for name in dir.names().unwrap() {
-        dir.remove(&name).unwrap();
-    }
+    dir.remove_all().unwrap();
     dir.unmount().unwrap();
 }
 

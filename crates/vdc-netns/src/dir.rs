@@ -71,6 +71,18 @@ impl NetnsDir {
         unpin(&self.file(name)?)
     }
 
+    /// Removes every namespace the directory holds (what a previous run
+    /// left, or a test's); the first failure is returned after trying all.
+    pub fn remove_all(&self) -> Result<(), NetnsError> {
+        let mut first = None;
+        for name in self.names()? {
+            if let Err(e) = self.remove(&name) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// The names of every file in the directory, sorted: the pinned
     /// namespaces, and any file a crash left between creating the mount
     /// point and pinning (which [`open_ns`](Self::open_ns) rejects and

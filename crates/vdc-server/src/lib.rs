@@ -492,9 +492,7 @@ fn confinement(data_dir: &std::path::Path, uids: UidRange) -> Option<vdc_agent::
         }
     };
     // Namespaces left by a previous run: their instances were reaped.
-    for name in dir.names().unwrap_or_default() {
-        let _ = dir.remove(&name);
-    }
+    let _ = dir.remove_all();
     tracing::info!(
         "instances are confined: each runs as its own user (uids {uids}) in its own namespaces, filesystem view and system-call filter"
     );

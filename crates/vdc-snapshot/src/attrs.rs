@@ -23,7 +23,7 @@ use nix::unistd::{fchownat, Gid, Uid};
 
 use crate::error::{IoContext, SnapshotError};
 use crate::model::{Attrs, Time, Xattr};
-use crate::util::hex;
+use crate::util::{hex, unhex};
 
 /// What applying attributes could not do for lack of privilege.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -129,16 +129,6 @@ fn libc_eperm() -> i32 {
 /// Errors that mean "this filesystem keeps no extended attributes".
 fn is_unsupported(e: &io::Error) -> bool {
     e.raw_os_error() == Some(Errno::ENOTSUP as i32)
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

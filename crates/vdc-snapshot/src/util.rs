@@ -24,18 +24,27 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Parses hex (either case, an even number of digits) into bytes.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    s.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| {
+            let hi = char::from(pair[0]).to_digit(16)?;
+            let lo = char::from(pair[1]).to_digit(16)?;
+            u8::try_from(hi * 16 + lo).ok()
+        })
+        .collect()
+}
+
 /// Parses 64 lowercase hex characters into 32 bytes.
 pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
     if !is_hash(s) {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
-        let hi = char::from(pair[0]).to_digit(16)?;
-        let lo = char::from(pair[1]).to_digit(16)?;
-        out[i] = u8::try_from(hi * 16 + lo).ok()?;
-    }
-    Some(out)
+    unhex(s)?.try_into().ok()
 }
 
 /// Hex sha256 of `bytes`.

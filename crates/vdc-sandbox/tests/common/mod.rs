@@ -54,9 +54,7 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        for name in self.dir.names().unwrap_or_default() {
-            let _ = self.dir.remove(&name);
-        }
+        let _ = self.dir.remove_all();
         if let Err(e) = self.dir.clone().unmount() {
             eprintln!("cannot unmount the test directory: {e}");
         }

@@ -45,6 +45,12 @@ async fn owner(
     app: &str,
     tenant: Option<&str>,
 ) -> Result<Owner, ApiError> {
+    let gone = || ApiError::NotFound(format!("no app named `{app}`, and no logs kept of one"));
+    // Both become directories of the node: anything but a name (`..`,
+    // a slash sent percent-encoded) would walk out of the caller's logs.
+    if !vdc_spec::is_valid_name(app) || tenant.is_some_and(|t| !vdc_spec::is_valid_name(t)) {
+        return Err(gone());
+    }
     match find_app(control, principal, app).await {
         Ok((record, _)) => {
             return Ok(Owner {
@@ -55,7 +61,6 @@ async fn owner(
         Err(ApiError::NotFound(_)) => {}
         Err(e) => return Err(e),
     }
-    let gone = || ApiError::NotFound(format!("no app named `{app}`, and no logs kept of one"));
     let candidates: Vec<String> = match (principal.tenant(), tenant) {
         (Some(mine), Some(asked)) if mine != asked => return Err(gone()),
         (Some(mine), _) => vec![mine.to_owned()],

@@ -388,3 +388,35 @@ async fn bad_input_to_every_endpoint_gets_a_clean_4xx_with_a_json_error() {
     // Nothing of that broke the server.
     assert_eq!(vdc.api_get("/v1/apps").await.status(), 200);
 }
+
+/// Names in a path are names: a tenant cannot walk out of its own logs
+/// with `..` (percent-encoded, as a client may send it) to list another
+/// tenant's instances or probe the node's directories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_walk_out_of_its_logs() {
+    let vdc = Vdc::start();
+    let acme = vdc.create_tenant("acme", &[]);
+    let blue = vdc.create_tenant("blue", &[]);
+    for (token, name) in [(&acme, "alpha"), (&blue, "beta")] {
+        let spec = app(&vdc, name, 1, free_port());
+        let out = as_token(&vdc, token, &["up", "-d", spec.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mine = vdc.api_get_as("/v1/logs/beta", &blue).await;
+    assert_eq!(mine.status(), 200);
+    let missing = vdc.api_get_as("/v1/logs/nothing", &blue).await;
+    assert_eq!(missing.status(), 404);
+    for path in [
+        "/v1/logs/..%2Facme%2Falpha",
+        "/v1/logs/..%2Facme%2Falpha/web/0",
+        "/v1/logs/beta?tenant=..%2Facme",
+        "/v1/logs/..%2F..%2F..%2F..%2F..%2F..%2F..%2Fetc",
+        "/v1/logs/..%2F..%2F..%2F..%2F..%2F..%2F..%2Fnothing-here",
+    ] {
+        let r = vdc.api_get_as(path, &blue).await;
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert!(status == 404 || status == 400, "{path}: {status} {body}");
+        assert!(!body.contains("alpha/web"), "{path}: {body}");
+    }
+}

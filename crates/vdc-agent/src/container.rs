@@ -308,29 +308,21 @@ fn argv(component: &ComponentSpec, config: &RunConfig) -> Vec<String> {
     entrypoint.into_iter().chain(cmd).collect()
 }
 
-/// A file of the container's root as its layers stack: the topmost layer
-/// that has the path decides (a whiteout there means it was deleted).
-fn layered(lowers: &[PathBuf], path: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::FileTypeExt;
-    let relative = path.trim_start_matches('/');
-    for lower in lowers {
-        let candidate = lower.join(relative);
-        match std::fs::symlink_metadata(&candidate) {
-            Ok(meta) if meta.file_type().is_char_device() && meta.len() == 0 => return None,
-            Ok(_) => return Some(candidate),
-            Err(_) => continue,
-        }
-    }
-    None
+/// How much of the image's `/etc/passwd` and `/etc/group` is read.
+const ACCOUNTS_LIMIT: u64 = 1 << 20;
+
+/// The text of one of the image's account files (empty when it has none).
+fn accounts(lowers: &[PathBuf], file: &str) -> String {
+    vdc_image::rootfs::read_to_string(lowers, file, ACCOUNTS_LIMIT).unwrap_or_default()
 }
 
 fn has_program(lowers: &[PathBuf], program: &str, path: &str) -> bool {
     if program.contains('/') {
-        return layered(lowers, program).is_some();
+        return vdc_image::rootfs::resolve(lowers, program).is_some();
     }
     path.split(':')
         .filter(|dir| dir.starts_with('/'))
-        .any(|dir| layered(lowers, &format!("{dir}/{program}")).is_some())
+        .any(|dir| vdc_image::rootfs::resolve(lowers, &format!("{dir}/{program}")).is_some())
 }
 
 /// The user to run as: `NAME`, `UID`, `NAME:GROUP` or `UID:GID`, names
@@ -344,13 +336,8 @@ fn resolve_user(lowers: &[PathBuf], wanted: Option<&str>) -> Result<RunAs, Strin
             name: "root".to_owned(),
         });
     };
-    let read = |file: &str| {
-        layered(lowers, file)
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default()
-    };
-    let passwd = read("/etc/passwd");
-    let group = read("/etc/group");
+    let passwd = accounts(lowers, "/etc/passwd");
+    let group = accounts(lowers, "/etc/group");
     let (user, group_part) = match wanted.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (wanted, None),
@@ -391,10 +378,7 @@ fn resolve_user(lowers: &[PathBuf], wanted: Option<&str>) -> Result<RunAs, Strin
 
 /// The user's home as the image's `/etc/passwd` says, else `/root` or `/`.
 fn home_of(lowers: &[PathBuf], user: &RunAs) -> String {
-    let passwd = layered(lowers, "/etc/passwd")
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
-    passwd
+    accounts(lowers, "/etc/passwd")
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 6 && f[2] == user.uid.to_string())

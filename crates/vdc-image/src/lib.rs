@@ -3,7 +3,7 @@
 //! ([`Store`]), imports from OCI image layouts and their archives
 //! ([`layout`]), and pulls from OCI distribution registries. A container's
 //! root filesystem is an overlay of its image's unpacked layers
-//! ([`Store::lower_dirs`]).
+//! ([`Store::lower_dirs`]), read before it is mounted with [`rootfs`].
 
 pub mod reference;
 pub use reference::{ImageRef, RefError, Reference};
@@ -14,6 +14,8 @@ mod error;
 pub mod layout;
 #[cfg(feature = "node")]
 pub mod pull;
+#[cfg(feature = "node")]
+pub mod rootfs;
 #[cfg(feature = "node")]
 pub mod store;
 #[cfg(feature = "node")]

@@ -431,17 +431,19 @@ impl Agent {
     }
 
     /// Deletes what an app left on this node, for `down --purge`: unmounts
-    /// its volumes' images, then removes its volumes, their images and its
-    /// logs, so a later app of the same name starts with nothing. Says
+    /// its volumes' images, then removes its volumes, their images, its
+    /// logs and what its containers' writable layers left, so a later app
+    /// of the same name starts with nothing. Says
     /// whether there was anything to delete.
     pub async fn purge(&self, tenant: &str, app: &str) -> Result<bool, String> {
         let dir = self.app_volumes_dir(tenant, app);
         let images = self.inner.app_dir("volume-images", tenant, app);
         let logs = self.inner.app_dir("logs", tenant, app);
+        let containers = self.inner.app_dir("containers", tenant, app);
         tokio::task::spawn_blocking(move || {
             volumes::unmount_under(&dir)?;
             let mut deleted = false;
-            for d in [&dir, &images, &logs] {
+            for d in [&dir, &images, &logs, &containers] {
                 match std::fs::remove_dir_all(d) {
                     Ok(()) => deleted = true,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

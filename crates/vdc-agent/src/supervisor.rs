@@ -210,6 +210,17 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
     if let Some(uid) = allocated {
         inner.uids.release(uid);
     }
+    if request.component.appliance == vdc_spec::Appliance::Container {
+        // A container's writable layer lives for one run: nothing of it
+        // is kept once the instance is gone (its volumes are).
+        let dir = inner.container_dir(request.tenant.as_str(), &id);
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
+        if let Ok(Err(e)) = removed {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(instance = %id, "cannot delete the container's writable layer: {e}");
+            }
+        }
+    }
     inner.remove(&id);
 }
 

@@ -525,7 +525,20 @@ async fn the_shop_runs_from_the_example_images() {
     let log = vdc.ok(&["logs", "shop-oci/db/0"]);
     assert!(log.contains("Ready to accept connections"), "{log}");
     assert!(log.contains("DB loaded from append only file"), "{log}");
+    let layers = vdc.data_dir().join("containers/default/shop-oci");
+    assert_eq!(
+        std::fs::read_dir(&layers).unwrap().count(),
+        4,
+        "a writable layer each"
+    );
     vdc.ok(&["down", "shop-oci"]);
+    let left: Vec<_> = std::fs::read_dir(&layers)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "writable layers outlived their instances: {left:?}"
+    );
 }
 
 /// A container gets its cgroup's limits (past its memory it is killed and

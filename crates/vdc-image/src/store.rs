@@ -394,9 +394,14 @@ impl Store {
             .map(|d| Ok(self.dir.join("layers").join(hex_of(d)?)))
             .collect::<Result<Vec<_>, ImageError>>()?;
         crate::unpack::unpack(file, &unpacked, &lowers)?;
-        fs::rename(&unpacked, &dest)
-            .map_err(|e| ImageError::io(format!("move layer {digest} into place"), e))?;
-        Ok(())
+        match fs::rename(&unpacked, &dest) {
+            Ok(()) => Ok(()),
+            // Another registration (an image sharing this layer, pulled at
+            // the same time) unpacked it first: the same digest, the same
+            // files.
+            Err(_) if dest.is_dir() => Ok(()),
+            Err(e) => Err(ImageError::io(format!("move layer {digest} into place"), e)),
+        }
     }
 
     // === the index of images ===

@@ -96,9 +96,12 @@ pub(crate) async fn supervise(inner: Arc<Inner>, request: StartInstance, stop: C
         },
         None => None,
     };
-    // A confined instance without a user of the spec's gets a uid of its
-    // own for as long as it is supervised, the same across its restarts.
-    let allocated = match confine.filter(|_| request.component.user.is_none()) {
+    // A confined process without a user of the spec's gets a uid of its
+    // own for as long as it is supervised, the same across its restarts (a
+    // container runs as a user of its image).
+    let own_uid = request.component.user.is_none()
+        && request.component.appliance != vdc_spec::Appliance::Container;
+    let allocated = match confine.filter(|_| own_uid) {
         Some(_) => {
             let owner = request.component.volumes.keys().find_map(|volume| {
                 crate::users::owner(&inner.volume_path(

@@ -13,6 +13,7 @@ use vdc_image::pull::Progress;
 use vdc_image::{ImageRecord, ImageRef, RunConfig, Store};
 use vdc_spec::ComponentSpec;
 
+use crate::confine::DEFAULT_PATH;
 use crate::users::RunAs;
 use crate::{Inner, StartInstance};
 
@@ -31,9 +32,6 @@ pub trait ImageShare: Send + Sync + std::fmt::Debug {
     /// when no node offered it.
     async fn fetch(&self, store: &Arc<Store>, name: &str) -> Result<Option<ImageRecord>, String>;
 }
-
-/// Docker's `PATH` for an image that sets none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A container ready for its sandbox.
 #[derive(Debug)]
@@ -70,7 +68,7 @@ pub(crate) async fn ensure_image(
     let image = ImageRef::parse(text, Path::new("/")).map_err(|e| e.to_string())?;
     let name = image.to_string();
     let lock = {
-        let mut fetching = inner.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fetching = crate::lock(&inner.fetching);
         Arc::clone(fetching.entry(name.clone()).or_default())
     };
     let _one_at_a_time = lock.lock().await;
@@ -94,7 +92,7 @@ pub(crate) async fn ensure_image(
             let progress = |p: Progress| {
                 let line = match p {
                     Progress::Resolved { blobs, .. } => {
-                        let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut t = crate::lock(&totals);
                         for (digest, size) in blobs {
                             t.insert(digest, (0, size));
                         }
@@ -105,13 +103,13 @@ pub(crate) async fn ensure_image(
                         done,
                         total,
                     } => {
-                        let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut t = crate::lock(&totals);
                         t.insert(digest, (done, total));
                         let (done, total) = t
                             .values()
                             .fold((0, 0), |(d, s), (done, total)| (d + done, s + total));
                         // A line per tenth: `vdc up` prints each.
-                        let mut at = last.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut at = crate::lock(&last);
                         let tenth = (done * 10).checked_div(total).unwrap_or(0);
                         (tenth != *at || done == total).then(|| {
                             *at = tenth;

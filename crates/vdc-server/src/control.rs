@@ -167,18 +167,34 @@ impl ControlPlane {
         }
     }
 
-    /// The tenant owning `app`, as of the last pass.
     /// The incarnation of the app of that name, as last read from the
     /// store; `None` when there is no such app.
     pub(crate) fn incarnation_of(&self, app: &str) -> Option<String> {
         lock(&self.inner.incarnations).get(app).cloned()
     }
 
+    /// The tenant owning `app`, as of the last pass; `default` for an app
+    /// the pass has not seen (for what only shows or counts). Where it
+    /// decides a path on disk, [`owner_of`](Self::owner_of).
     pub fn tenant_of(&self, app: &str) -> String {
         lock(&self.inner.tenants)
             .get(app)
             .cloned()
             .unwrap_or_else(|| "default".to_owned())
+    }
+
+    /// The tenant owning `app`: as of the last pass, else as the store
+    /// says now (an app submitted since); an error for an app that is not
+    /// there, never a guess, as it decides where volumes are.
+    pub(crate) async fn owner_of(&self, app: &str) -> Result<String, String> {
+        if let Some(tenant) = lock(&self.inner.tenants).get(app) {
+            return Ok(tenant.clone());
+        }
+        match self.inner.store.app(app).await {
+            Ok(Some((record, _))) => Ok(record.spec.tenant.to_string()),
+            Ok(None) => Err(format!("no app named `{app}`")),
+            Err(e) => Err(format!("cannot read app `{app}`: {e}")),
+        }
     }
 
     pub(crate) fn instance_key(&self) -> &crate::auth::InstanceKey {

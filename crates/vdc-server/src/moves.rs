@@ -338,7 +338,7 @@ async fn step(
             Ok(Some(record))
         }
         MovePhase::Requested => {
-            let tenant = control.tenant_of(id.app.as_str());
+            let tenant = control.owner_of(id.app.as_str()).await?;
             let taken = crate::snapshots::take(control, &tenant, &id, None, "move")
                 .await
                 .map_err(|e| format!("cannot snapshot {id} on {}: {}", record.from, e.message()))?;
@@ -442,7 +442,7 @@ async fn switch(control: &ControlPlane, id: &InstanceId, to: &NodeId) -> Result<
 /// store reads them in place (no freeze, no staging copy), and chunks it
 /// already has from the first pass are only hashed.
 async fn capture_stopped(control: &ControlPlane, id: &InstanceId) -> Result<String, String> {
-    let tenant = control.tenant_of(id.app.as_str());
+    let tenant = control.owner_of(id.app.as_str()).await?;
     let volumes = control.agent().volumes_dir(&tenant, id);
     let meta = SnapshotMeta {
         tenant,
@@ -477,7 +477,7 @@ async fn restore(
     base: Option<String>,
     id: &InstanceId,
 ) -> Result<(), String> {
-    let tenant = control.tenant_of(id.app.as_str());
+    let tenant = control.owner_of(id.app.as_str()).await?;
     let volumes = control.agent().volumes_dir(&tenant, id);
     control
         .agent()

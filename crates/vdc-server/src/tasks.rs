@@ -125,7 +125,10 @@ async fn execute(
     match request {
         TaskRequest::Snapshot { instance, name } => {
             let id = parse(instance)?;
-            let tenant = control.tenant_of(id.app.as_str());
+            let tenant = control
+                .owner_of(id.app.as_str())
+                .await
+                .map_err(ApiError::NotFound)?;
             let taken =
                 crate::snapshots::take(control, &tenant, &id, name.clone(), "manual").await?;
             json(serde_json::to_value(taken))
@@ -137,7 +140,10 @@ async fn execute(
         } => {
             let id = parse(instance)?;
             let manifest = crate::snapshots::find_any(control, snapshot).await?;
-            let tenant = control.tenant_of(id.app.as_str());
+            let tenant = control
+                .owner_of(id.app.as_str())
+                .await
+                .map_err(ApiError::NotFound)?;
             let restored = crate::snapshots::restore_into(
                 control,
                 &manifest,

@@ -263,7 +263,14 @@ async fn launch(
         let (store, image) = crate::container::ensure_image(inner, request).await?;
         let dir = inner.container_dir(request.tenant.as_str(), id);
         let plan = crate::container::plan(&store, &image, request, &dir).await?;
-        let _ = store.touch(&image.name);
+        // When it was last used, for the collector: the index is rewritten
+        // and synced, on a blocking thread and off the start's path.
+        let (touched, name) = (Arc::clone(&store), image.name.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = touched.touch(&name) {
+                tracing::warn!(image = %name, "cannot record the image's use: {e}");
+            }
+        });
         Some(plan)
     } else {
         None

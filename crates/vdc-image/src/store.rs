@@ -325,8 +325,10 @@ impl Store {
         Ok((removed, self.collect_garbage()?))
     }
 
-    /// Deletes blobs and layers that no image has.
-    fn collect_garbage(&self) -> Result<u64, ImageError> {
+    /// Deletes blobs and layers that no image has (but those stored within
+    /// the grace period, which a pull or import may be about to register);
+    /// returns the bytes freed.
+    pub fn collect_garbage(&self) -> Result<u64, ImageError> {
         let _guard = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let images = self.load()?;
         let mut wanted = BTreeSet::new();

@@ -346,8 +346,7 @@ async fn remove(
     let record = blocking(move || {
         let record = store.remove(&name)?;
         // Its blobs go now unless another image has them.
-        let keep = store.list()?.into_iter().map(|r| r.name).collect();
-        store.prune(&keep, 0)?;
+        store.collect_garbage()?;
         Ok(record)
     })
     .await?;

@@ -346,6 +346,7 @@ impl Agent {
             return;
         }
         let status = InstanceStatus {
+            image: None,
             id: request.id.clone(),
             node: self.inner.config.node.id.clone(),
             state: InstanceState::Pending,

@@ -263,6 +263,9 @@ async fn launch(
         let (store, image) = crate::container::ensure_image(inner, request).await?;
         let dir = inner.container_dir(request.tenant.as_str(), id);
         let plan = crate::container::plan(&store, &image, request, &dir).await?;
+        // What it runs from, so the image is not collected under it while
+        // its app already names another.
+        inner.update(id, |r| r.status.image = Some(image.name.clone()));
         // When it was last used, for the collector: the index is rewritten
         // and synced, on a blocking thread and off the start's path.
         let (touched, name) = (Arc::clone(&store), image.name.clone());

@@ -284,4 +284,7 @@ pub struct InstanceStatus {
     /// Why the instance is in its state, when it is not obvious (a failing
     /// health check, a start error).
     pub message: Option<String>,
+    /// The image a container runs from, as the node's store names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }

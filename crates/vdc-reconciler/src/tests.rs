@@ -93,6 +93,7 @@ fn node(id: &str, cpu: u64) -> NodeInfo {
 
 fn running(id: &str, state: InstanceState, revision: u64) -> InstanceStatus {
     InstanceStatus {
+        image: None,
         id: id.parse().unwrap(),
         node: NodeId("n1".into()),
         state,

@@ -728,6 +728,7 @@ impl ControlPlane {
 /// An instance assigned to a node that has not reported it yet.
 fn pending(id: InstanceId, a: &Assignment) -> InstanceStatus {
     InstanceStatus {
+        image: None,
         id,
         node: a.node.clone(),
         state: InstanceState::Pending,

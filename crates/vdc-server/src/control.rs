@@ -713,6 +713,7 @@ mod event_tests {
 
     fn status(state: InstanceState, restarts: u32, last_exit: Option<ExitInfo>) -> InstanceStatus {
         InstanceStatus {
+            image: None,
             id: "shop/web/0".parse().unwrap(),
             node: vdc_model::NodeId("n1".into()),
             state,

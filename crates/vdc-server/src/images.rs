@@ -134,23 +134,26 @@ async fn shared(control: &ControlPlane, name: &str) -> bool {
     }
 }
 
-/// The images instances of this node run from, each with those instances.
+/// The images instances of this node run from, each with those instances:
+/// the one each started from, and the one its app names now (which it is
+/// about to need when it is replaced or still pulling).
 pub(crate) async fn in_use(
     control: &ControlPlane,
 ) -> Result<std::collections::BTreeMap<String, Vec<String>>, ApiError> {
     let apps = control.store().apps().await?;
     let mut used = std::collections::BTreeMap::<String, Vec<String>>::new();
     for status in control.agent().instances() {
-        let image = apps
+        let named = apps
             .iter()
             .find(|a| a.spec.name == status.id.app)
             .and_then(|a| a.spec.components.get(&status.id.component))
             .and_then(|c| c.image.as_deref())
-            .and_then(|text| vdc_image::ImageRef::parse(text, Path::new("/")).ok());
-        if let Some(image) = image {
-            used.entry(image.to_string())
-                .or_default()
-                .push(status.id.to_string());
+            .and_then(|text| vdc_image::ImageRef::parse(text, Path::new("/")).ok())
+            .map(|image| image.to_string());
+        let images: std::collections::BTreeSet<String> =
+            status.image.clone().into_iter().chain(named).collect();
+        for image in images {
+            used.entry(image).or_default().push(status.id.to_string());
         }
     }
     Ok(used)

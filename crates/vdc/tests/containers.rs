@@ -280,7 +280,7 @@ fn images_are_pulled_imported_listed_kept_while_used_and_pruned() {
         &vdc,
         "held",
         &format!(
-            "app = \"held\"\n[components.web]\nappliance = \"container\"\nimage = \"{reference}\"\nargs = [\"-f\", \"-p\", \"${{PORT}}\"]\ninputs.http = {{ protocol = \"tcp\" }}\n"
+            "app = \"held\"\n[components.web]\nappliance = \"container\"\nimage = \"{reference}\"\ncommand = [\"sh\", \"-c\", \"trap '' TERM; exec httpd -f -p $PORT\"]\nstop_grace = \"8s\"\ninputs.http = {{ protocol = \"tcp\" }}\n"
         ),
     );
     vdc.ok(&["up", "-d", spec.to_str().unwrap()]);
@@ -314,6 +314,29 @@ fn images_are_pulled_imported_listed_kept_while_used_and_pruned() {
         "json",
     ]);
     assert!(back.contains(list[0]["digest"].as_str().unwrap()), "{back}");
+
+    // A rollout to another image: the instance still stopping (it ignores
+    // SIGTERM for its grace period) runs from the first, which stays in
+    // use though the app names the other now.
+    let rollout = write_spec(
+        &vdc,
+        "held",
+        &format!(
+            "app = \"held\"\n[components.web]\nappliance = \"container\"\nimage = \"oci-archive:{}:v1\"\ncommand = [\"/bin/nothing\"]\ninputs.http = {{ protocol = \"tcp\" }}\n",
+            archive.display()
+        ),
+    );
+    let out = vdc.run(&["up", "-d", "--timeout", "2", rollout.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let old: Vec<serde_json::Value> = vdc
+        .instances("held")
+        .into_iter()
+        .filter(|i| i["image"] == serde_json::json!(reference))
+        .collect();
+    assert_eq!(old.len(), 1, "the old one is still there: {old:#?}");
+    assert_eq!(old[0]["state"], "stopping", "{old:#?}");
+    let out = vdc.run(&["image", "rm", &reference]);
+    assert!(!out.status.success(), "removed under a running instance");
 
     vdc.ok(&["down", "held"]);
     vdc.ok(&["image", "rm", &reference]);

@@ -326,6 +326,7 @@ mod tests {
             listeners: vec![],
             instances: (0..instances)
                 .map(|i| InstanceStatus {
+                    image: None,
                     id: format!("shop/web/{i}").parse().unwrap(),
                     node: NodeId("n1".into()),
                     state: InstanceState::Ready,
